@@ -1,0 +1,1 @@
+"""warmstart: AWS Lambda's invocation model on your own machine."""

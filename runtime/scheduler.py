@@ -1,0 +1,83 @@
+"""Selects the scheduler core: the Cython build when it loaded, else the pure-Python twin.
+
+``WARMSTART_NO_EXTENSIONS=1`` forces the pure core; so does any interpreter other than CPython.
+Both stay importable under fixed names (``SchedulerPy`` always, ``SchedulerC`` when built) so
+tests and benchmarks can hold them side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from ._scheduler_py import (
+    BUSY,
+    COLD_START,
+    DISPATCH,
+    EVICT,
+    IDLE,
+    KILL,
+    QUEUE,
+    R_ACCOUNT,
+    R_GENERATION,
+    R_INIT_FAILED,
+    R_INIT_TIMEOUT,
+    R_KEEPALIVE,
+    R_MAX_USES,
+    R_MEMORY,
+    R_NONE,
+    R_REMOVED,
+    R_RESERVED,
+    R_TIMEOUT,
+    R_WAIT_TIMEOUT,
+    SPILL,
+    STARTING,
+    STOP,
+    THROTTLE,
+    Action,
+    SchedulerPy,
+)
+
+NO_EXTENSIONS = bool(os.environ.get("WARMSTART_NO_EXTENSIONS")) or (
+    platform.python_implementation() != "CPython"
+)
+
+SchedulerC: type[SchedulerPy] | None
+try:
+    from ._scheduler_c import SchedulerC
+except ImportError:
+    SchedulerC = None
+
+Scheduler: type[SchedulerPy] = SchedulerPy if NO_EXTENSIONS or SchedulerC is None else SchedulerC
+COMPILED = Scheduler is not SchedulerPy
+
+__all__ = [
+    "BUSY",
+    "COLD_START",
+    "COMPILED",
+    "DISPATCH",
+    "EVICT",
+    "IDLE",
+    "KILL",
+    "QUEUE",
+    "R_ACCOUNT",
+    "R_GENERATION",
+    "R_INIT_FAILED",
+    "R_INIT_TIMEOUT",
+    "R_KEEPALIVE",
+    "R_MAX_USES",
+    "R_MEMORY",
+    "R_NONE",
+    "R_REMOVED",
+    "R_RESERVED",
+    "R_TIMEOUT",
+    "R_WAIT_TIMEOUT",
+    "SPILL",
+    "STARTING",
+    "STOP",
+    "THROTTLE",
+    "Action",
+    "Scheduler",
+    "SchedulerC",
+    "SchedulerPy",
+]
