@@ -1,1 +1,51 @@
-"""warmstart: AWS Lambda's invocation model on your own machine."""
+"""warmstart: AWS Lambda's invocation model on your own machine.
+
+    from runtime import Engine, FunctionConfig, run
+
+    async def main():
+        async with Engine() as engine:
+            await engine.register(FunctionConfig(name="echo", handler="app.handler", code="examples/echo"))
+            result = await engine.invoke("echo", {"x": 1})
+
+    run(main())   # uvloop when installed
+"""
+
+from .blocking import BlockingEngine
+from .config import FunctionConfig, PoolConfig
+from .engine import Engine, EnvStatus
+from .errors import (
+    InvalidParameterValueException,
+    InvalidRequestContentException,
+    InvalidZipFileException,
+    RequestTooLargeException,
+    ResourceConflictException,
+    ResourceNotFoundException,
+    ServiceException,
+    TooManyRequestsException,
+    WarmstartError,
+)
+from .loop import run
+from .result import InvokeResult, Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockingEngine",
+    "Engine",
+    "EnvStatus",
+    "FunctionConfig",
+    "InvalidParameterValueException",
+    "InvalidRequestContentException",
+    "InvalidZipFileException",
+    "InvokeResult",
+    "PoolConfig",
+    "Report",
+    "RequestTooLargeException",
+    "ResourceConflictException",
+    "ResourceNotFoundException",
+    "ServiceException",
+    "TooManyRequestsException",
+    "WarmstartError",
+    "__version__",
+    "run",
+]

@@ -407,6 +407,10 @@ class SchedulerPy:
         waiting = sum(1 for req in fn.waiting if req in self._waiting)
         return fn.n_starting, len(fn.idle), fn.n_busy, waiting
 
+    def env_function(self, env_id: int) -> str:
+        """The name of the function ``env_id`` belongs to."""
+        return self._envs[env_id].fn.name
+
     def generation(self, name: str) -> int:
         return self._functions[name].generation
 
@@ -445,6 +449,15 @@ class SchedulerPy:
                 self._unidle(env)
                 self._start(env, req, now, out)
                 return True
+            # No start slot for the dead one on top: a warm one below serves now (a dispatch
+            # starts nothing, so the cold-start cap must not make req wait).
+            for i in range(len(fn.idle) - 2, -1, -1):
+                env = fn.idle[i]
+                if env.alive:
+                    del fn.idle[i]
+                    self._unidle(env)
+                    self._run(env, req, now, out)
+                    return True
             return False
         if self.starting >= self.cold_start_cap or not self._fits(fn, out):
             return False

@@ -1,0 +1,223 @@
+"""The worker wire format: length-prefixed binary frames on a unix socket.
+
+This module is the single definition of the format.  It is stdlib-only because the agent
+imports it inside any image that has a Python 3.9+, and the engine imports the same file.
+
+A frame is a fixed header followed by ``nfields`` byte fields, each a little-endian u32 length
+and that many raw bytes::
+
+    magic "WS" | kind u8 | nfields u8 | flags u8 | pad 3 | body length u32 | a u64 | b u64
+    [len u32 | bytes] * nfields
+
+``a`` and ``b`` are two numbers whose meaning depends on the kind (a deadline, a duration, a
+pid, a peak RSS).  Payloads travel as the caller's JSON bytes, untouched.
+
+    kind        fields                              a               b
+    INIT        config JSON                         -               -
+    INIT_OK     init log                            init ns         peak RSS KiB
+    INIT_ERROR  error JSON, init log                init ns         -
+    INVOKE      request id, payload, context JSON   deadline ms     -
+    RESULT      request id, payload, log            duration ns     peak RSS KiB
+    ERROR       request id, error JSON, log         duration ns     peak RSS KiB
+    FORK        environment JSON (+ one fd)         environment id  -
+    FORKED      -                                   environment id  pid
+    EXITED      -                                   pid             wait status
+
+Every decoder bounds a length before trusting it: a bad magic, an unknown kind, the wrong
+number of fields, an oversized body or a field running past the body is a ``ProtocolError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Callable
+
+MAGIC = b"WS"
+HEADER = struct.Struct("<2sBBB3xIQQ")
+FIELD = struct.Struct("<I")
+HEADER_SIZE = HEADER.size
+
+INIT = 1
+INIT_OK = 2
+INIT_ERROR = 3
+INVOKE = 4
+RESULT = 5
+ERROR = 6
+FORK = 7
+FORKED = 8
+EXITED = 9
+
+FATAL = 1  # flag: the worker exits right after this frame
+
+#: fields each kind carries
+FIELD_COUNTS = {
+    INIT: 1,
+    INIT_OK: 1,
+    INIT_ERROR: 2,
+    INVOKE: 3,
+    RESULT: 3,
+    ERROR: 3,
+    FORK: 1,
+    FORKED: 0,
+    EXITED: 0,
+}
+KIND_NAMES = {
+    INIT: "INIT",
+    INIT_OK: "INIT_OK",
+    INIT_ERROR: "INIT_ERROR",
+    INVOKE: "INVOKE",
+    RESULT: "RESULT",
+    ERROR: "ERROR",
+    FORK: "FORK",
+    FORKED: "FORKED",
+    EXITED: "EXITED",
+}
+
+#: 6 MB payload, 1 MB of log and slack for the rest; nothing legitimate is larger
+MAX_BODY = 8 * 1024 * 1024
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be trusted: the connection it came from must be closed."""
+
+
+class Frame:
+    """One decoded frame.  ``fields`` are bytes (memoryview-free: safe to keep)."""
+
+    __slots__ = ("a", "b", "fields", "flags", "kind")
+
+    def __init__(self, kind: int, fields: list[bytes], a: int = 0, b: int = 0, flags: int = 0):
+        self.kind = kind
+        self.fields = fields
+        self.a = a
+        self.b = b
+        self.flags = flags
+
+    def __repr__(self) -> str:
+        sizes = ",".join(str(len(f)) for f in self.fields)
+        name = KIND_NAMES.get(self.kind, str(self.kind))
+        return f"<Frame {name} a={self.a} b={self.b} flags={self.flags} fields=[{sizes}]>"
+
+
+def encode(kind: int, fields: tuple[bytes, ...] | list[bytes], a: int = 0, b: int = 0, flags: int = 0) -> bytes:
+    """Encode one frame.  Raises ProtocolError for a body over MAX_BODY."""
+    parts = [b""]
+    size = 0
+    pack = FIELD.pack
+    for field in fields:
+        parts.append(pack(len(field)))
+        parts.append(field)
+        size += 4 + len(field)
+    if size > MAX_BODY:
+        raise ProtocolError(f"frame body of {size} bytes exceeds {MAX_BODY}")
+    parts[0] = HEADER.pack(MAGIC, kind, len(fields), flags, size, a, b)
+    return b"".join(parts)
+
+
+def parse_header(header: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int, int]:
+    """Validate a header; returns (kind, nfields, flags, body length, a, b)."""
+    magic, kind, nfields, flags, size, a, b = HEADER.unpack_from(header)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {bytes(magic)!r}")
+    expected = FIELD_COUNTS.get(kind)
+    if expected is None:
+        raise ProtocolError(f"unknown frame kind {kind}")
+    if nfields != expected:
+        raise ProtocolError(f"{KIND_NAMES[kind]} frame with {nfields} fields, expected {expected}")
+    if size > MAX_BODY:
+        raise ProtocolError(f"frame body of {size} bytes exceeds {MAX_BODY}")
+    return kind, nfields, flags, size, a, b
+
+
+def parse_fields(body: bytes | bytearray | memoryview, nfields: int) -> list[bytes]:
+    """Split a body into exactly ``nfields`` fields that fill it exactly."""
+    fields = []
+    pos = 0
+    end = len(body)
+    unpack = FIELD.unpack_from
+    for _ in range(nfields):
+        if pos + 4 > end:
+            raise ProtocolError("truncated field length")
+        (length,) = unpack(body, pos)
+        pos += 4
+        if length > end - pos:
+            raise ProtocolError(f"field of {length} bytes runs past the frame body")
+        fields.append(bytes(body[pos : pos + length]))
+        pos += length
+    if pos != end:
+        raise ProtocolError(f"{end - pos} stray bytes after the last field")
+    return fields
+
+
+def decode(data: bytes | bytearray | memoryview) -> Frame:
+    """Decode exactly one whole frame (as a seqpacket message carries it)."""
+    if len(data) < HEADER_SIZE:
+        raise ProtocolError(f"short frame: {len(data)} bytes")
+    kind, nfields, flags, size, a, b = parse_header(data)
+    if len(data) != HEADER_SIZE + size:
+        raise ProtocolError(f"frame of {len(data)} bytes, header says {HEADER_SIZE + size}")
+    return Frame(kind, parse_fields(memoryview(data)[HEADER_SIZE:], nfields), a, b, flags)
+
+
+class Decoder:
+    """Incremental decoder for a byte stream: feed() what arrives, get whole frames back."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        buf = self._buf
+        if buf:
+            buf += data
+            view: bytes | bytearray = buf
+        else:
+            view = data
+        frames = []
+        pos = 0
+        end = len(view)
+        while end - pos >= HEADER_SIZE:
+            kind, nfields, flags, size, a, b = parse_header(memoryview(view)[pos : pos + HEADER_SIZE])
+            stop = pos + HEADER_SIZE + size
+            if stop > end:
+                break
+            fields = parse_fields(memoryview(view)[pos + HEADER_SIZE : stop], nfields)
+            frames.append(Frame(kind, fields, a, b, flags))
+            pos = stop
+        if pos == end:
+            buf.clear()
+        elif buf:
+            del buf[:pos]
+        else:
+            buf += view[pos:]
+        return frames
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held back."""
+        return len(self._buf)
+
+
+def read_exactly(read: Callable[[int], bytes], size: int) -> bytes:
+    """Blocking read of ``size`` bytes; raises EOFError when the peer closed first."""
+    data = read(size)
+    if len(data) == size:
+        return data
+    chunks = [data]
+    remaining = size - len(data)
+    while remaining:
+        chunk = read(remaining)
+        if not chunk:
+            raise EOFError(f"connection closed with {remaining} of {size} bytes unread")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(read: Callable[[int], bytes]) -> Frame:
+    """Blocking read of one frame from a stream (the agent side)."""
+    header = read_exactly(read, HEADER_SIZE)
+    kind, nfields, flags, size, a, b = parse_header(header)
+    body = read_exactly(read, size) if size else b""
+    return Frame(kind, parse_fields(body, nfields), a, b, flags)

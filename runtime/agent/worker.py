@@ -1,0 +1,456 @@
+"""The agent's runtime: initialize a function, serve invocations, fork warm workers.
+
+Two modes, both started by the engine with one inherited socket:
+
+* ``worker``: an INIT frame names the handler; the agent imports it (Lambda's init phase),
+  answers INIT_OK or INIT_ERROR, then serves INVOKE frames one at a time until the socket
+  closes.
+* ``template``: the same init, then the process waits for FORK frames on a seqpacket socket.
+  Each FORK carries a fresh socket; a forked child becomes a worker that is already
+  initialized, so a cold start costs a fork and a handshake, not an interpreter and an import.
+  The template reaps its children and reports each exit status (EXITED), since the engine
+  is not their parent.
+
+Everything the handler writes to stdout and stderr goes to a per-environment log file; after
+each invocation the agent reads what was written, sends it with the result and truncates the
+file, so the output of concurrent invocations (in different workers) never mixes.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import logging
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from . import protocol as P
+
+try:
+    import orjson
+
+    _loads: Callable[[bytes], Any] = orjson.loads
+    _ORJSON_OPTS = (
+        orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_NON_STR_KEYS
+    )
+
+    def _fast_dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj, option=_ORJSON_OPTS)
+
+except ImportError:  # pragma: no cover - exercised in images without orjson
+    _loads = json.loads
+    _fast_dumps = None  # type: ignore[assignment]
+
+RESPONSE_LIMIT = 6291556  # Lambda's synchronous response limit, in bytes
+INIT_LOG_CAP = 64 * 1024
+ORIGIN = time.perf_counter_ns
+
+
+class _LambdaEncoder(json.JSONEncoder):
+    """Lambda's Python runtime encodes Decimal as a number and nothing else beyond json."""
+
+    def default(self, o: Any) -> Any:
+        import decimal
+
+        if isinstance(o, decimal.Decimal):
+            return int(o) if o == o.to_integral_value() else float(o)
+        return super().default(o)
+
+
+def marshal(result: Any) -> bytes:
+    """JSON-encode a handler's result the way Lambda's runtime accepts it."""
+    if _fast_dumps is not None:
+        try:
+            return _fast_dumps(result)
+        except TypeError:
+            pass  # let json name the offending type, as Lambda's message does
+    return json.dumps(result, cls=_LambdaEncoder, separators=(",", ":")).encode()
+
+
+def error_body(error_type: str, message: str, request_id: str = "", stack: list[str] | None = None) -> bytes:
+    body: dict[str, Any] = {"errorMessage": message, "errorType": error_type}
+    if request_id:
+        body["requestId"] = request_id
+    body["stackTrace"] = stack or []
+    return json.dumps(body).encode()
+
+
+def exception_body(exc: BaseException, request_id: str = "", skip: int = 1) -> bytes:
+    """Lambda's error document for an exception: message, type, formatted frames."""
+    frames = traceback.extract_tb(exc.__traceback__)[skip:]
+    return error_body(type(exc).__name__, str(exc), request_id, traceback.format_list(frames))
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, data: dict[str, Any] | None) -> None:
+        data = data or {}
+        self.cognito_identity_id = data.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = data.get("cognitoIdentityPoolId")
+
+
+class Client:
+    __slots__ = ("app_package_name", "app_title", "app_version_code", "app_version_name", "installation_id")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.installation_id = data.get("installation_id")
+        self.app_title = data.get("app_title")
+        self.app_version_name = data.get("app_version_name")
+        self.app_version_code = data.get("app_version_code")
+        self.app_package_name = data.get("app_package_name")
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        client = data.get("client")
+        self.client = Client(client) if client else None
+        self.custom = data.get("custom")
+        self.env = data.get("env")
+
+
+class LambdaContext:
+    """The context object of Lambda's Python runtime."""
+
+    __slots__ = (
+        "_deadline_ms",
+        "aws_request_id",
+        "client_context",
+        "function_name",
+        "function_version",
+        "identity",
+        "invoked_function_arn",
+        "log_group_name",
+        "log_stream_name",
+        "memory_limit_in_mb",
+    )
+
+    def __init__(self, cfg: dict[str, Any], request_id: str, deadline_ms: int, extra: bytes) -> None:
+        self.aws_request_id = request_id
+        self.function_name = cfg["function_name"]
+        self.function_version = cfg["function_version"]
+        self.invoked_function_arn = cfg["invoked_function_arn"]
+        self.memory_limit_in_mb = str(cfg["memory_mb"])
+        self.log_group_name = cfg["log_group_name"]
+        self.log_stream_name = cfg["log_stream_name"]
+        self._deadline_ms = deadline_ms
+        data = json.loads(extra) if extra else {}
+        self.identity = CognitoIdentity(data.get("identity"))
+        client_context = data.get("client_context")
+        self.client_context = ClientContext(client_context) if client_context else None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+    def __repr__(self) -> str:
+        return (
+            f"LambdaContext([aws_request_id={self.aws_request_id},log_group_name={self.log_group_name},"
+            f"log_stream_name={self.log_stream_name},function_name={self.function_name},"
+            f"memory_limit_in_mb={self.memory_limit_in_mb},function_version={self.function_version},"
+            f"invoked_function_arn={self.invoked_function_arn}])"
+        )
+
+
+class _RequestIdFilter(logging.Filter):
+    def __init__(self, agent: Agent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = self.agent.request_id
+        return True
+
+
+def _install_logging(agent: Agent) -> None:
+    """Lambda's root-logger handler: level, UTC time, request id, message."""
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.addFilter(_RequestIdFilter(agent))
+    logging.getLogger().addHandler(handler)
+
+
+class InitError(Exception):
+    def __init__(self, body: bytes) -> None:
+        super().__init__(body)
+        self.body = body
+
+
+def load_handler(spec: str) -> Callable[[Any, Any], Any]:
+    """Import ``module.function`` (or ``path/module.function``) as Lambda's runtime does."""
+    try:
+        modname, fname = spec.rsplit(".", 1)
+    except ValueError:
+        raise InitError(
+            error_body("Runtime.MalformedHandlerName", f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)")
+        ) from None
+    modname = modname.replace("/", ".")
+    try:
+        module = importlib.import_module(modname)
+    except ImportError as exc:
+        raise InitError(error_body("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")) from None
+    except SyntaxError as exc:
+        raise InitError(
+            error_body(
+                "Runtime.UserCodeSyntaxError",
+                f"Syntax error in module '{modname}': {exc}",
+                stack=traceback.format_exception_only(type(exc), exc),
+            )
+        ) from None
+    except Exception as exc:
+        raise InitError(exception_body(exc, skip=0)) from None
+    handler = getattr(module, fname, None)
+    if handler is None:
+        raise InitError(error_body("Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"))
+    return handler  # type: ignore[no-any-return]
+
+
+class Agent:
+    """One process's state: its configuration, handler and log file."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.handler: Callable[[Any, Any], Any] | None = None
+        self.request_id = ""
+        self.log_cap = int(cfg.get("log_cap", 1024 * 1024))
+        self._log_read = -1
+
+    # -- init ------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Environment, working directory, output capture and logging, before the import."""
+        cfg = self.cfg
+        os.environ.update(cfg["environ"])
+        root = cfg["task_root"]
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        os.chdir(root)
+        self.capture(cfg["log_path"])
+        _install_logging(self)
+
+    def capture(self, path: str) -> None:
+        """Point fds 1 and 2 (and sys.stdout/err) at ``path``, truncated."""
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        if self._log_read >= 0:
+            os.close(self._log_read)
+        self._log_read = os.open(path, os.O_RDONLY)
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None and hasattr(stream, "reconfigure"):
+                stream.reconfigure(line_buffering=True)
+
+    def take_log(self, cap: int) -> bytes:
+        """What the function wrote since the last call (its last ``cap`` bytes), then reset."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        size = os.fstat(1).st_size
+        if not size:
+            return b""
+        start = max(0, size - cap)
+        data = os.pread(self._log_read, size - start, start)
+        os.ftruncate(1, 0)
+        if start:
+            data = b"[... %d bytes of log dropped ...]\n" % start + data
+        return data
+
+    def init(self) -> tuple[int, bytes, bytes | None]:
+        """Import the handler: (duration ns, init log, error body or None)."""
+        t0 = ORIGIN()
+        error = None
+        try:
+            self.handler = load_handler(self.cfg["handler"])
+        except InitError as exc:
+            error = exc.body
+        return ORIGIN() - t0, self.take_log(INIT_LOG_CAP), error
+
+    def become_worker(self, env: dict[str, Any]) -> None:
+        """Per-environment settings, applied in a forked child or a spawned worker."""
+        os.environ.update(env["environ"])
+        self.cfg["log_stream_name"] = env["environ"].get("AWS_LAMBDA_LOG_STREAM_NAME", self.cfg["log_stream_name"])
+        if "tempfile" in sys.modules:
+            sys.modules["tempfile"].tempdir = None
+        self.capture(env["log_path"])
+        limit = env.get("memory_limit_bytes")
+        if limit:
+            with open("/proc/self/statm", "rb") as f:
+                vsize = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            limit = max(int(limit), vsize + 32 * 1024 * 1024)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    # -- invocations -----------------------------------------------------------------------
+
+    def serve(self, sock: socket.socket) -> None:
+        """Serve INVOKE frames until the engine closes the socket."""
+        reader = sock.makefile("rb", buffering=1 << 16)
+        read = reader.read
+        send = sock.sendall
+        while True:
+            try:
+                frame = P.read_frame(read)
+            except EOFError:
+                return
+            if frame.kind != P.INVOKE:
+                raise P.ProtocolError(f"worker expected INVOKE, got {P.KIND_NAMES[frame.kind]}")
+            reply, fatal = self.invoke(frame)
+            send(reply)
+            if fatal:
+                os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+
+    def invoke(self, frame: P.Frame) -> tuple[bytes, bool]:
+        """Run one invocation; returns the reply frame and whether the worker must die."""
+        rid_b, payload, extra = frame.fields
+        rid = self.request_id = rid_b.decode()
+        kind = P.RESULT
+        flags = 0
+        t0 = ORIGIN()
+        try:
+            result = self.handler(_loads(payload), LambdaContext(self.cfg, rid, frame.a, extra))  # type: ignore[misc]
+            try:
+                body = marshal(result)
+            except (TypeError, ValueError) as exc:
+                kind, body = P.ERROR, error_body("Runtime.MarshalError", f"Unable to marshal response: {exc}", rid)
+        except MemoryError:
+            kind, flags = P.ERROR, P.FATAL
+            body = error_body("Runtime.OutOfMemory", f"RequestId: {rid} Error: Runtime exited with error: signal: killed")
+        except Exception as exc:
+            kind, body = P.ERROR, exception_body(exc, rid)
+        duration = ORIGIN() - t0
+        if len(body) > RESPONSE_LIMIT:
+            kind, body = P.ERROR, error_body(
+                "Function.ResponseSizeTooLarge",
+                f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
+                rid,
+            )
+        log = self.take_log(self.log_cap)
+        self.request_id = ""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return P.encode(kind, (rid_b, body, log), duration, peak, flags), bool(flags)
+
+    # -- template --------------------------------------------------------------------------
+
+    def serve_template(self, ctrl: socket.socket) -> None:
+        """Fork a worker per FORK frame; report the exit of every child."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(wake_w)
+        gc.freeze()  # keep the collector from touching (and so copying) the template's objects
+        while True:
+            readable, _, _ = select.select([ctrl, wake_r], [], [])
+            if wake_r in readable:
+                while True:
+                    try:
+                        if not os.read(wake_r, 512):
+                            break
+                    except BlockingIOError:
+                        break
+                self._reap(ctrl)
+            if ctrl in readable:
+                msg, fds, _, _ = socket.recv_fds(ctrl, P.MAX_BODY, 1)
+                if not msg:
+                    return
+                frame = P.decode(msg)
+                if frame.kind != P.FORK or len(fds) != 1:
+                    raise P.ProtocolError(f"template expected FORK with one fd, got {frame!r}")
+                self._fork(ctrl, frame, fds[0], (wake_r, wake_w))
+
+    def _fork(self, ctrl: socket.socket, frame: P.Frame, fd: int, wake: tuple[int, int]) -> None:
+        env = json.loads(frame.fields[0])
+        pid = os.fork()
+        if pid:
+            os.close(fd)
+            ctrl.send(P.encode(P.FORKED, (), frame.a, pid))
+            return
+        code = 0
+        try:
+            _die_with_parent()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for wfd in wake:
+                os.close(wfd)
+            ctrl.close()
+            sock = socket.socket(fileno=fd)
+            self.become_worker(env)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            sock.sendall(P.encode(P.INIT_OK, (b"",), 0, peak))
+            self.serve(sock)
+        except BaseException:
+            traceback.print_exc()
+            code = 70
+        finally:
+            os._exit(code)
+
+    def _reap(self, ctrl: socket.socket) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not pid:
+                return
+            ctrl.send(P.encode(P.EXITED, (), pid, status))
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill us when the process that started us dies (Linux only)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    """``__main__.py --fd N --mode worker|template [--engine-pid P]``."""
+    args = dict(zip(argv[::2], argv[1::2]))
+    fd = int(args["--fd"])
+    mode = args.get("--mode", "worker")
+    _die_with_parent()
+    kind = socket.SOCK_SEQPACKET if mode == "template" else socket.SOCK_STREAM
+    sock = socket.socket(socket.AF_UNIX, kind, fileno=fd)
+    if mode == "template":
+        frame = P.decode(sock.recv(P.MAX_BODY))
+    else:
+        frame = P.read_frame(sock.makefile("rb", buffering=0).read)
+    if frame.kind != P.INIT:
+        raise P.ProtocolError(f"expected INIT, got {frame!r}")
+    agent = Agent(json.loads(frame.fields[0]))
+    agent.setup()
+    took, log, error = agent.init()
+    if error is not None:
+        sock.send(P.encode(P.INIT_ERROR, (error, log), took))
+        return 1
+    if mode == "template":
+        sock.send(P.encode(P.INIT_OK, (log,), took, 0))
+        agent.serve_template(sock)
+        return 0
+    agent.become_worker(agent.cfg["env"])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sock.sendall(P.encode(P.INIT_OK, (log,), took, peak))
+    agent.serve(sock)
+    return 0

@@ -1,0 +1,191 @@
+"""Function and pool configuration, validated where it is made.
+
+Range errors name the field and the allowed range, as Lambda's InvalidParameterValueException
+does.  A ``timeout_s`` over 900 is accepted and marks a batch function (DESIGN.md section 5).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Literal
+
+import msgspec
+
+from .errors import InvalidParameterValueException
+
+LAMBDA_MAX_TIMEOUT_S = 900
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+HANDLER_RE = re.compile(r"^[^\s]+$")
+ENV_KEY_RE = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
+ENV_MAX_BYTES = 4096
+#: keys Lambda sets itself and refuses to let a function override
+RESERVED_ENV_KEYS = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
+def _range(field: str, value: Any, low: float, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParameterValueException(f"{field}: expected a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f"{low}-{high}" if high is not None else f">= {low}"
+        raise InvalidParameterValueException(f"{field}: {value} is outside the allowed range {allowed}")
+
+
+class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A function: its code, handler, limits and pool settings (DESIGN.md section 2)."""
+
+    name: str
+    handler: str
+    code: str
+    #: a Python interpreter for the process backend; defaults to the engine's own
+    runtime: str | None = None
+    memory_mb: int = 128
+    timeout_s: float = 3
+    environment: dict[str, str] = msgspec.field(default_factory=dict)
+    ephemeral_storage_mb: int = 512
+    reserved_concurrency: int | None = None
+    provisioned_concurrency: int = 0
+    keepalive_s: float = 300.0
+    max_uses: int | None = None
+    backend: Literal["process", "container"] = "process"
+    start: Literal["fork", "spawn"] = "fork"
+    #: the container image of the container backend
+    image: str | None = None
+    #: resubmit an invocation that hit its timeout as a batch job, once
+    spill_on_timeout: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
+            raise InvalidParameterValueException(
+                f"name: {self.name!r} must be 1-64 letters, digits, hyphens or underscores"
+            )
+        if not isinstance(self.handler, str) or not HANDLER_RE.match(self.handler) or len(self.handler) > 128:
+            raise InvalidParameterValueException(
+                f"handler: {self.handler!r} must be 'module.function' (at most 128 characters, no spaces)"
+            )
+        if not isinstance(self.code, (str, os.PathLike)) or not str(self.code):
+            raise InvalidParameterValueException("code: a directory or a .zip file is required")
+        self.code = os.fspath(self.code)
+        _range("memory_mb", self.memory_mb, 128, 10240)
+        _range("timeout_s", self.timeout_s, 1)
+        _range("ephemeral_storage_mb", self.ephemeral_storage_mb, 512, 10240)
+        _range("keepalive_s", self.keepalive_s, 0)
+        _range("provisioned_concurrency", self.provisioned_concurrency, 0)
+        if self.reserved_concurrency is not None:
+            _range("reserved_concurrency", self.reserved_concurrency, 0)
+            if self.provisioned_concurrency > self.reserved_concurrency:
+                raise InvalidParameterValueException(
+                    f"provisioned_concurrency: {self.provisioned_concurrency} exceeds "
+                    f"reserved_concurrency {self.reserved_concurrency}"
+                )
+        if self.max_uses is not None:
+            _range("max_uses", self.max_uses, 1)
+        if self.backend not in ("process", "container"):
+            raise InvalidParameterValueException(f"backend: {self.backend!r} must be 'process' or 'container'")
+        if self.start not in ("fork", "spawn"):
+            raise InvalidParameterValueException(f"start: {self.start!r} must be 'fork' or 'spawn'")
+        if self.backend == "container" and not self.image:
+            raise InvalidParameterValueException("image: the container backend needs an image")
+        self._check_environment()
+
+    def _check_environment(self) -> None:
+        if not isinstance(self.environment, dict):
+            raise InvalidParameterValueException("environment: expected a mapping of names to strings")
+        reserved = sorted(k for k in self.environment if k in RESERVED_ENV_KEYS)
+        if reserved:
+            raise InvalidParameterValueException(
+                "environment: reserved keys cannot be set: " + ", ".join(reserved)
+            )
+        size = 0
+        for key, value in self.environment.items():
+            if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+                raise InvalidParameterValueException(
+                    f"environment: {key!r} is not a valid name ([a-zA-Z][a-zA-Z0-9_]+)"
+                )
+            if not isinstance(value, str):
+                raise InvalidParameterValueException(f"environment: value of {key} must be a string")
+            size += len(key.encode()) + len(value.encode())
+        if size > ENV_MAX_BYTES:
+            raise InvalidParameterValueException(
+                f"environment: {size} bytes exceeds the allowed total of {ENV_MAX_BYTES}"
+            )
+
+    @property
+    def is_batch(self) -> bool:
+        """Longer than Lambda allows: invocations go to the batch queue."""
+        return self.timeout_s > LAMBDA_MAX_TIMEOUT_S
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FunctionConfig:
+        """Build from plain data (a config file, an API body); unknown keys are refused."""
+        try:
+            return msgspec.convert(data, cls)
+        except msgspec.ValidationError as exc:
+            raise InvalidParameterValueException(str(exc)) from None
+
+    def replace(self, **changes: Any) -> FunctionConfig:
+        """A validated copy with ``changes`` applied."""
+        return type(self)(**{**msgspec.structs.asdict(self), **changes})
+
+
+def _default_memory_budget_mb() -> int:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 0
+    return int(pages * 0.8) // (1024 * 1024)
+
+
+class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Engine-wide limits and policies."""
+
+    #: Lambda's default account concurrency
+    account_concurrency: int = 1000
+    #: cold starts in flight at once
+    cold_start_cap: int = 16
+    #: sum of memory_mb of live environments; 0 for no budget
+    memory_budget_mb: int = msgspec.field(default_factory=_default_memory_budget_mb)
+    #: invocations that wait at a concurrency limit per function; 0 throttles at once (Lambda)
+    max_queue: int = 0
+    queue_timeout_s: float = 30.0
+    #: where environments keep their /tmp and logs; a fresh temporary directory by default
+    work_dir: str | None = None
+    #: bytes of each invocation's output kept with its result
+    log_cap_bytes: int = 1024 * 1024
+    #: recent log bytes kept per function
+    log_history_bytes: int = 256 * 1024
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    #: price per GB-second and per request, for the cost estimate (Lambda x86 list prices)
+    price_gb_second: float = 0.0000166667
+    price_per_request: float = 0.0000002
+
+    def __post_init__(self) -> None:
+        _range("account_concurrency", self.account_concurrency, 1)
+        _range("cold_start_cap", self.cold_start_cap, 1)
+        _range("memory_budget_mb", self.memory_budget_mb, 0)
+        _range("max_queue", self.max_queue, 0)
+        _range("queue_timeout_s", self.queue_timeout_s, 0)
+        _range("log_cap_bytes", self.log_cap_bytes, 4096)

@@ -1,0 +1,887 @@
+"""The engine: the only place that awaits I/O.
+
+    await engine.invoke("fn", event)
+        │ payload checked once (JSON, size); never decoded into objects kept here
+        ▼
+    Scheduler core (sans-I/O, `now` passed in) ──▶ actions
+        │ DISPATCH    write an INVOKE frame to a warm worker
+        │ COLD_START  fork from the template (or spawn), then `ready` → DISPATCH
+        │ QUEUE / THROTTLE   wait for capacity / refuse with TooManyRequestsException
+        │ KILL        deadline passed: SIGKILL the worker, answer Sandbox.Timedout
+        │ STOP / EVICT       close an environment (keepalive, max uses, generation, memory)
+        │ SPILL       a batch function: hand over to the batch queue
+        ▼
+    Worker (unix socket) ──RESULT / ERROR frame──▶ InvokeResult, REPORT line, metering
+        └─ `release` (or `crashed`) back into the core, which may dispatch the next waiter
+
+One timer follows the core's earliest deadline; when it fires the engine calls
+``advance(now)`` and carries out what comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+import orjson
+
+from . import scheduler as S
+from .agent import protocol as P
+from .code import prepare_code
+from .config import FunctionConfig, PoolConfig
+from .errors import (
+    BatchUnavailableException,
+    InvalidParameterValueException,
+    InvalidRequestContentException,
+    RequestTooLargeException,
+    ResourceConflictException,
+    ResourceNotFoundException,
+    ServiceException,
+    TooManyRequestsException,
+    WarmstartError,
+)
+from .pools.process import FunctionSpec, InitFailed, Template, Worker, python_for, spawn_worker
+from .result import InvokeResult, Report
+
+SYNC_PAYLOAD_LIMIT = 6_291_456
+ASYNC_PAYLOAD_LIMIT = 1_048_576
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+_THROTTLE_REASONS = {
+    S.R_RESERVED: (
+        "ReservedFunctionConcurrentInvocationLimitExceeded",
+        "Rate Exceeded.",
+    ),
+    S.R_ACCOUNT: ("ConcurrentInvocationLimitExceeded", "Rate Exceeded."),
+    S.R_WAIT_TIMEOUT: ("ConcurrentInvocationLimitExceeded", "Rate Exceeded: waited too long for capacity."),
+    S.R_MEMORY: ("ConcurrentInvocationLimitExceeded", "Rate Exceeded: the function does not fit the memory budget."),
+}
+
+_SIGNAL_NAMES = {
+    signal.SIGKILL: "killed",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGTERM: "terminated",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating point exception",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGINT: "interrupt",
+    signal.SIGHUP: "hangup",
+    signal.SIGPIPE: "broken pipe",
+    signal.SIGQUIT: "quit",
+}
+
+
+class EnvStatus(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+_TRANSITIONS = {
+    EnvStatus.STARTING: {EnvStatus.READY, EnvStatus.BUSY, EnvStatus.STOPPING},
+    EnvStatus.READY: {EnvStatus.BUSY, EnvStatus.STARTING, EnvStatus.STOPPING},
+    EnvStatus.BUSY: {EnvStatus.READY, EnvStatus.STARTING, EnvStatus.STOPPING},
+    EnvStatus.STOPPING: {EnvStatus.STOPPED},
+    EnvStatus.STOPPED: set(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+def exit_description(code: int) -> str:
+    """Lambda's wording for how a runtime process ended."""
+    if code < 0:
+        name = _SIGNAL_NAMES.get(-code)  # type: ignore[call-overload]
+        return f"signal: {name}" if name else f"signal: {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+def _iso_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def _error_doc(error_type: str, message: str) -> bytes:
+    return orjson.dumps({"errorMessage": message, "errorType": error_type})
+
+
+class Call:
+    """One invocation in flight."""
+
+    __slots__ = ("cold_ms", "context", "fn", "future", "payload", "request_id", "req")
+
+    def __init__(self, req: int, fn: FunctionState, payload: bytes, context: bytes, future: asyncio.Future[InvokeResult]):
+        self.req = req
+        self.fn = fn
+        self.payload = payload
+        self.context = context
+        self.future = future
+        self.request_id = str(uuid.uuid4())
+        self.cold_ms: float | None = None
+
+
+class Environment:
+    """One execution environment: a worker slot with its own /tmp, log file and status."""
+
+    __slots__ = (
+        "call",
+        "dir",
+        "engine",
+        "fn",
+        "generation",
+        "id",
+        "init_type",
+        "killed",
+        "last_used",
+        "log_path",
+        "pending_init_ms",
+        "start_task",
+        "status",
+        "stream",
+        "tmp",
+        "uses",
+        "worker",
+    )
+
+    def __init__(self, engine: Engine, env_id: int, fn: FunctionState, root: str) -> None:
+        self.engine = engine
+        self.id = env_id
+        self.fn = fn
+        self.generation = fn.generation
+        self.status = EnvStatus.STARTING
+        self.dir = os.path.join(root, f"env-{env_id}")
+        self.tmp = os.path.join(self.dir, "tmp")
+        self.log_path = os.path.join(self.dir, "output.log")
+        os.makedirs(self.tmp, exist_ok=True)
+        self.stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
+        self.worker: Worker | None = None
+        self.call: Call | None = None
+        self.uses = 0
+        self.last_used = 0.0
+        self.pending_init_ms: float | None = None
+        self.killed = False
+        self.start_task: asyncio.Task[None] | None = None
+        self.init_type = "on-demand"
+
+    def to(self, status: EnvStatus) -> None:
+        """Guarded status change; an impossible one names the current state."""
+        if status not in _TRANSITIONS[self.status]:
+            raise InvalidTransition(f"environment {self.id} is {self.status.value}, cannot become {status.value}")
+        self.status = status
+
+    def frame_received(self, worker: Worker, frame: P.Frame) -> None:
+        self.engine.frame_received(self, worker, frame)
+
+    def worker_lost(self, worker: Worker) -> None:
+        self.engine.worker_lost(self, worker)
+
+    def read_log(self) -> bytes:
+        """What the worker wrote since its last result (after a crash or a kill)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read()
+            os.truncate(self.log_path, 0)
+        except OSError:
+            return b""
+        return data
+
+    def __repr__(self) -> str:
+        return f"<Environment {self.id} {self.fn.config.name} gen={self.generation} {self.status.value} uses={self.uses}>"
+
+
+class Metrics:
+    __slots__ = ("billed_ms", "cold_starts", "duration_ms", "errors", "gb_seconds", "invocations", "throttles")
+
+    def __init__(self) -> None:
+        self.invocations = 0
+        self.cold_starts = 0
+        self.errors = 0
+        self.throttles = 0
+        self.duration_ms = 0.0
+        self.billed_ms = 0
+        self.gb_seconds = 0.0
+
+
+class FunctionState:
+    """Engine-side state of a registered function."""
+
+    def __init__(self, config: FunctionConfig, code_dir: str, work_dir: str) -> None:
+        self.config = config
+        self.code_dir = code_dir
+        self.work_dir = work_dir
+        self.generation = 0
+        self.templates: dict[int, Template] = {}
+        self.spec: FunctionSpec | None = None
+        self.metrics = Metrics()
+        self.log: deque[str] = deque()
+        self.log_bytes = 0
+
+    @property
+    def arn(self) -> str:
+        return self.spec.init_config["invoked_function_arn"] if self.spec else ""
+
+
+class Engine:
+    """Runs registered functions in warm environments with Lambda's semantics.
+
+    Use as ``async with Engine() as engine``; see README for the tour.
+    """
+
+    def __init__(self, pool: PoolConfig | None = None, *, scheduler: type[S.SchedulerPy] | None = None) -> None:
+        self.pool = pool or PoolConfig()
+        self._core_cls = scheduler or S.Scheduler
+        self._core: S.SchedulerPy | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._functions: dict[str, FunctionState] = {}
+        self._envs: dict[int, Environment] = {}
+        self._calls: dict[int, Call] = {}
+        self._req_ids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._work_dir = ""
+        self._own_work_dir = False
+        self._closed = False
+        self.log_listeners: list[Any] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> Engine:
+        self._loop = asyncio.get_running_loop()
+        pool = self.pool
+        self._core = self._core_cls(
+            account_limit=pool.account_concurrency,
+            cold_start_cap=pool.cold_start_cap,
+            memory_budget_mb=pool.memory_budget_mb,
+            max_queue=pool.max_queue,
+            queue_timeout=pool.queue_timeout_s,
+        )
+        if pool.work_dir:
+            os.makedirs(pool.work_dir, exist_ok=True)
+            self._work_dir = tempfile.mkdtemp(prefix="warmstart-", dir=pool.work_dir)
+        else:
+            self._work_dir = tempfile.mkdtemp(prefix="warmstart-")
+        self._own_work_dir = True
+        return self
+
+    async def __aenter__(self) -> Engine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Refuse new work, fail what waits, stop every environment and template."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for call in list(self._calls.values()):
+            if not call.future.done():
+                call.future.set_exception(ServiceException("the engine is shutting down"))
+        self._calls.clear()
+        for env in list(self._envs.values()):
+            if env.start_task is not None:
+                env.start_task.cancel()
+            if env.worker is not None:
+                env.worker.kill()
+        await self._wait_exits([env.worker for env in self._envs.values() if env.worker is not None])
+        for fn in self._functions.values():
+            for template in fn.templates.values():
+                await template.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._envs.clear()
+        if self._own_work_dir:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    @staticmethod
+    async def _wait_exits(workers: list[Worker]) -> None:
+        waits = [asyncio.shield(w.exited) for w in workers if not w.exited.done()]
+        if waits:
+            await asyncio.wait(waits, timeout=5.0)
+
+    @property
+    def core(self) -> S.SchedulerPy:
+        if self._core is None:
+            raise ServiceException("the engine is not started: use 'async with Engine()' or await start()")
+        return self._core
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    # -- functions --------------------------------------------------------------------------
+
+    async def register(self, config: FunctionConfig) -> None:
+        """Add a function; returns once its template and provisioned environments are warm."""
+        if self._closed:
+            raise ServiceException("the engine is closed")
+        core = self.core
+        if config.name in self._functions:
+            raise ResourceConflictException(f"Function already exist: {config.name}")
+        self._check_backend(config)
+        fn_dir = os.path.join(self._work_dir, "functions", config.name)
+        os.makedirs(fn_dir, exist_ok=True)
+        code_dir = await asyncio.to_thread(prepare_code, config.code, fn_dir)
+        fn = FunctionState(config, code_dir, fn_dir)
+        self._check_reserved(config, None)
+        self._functions[config.name] = fn
+        self._new_spec(fn)
+        actions = core.add_function(config.name, *self._core_args(config), self._now())
+        await self._warm_up(fn, actions)
+
+    async def update(self, name: str, **changes: Any) -> FunctionConfig:
+        """New code or configuration: a new generation; old environments drain and stop."""
+        fn = self._function(name)
+        config = fn.config.replace(**changes)
+        self._check_backend(config)
+        self._check_reserved(config, fn)
+        if "code" in changes:
+            fn.code_dir = await asyncio.to_thread(prepare_code, config.code, fn.work_dir)
+        fn.config = config
+        fn.generation += 1
+        self._new_spec(fn)
+        actions = self.core.update_function(name, *self._core_args(config), self._now())
+        await self._warm_up(fn, actions)
+        self._retire_templates(fn)
+        return config
+
+    async def set_concurrency(self, name: str, reserved: int | None, provisioned: int | None = None) -> None:
+        """Lambda's PutFunctionConcurrency / provisioned concurrency, without a redeploy."""
+        fn = self._function(name)
+        config = fn.config.replace(
+            reserved_concurrency=reserved,
+            provisioned_concurrency=fn.config.provisioned_concurrency if provisioned is None else provisioned,
+        )
+        self._check_reserved(config, fn)
+        fn.config = config
+        actions = self.core.set_concurrency(
+            name, -1 if reserved is None else reserved, config.provisioned_concurrency, self._now()
+        )
+        await self._warm_up(fn, actions)
+
+    async def unregister(self, name: str) -> None:
+        """Remove a function: waiting calls are refused, running ones finish, then all stops."""
+        fn = self._function(name)
+        self._apply(self.core.remove_function(name, self._now()))
+        del self._functions[name]
+        self._retire_templates(fn, everything=True)
+
+    def functions(self) -> list[FunctionConfig]:
+        return [fn.config for fn in self._functions.values()]
+
+    def get_function(self, name: str) -> FunctionConfig:
+        return self._function(name).config
+
+    def _function(self, name: str) -> FunctionState:
+        fn = self._functions.get(name)
+        if fn is None:
+            raise ResourceNotFoundException(f"Function not found: {self._arn(name)}")
+        return fn
+
+    def _arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.pool.region}:{self.pool.account_id}:function:{name}"
+
+    def _check_backend(self, config: FunctionConfig) -> None:
+        if config.backend != "process":
+            raise InvalidParameterValueException(f"backend: {config.backend!r} is not available in this engine")
+
+    def _check_reserved(self, config: FunctionConfig, current: FunctionState | None) -> None:
+        """Lambda keeps at least 100 (here: 10%) of the account unreserved."""
+        if config.reserved_concurrency is None:
+            return
+        others = sum(
+            fn.config.reserved_concurrency or 0 for fn in self._functions.values() if fn is not current
+        )
+        floor = min(100, self.pool.account_concurrency // 10)
+        room = self.pool.account_concurrency - floor - others
+        if config.reserved_concurrency > room:
+            raise InvalidParameterValueException(
+                f"reserved_concurrency: {config.reserved_concurrency} is outside the allowed range 0-{max(room, 0)}"
+                f" (the account keeps {floor} unreserved)"
+            )
+
+    @staticmethod
+    def _core_args(config: FunctionConfig) -> tuple[int, float, float, int, int, int, bool]:
+        return (
+            config.memory_mb,
+            float(config.timeout_s),
+            float(config.keepalive_s),
+            -1 if config.reserved_concurrency is None else config.reserved_concurrency,
+            config.provisioned_concurrency,
+            config.max_uses or 0,
+            config.is_batch,
+        )
+
+    def _new_spec(self, fn: FunctionState) -> None:
+        config = fn.config
+        environ = {
+            "AWS_LAMBDA_FUNCTION_NAME": config.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(config.timeout_s)),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
+            "AWS_REGION": self.pool.region,
+            "AWS_DEFAULT_REGION": self.pool.region,
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3",
+            "_HANDLER": config.handler,
+            "LAMBDA_TASK_ROOT": fn.code_dir,
+            "LAMBDA_RUNTIME_DIR": os.path.dirname(os.path.dirname(P.__file__)),
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            **config.environment,
+        }
+        init_config = {
+            "handler": config.handler,
+            "task_root": fn.code_dir,
+            "environ": environ,
+            "function_name": config.name,
+            "function_version": "$LATEST",
+            "invoked_function_arn": self._arn(config.name),
+            "memory_mb": config.memory_mb,
+            "log_group_name": f"/aws/lambda/{config.name}",
+            "log_stream_name": "",
+            "log_path": os.path.join(fn.work_dir, f"template-{fn.generation}.log"),
+            "log_cap": self.pool.log_cap_bytes,
+        }
+        fn.spec = FunctionSpec(
+            config.name,
+            fn.generation,
+            python_for(config.runtime),
+            fn.code_dir,
+            fn.work_dir,
+            init_config,
+            config.start,
+            os.getpid(),
+        )
+
+    async def _warm_up(self, fn: FunctionState, actions: list[S.Action]) -> None:
+        """Carry out actions; wait for the template and the provisioned cold starts they began."""
+        self._apply(actions)
+        starts = [
+            env.start_task
+            for kind, env_id, _, _ in actions
+            if kind == S.COLD_START and (env := self._envs.get(env_id)) is not None and env.start_task is not None
+        ]
+        if fn.config.start == "fork" and fn.spec is not None:
+            template = self._template(fn)
+            with contextlib.suppress(InitFailed, EOFError, OSError):
+                await template.ensure()  # import errors surface at invoke time, as on Lambda
+        if starts:
+            await asyncio.gather(*starts, return_exceptions=True)
+
+    def _template(self, fn: FunctionState) -> Template:
+        template = fn.templates.get(fn.generation)
+        if template is None:
+            assert fn.spec is not None and self._loop is not None
+            template = fn.templates[fn.generation] = Template(fn.spec, self._loop)
+        return template
+
+    def _retire_templates(self, fn: FunctionState, everything: bool = False) -> None:
+        """Close templates of old generations once none of their workers is left."""
+        for generation, template in list(fn.templates.items()):
+            if generation == fn.generation and not everything:
+                continue
+            if any(env.fn is fn and env.generation == generation for env in self._envs.values()):
+                continue
+            del fn.templates[generation]
+            self._spawn_task(template.close())
+
+    # -- invoking ---------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        name: str,
+        payload: bytes | str | Any = b"{}",
+        invocation_type: str = "RequestResponse",
+        *,
+        client_context: dict[str, Any] | None = None,
+        identity: dict[str, Any] | None = None,
+    ) -> InvokeResult:
+        """Invoke ``name`` with a JSON event (bytes, str, or a JSON-serializable object)."""
+        if self._closed:
+            raise ServiceException("the engine is closed")
+        fn = self._functions.get(name)
+        if fn is None:
+            raise ResourceNotFoundException(f"Function not found: {self._arn(name)}")
+        if invocation_type not in INVOCATION_TYPES:
+            raise InvalidParameterValueException(
+                f"invocation_type: {invocation_type!r} must be one of {', '.join(INVOCATION_TYPES)}"
+            )
+        limit = SYNC_PAYLOAD_LIMIT if invocation_type != "Event" else ASYNC_PAYLOAD_LIMIT
+        body = self._payload_bytes(payload, limit, invocation_type)
+        if invocation_type == "DryRun":
+            return InvokeResult(b"", status_code=204)
+        context = b""
+        if client_context is not None or identity is not None:
+            context = orjson.dumps({"client_context": client_context, "identity": identity})
+        if invocation_type == "Event":
+            self._spawn_task(self._invoke_event(fn, body, context))
+            return InvokeResult(b"", status_code=202)
+        return await self._submit(fn, body, context)
+
+    @staticmethod
+    def _payload_bytes(payload: Any, limit: int, invocation_type: str) -> bytes:
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            body = bytes(payload)
+        elif isinstance(payload, str):
+            body = payload.encode()
+        else:
+            try:
+                body = orjson.dumps(payload)
+            except TypeError as exc:
+                raise InvalidRequestContentException(f"Could not serialize the payload as JSON: {exc}") from None
+            if len(body) > limit:
+                raise RequestTooLargeException(_too_large(len(body), limit, invocation_type))
+            return body
+        if len(body) > limit:
+            raise RequestTooLargeException(_too_large(len(body), limit, invocation_type))
+        if not body:
+            return b"{}"
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestContentException(f"Could not parse request body into json: {exc}") from None
+        return body
+
+    async def _invoke_event(self, fn: FunctionState, body: bytes, context: bytes) -> None:
+        """In-process asynchronous invocation (not durable until a batch queue is attached)."""
+        with contextlib.suppress(WarmstartError):
+            await self._submit(fn, body, context)
+
+    async def _submit(self, fn: FunctionState, body: bytes, context: bytes) -> InvokeResult:
+        assert self._loop is not None
+        req = next(self._req_ids)
+        call = Call(req, fn, body, context, self._loop.create_future())
+        self._calls[req] = call
+        self._apply(self.core.submit(req, fn.config.name, self._loop.time()))
+        return await call.future
+
+    # -- carrying out the core's actions ----------------------------------------------------
+
+    def _apply(self, actions: list[S.Action]) -> None:
+        for kind, env_id, req, reason in actions:
+            if kind == S.DISPATCH:
+                self._dispatch(env_id, req)
+            elif kind == S.COLD_START:
+                self._cold_start(env_id, req)
+            elif kind == S.THROTTLE:
+                self._throttle(req, reason)
+            elif kind == S.KILL:
+                self._kill(env_id, req, reason)
+            elif kind in (S.STOP, S.EVICT):
+                self._stop(env_id)
+            elif kind == S.SPILL:
+                self._spill(req)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        when = self.core.next_deadline()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when != float("inf"):
+            assert self._loop is not None
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        if not self._closed:
+            self._apply(self.core.advance(self._now()))
+
+    def _dispatch(self, env_id: int, req: int) -> None:
+        env = self._envs[env_id]
+        call = self._calls[req]
+        env.to(EnvStatus.BUSY)
+        env.call = call
+        if env.pending_init_ms is not None:
+            call.cold_ms, env.pending_init_ms = env.pending_init_ms, None
+        deadline_ms = int((time.time() + call.fn.config.timeout_s) * 1000)
+        frame = P.encode(P.INVOKE, (call.request_id.encode(), call.payload, call.context), deadline_ms)
+        try:
+            env.worker.send(frame)  # type: ignore[union-attr]
+        except ConnectionError:
+            pass  # the worker is gone; worker_lost answers the call
+
+    def _cold_start(self, env_id: int, req: int) -> None:
+        env = self._envs.get(env_id)
+        call = self._calls.get(req) if req >= 0 else None
+        if env is None:
+            fn = call.fn if call is not None else self._functions[self.core.env_function(env_id)]
+            env = self._envs[env_id] = Environment(self, env_id, fn, self._work_dir)
+            if req < 0:
+                env.init_type = "provisioned-concurrency"
+        else:
+            env.to(EnvStatus.STARTING)
+        env.start_task = self._spawn_task(self._start_env(env, call))
+
+    async def _start_env(self, env: Environment, call: Call | None) -> None:
+        fn = env.fn
+        assert self._loop is not None and fn.spec is not None
+        t0 = time.perf_counter()
+        old = env.worker
+        if old is not None:
+            await self._wait_exits([old])
+        env.worker = None
+        env.killed = False
+        env_config = {
+            "environ": {
+                "AWS_LAMBDA_LOG_STREAM_NAME": env.stream,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": env.init_type,
+                "TMPDIR": env.tmp,
+            },
+            "log_path": env.log_path,
+            "memory_limit_bytes": fn.config.memory_mb * 1024 * 1024,
+            "dir": env.dir,
+        }
+        try:
+            if fn.config.start == "spawn":
+                worker = await spawn_worker(fn.spec, env, self._loop, env_config)
+            else:
+                worker = await self._template(fn).fork(env, env.id, env_config)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._start_failed(env, call, exc, time.perf_counter() - t0)
+            return
+        finally:
+            env.start_task = None
+        env.worker = worker
+        elapsed_ms = (time.perf_counter() - t0) * 1000
+        if call is not None:
+            env.pending_init_ms = elapsed_ms
+            fn.metrics.cold_starts += 1
+        if env.status is EnvStatus.STARTING and env.id in self._envs:
+            env.to(EnvStatus.READY)
+            self._apply(self.core.ready(env.id, self._loop.time()))
+
+    def _start_failed(self, env: Environment, call: Call | None, exc: Exception, elapsed: float) -> None:
+        if isinstance(exc, InitFailed):
+            body, log = exc.body, exc.log
+        else:
+            rid = call.request_id if call is not None else ""
+            body = _error_doc("Runtime.ExitError", f"RequestId: {rid} Error: Runtime exited without providing a reason")
+            log = env.read_log()
+        if call is not None:
+            call.fn.metrics.cold_starts += 1
+            self._finish(call, body, "Unhandled", log, Report(call.request_id, 0.0, call.fn.config.memory_mb, 0, elapsed * 1000), env, init_error=True)
+        if env.id in self._envs:
+            self._apply(self.core.start_failed(env.id, self._now()))
+
+    def _throttle(self, req: int, reason: int) -> None:
+        call = self._calls.pop(req)
+        if call.future.done():
+            return
+        if reason == S.R_REMOVED:
+            call.future.set_exception(ResourceNotFoundException(f"Function not found: {call.fn.arn}"))
+            return
+        call.fn.metrics.throttles += 1
+        code, message = _THROTTLE_REASONS.get(reason, ("ConcurrentInvocationLimitExceeded", "Rate Exceeded."))
+        call.future.set_exception(TooManyRequestsException(message, code))
+
+    def _spill(self, req: int) -> None:
+        call = self._calls.pop(req)
+        if not call.future.done():
+            call.future.set_exception(
+                BatchUnavailableException(
+                    f"{call.fn.config.name} has timeout_s={call.fn.config.timeout_s:g} (over 900 s): it is a "
+                    "batch function, and no batch queue is attached to this engine"
+                )
+            )
+
+    def _kill(self, env_id: int, req: int, reason: int) -> None:
+        env = self._envs[env_id]
+        env.killed = True
+        if env.start_task is not None:
+            env.start_task.cancel()
+            env.start_task = None
+        if env.worker is not None:
+            env.worker.kill()
+        call = self._calls.get(req) if req >= 0 else None
+        if call is None:
+            return
+        config = call.fn.config
+        phase = "Task" if reason == S.R_TIMEOUT else "Init"
+        message = f"{_iso_now()} {call.request_id} {phase} timed out after {config.timeout_s:.2f} seconds"
+        log = env.read_log() + message.encode() + b"\n"
+        duration = config.timeout_s * 1000
+        report = Report(call.request_id, duration, config.memory_mb, 0, call.cold_ms)
+        env.call = None
+        if env.status is EnvStatus.BUSY:
+            env.to(EnvStatus.READY)
+        self._finish(call, _error_doc("Sandbox.Timedout", message), "Unhandled", log, report, env)
+
+    def _stop(self, env_id: int) -> None:
+        env = self._envs.pop(env_id, None)
+        if env is None:
+            return
+        if env.status is not EnvStatus.STOPPING:
+            env.to(EnvStatus.STOPPING)
+        self._spawn_task(self._stop_env(env))
+
+    async def _stop_env(self, env: Environment) -> None:
+        if env.start_task is not None:
+            env.start_task.cancel()
+        worker = env.worker
+        if worker is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await worker.stop()
+        env.to(EnvStatus.STOPPED)
+        await asyncio.to_thread(shutil.rmtree, env.dir, True)
+        self._retire_templates(env.fn, everything=env.fn.config.name not in self._functions)
+
+    # -- results from workers ---------------------------------------------------------------
+
+    def frame_received(self, env: Environment, worker: Worker, frame: P.Frame) -> None:
+        call = env.call
+        if call is None or env.worker is not worker or frame.kind not in (P.RESULT, P.ERROR):
+            worker.kill()  # an answer nobody asked for: the worker is out of step
+            return
+        rid, body, log = frame.fields
+        if rid != call.request_id.encode():
+            worker.kill()
+            return
+        env.call = None
+        env.uses += 1
+        config = call.fn.config
+        report = Report(call.request_id, frame.a / 1e6, config.memory_mb, -(-frame.b // 1024), call.cold_ms)
+        fatal = bool(frame.flags & P.FATAL)
+        if not fatal:
+            env.to(EnvStatus.READY)
+        self._finish(call, body, None if frame.kind == P.RESULT else "Unhandled", log, report, env)
+        if not fatal:
+            assert self._loop is not None
+            self._apply(self.core.release(env.id, self._loop.time()))
+
+    def worker_lost(self, env: Environment, worker: Worker) -> None:
+        if env.worker is not worker or env.killed or env.status in (EnvStatus.STOPPING, EnvStatus.STOPPED):
+            return  # stopped or timed out on purpose: the core already knows
+        self._spawn_task(self._after_crash(env, worker, env.call))
+
+    async def _after_crash(self, env: Environment, worker: Worker, call: Call | None) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(worker.exited), 5.0)
+        code = worker.exited.result() if worker.exited.done() else -signal.SIGKILL
+        if call is not None and env.call is call:
+            env.call = None
+            env.uses += 1
+            message = f"RequestId: {call.request_id} Error: Runtime exited with error: {exit_description(code)}"
+            log = env.read_log() + f"{message}\nRuntime.ExitError\n".encode()
+            config = call.fn.config
+            report = Report(call.request_id, 0.0, config.memory_mb, 0, call.cold_ms)
+            self._finish(call, _error_doc("Runtime.ExitError", message), "Unhandled", log, report, env)
+        if env.id in self._envs and env.worker is worker:
+            if env.status is EnvStatus.BUSY:
+                env.to(EnvStatus.READY)
+            self._apply(self.core.crashed(env.id, self._now()))
+
+    def _finish(
+        self,
+        call: Call,
+        body: bytes,
+        function_error: str | None,
+        log: bytes,
+        report: Report,
+        env: Environment,
+        init_error: bool = False,
+    ) -> None:
+        """Meter, log and answer one invocation."""
+        self._calls.pop(call.req, None)
+        fn = call.fn
+        metrics = fn.metrics
+        metrics.invocations += 1
+        if function_error:
+            metrics.errors += 1
+        metrics.duration_ms += report.duration_ms
+        metrics.billed_ms += report.billed_duration_ms
+        metrics.gb_seconds += report.billed_duration_ms / 1000 * fn.config.memory_mb / 1024
+        rid = call.request_id
+        text = (
+            f"START RequestId: {rid} Version: $LATEST\n"
+            f"{log.decode(errors='replace')}"
+            f"END RequestId: {rid}\n{report.line()}\n"
+        )
+        if init_error:
+            text = log.decode(errors="replace") + f"START RequestId: {rid} Version: $LATEST\nEND RequestId: {rid}\n{report.line()}\n"
+        self._record_log(fn, text)
+        if not call.future.done():
+            call.future.set_result(InvokeResult(body, function_error, text, report))
+
+    def _record_log(self, fn: FunctionState, text: str) -> None:
+        fn.log.append(text)
+        fn.log_bytes += len(text)
+        while fn.log_bytes > self.pool.log_history_bytes and len(fn.log) > 1:
+            fn.log_bytes -= len(fn.log.popleft())
+        for listener in self.log_listeners:
+            listener(fn.config.name, text)
+
+    def _spawn_task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def logs(self, name: str) -> str:
+        """Recent log text of ``name`` (START ... REPORT blocks)."""
+        return "".join(self._function(name).log)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per function: invocations, cold starts, errors, throttles, GB-seconds, cost, environments."""
+        out = {}
+        for name, fn in self._functions.items():
+            m = fn.metrics
+            starting, idle, busy, waiting = self.core.counts(name)
+            stopping = sum(1 for env in self._envs.values() if env.fn is fn and env.status is EnvStatus.STOPPING)
+            out[name] = {
+                "invocations": m.invocations,
+                "cold_starts": m.cold_starts,
+                "errors": m.errors,
+                "throttles": m.throttles,
+                "duration_ms": m.duration_ms,
+                "billed_ms": m.billed_ms,
+                "gb_seconds": m.gb_seconds,
+                "estimated_cost_usd": m.gb_seconds * self.pool.price_gb_second
+                + m.invocations * self.pool.price_per_request,
+                "environments": {
+                    "starting": starting,
+                    "ready": idle,
+                    "busy": busy,
+                    "stopping": stopping,
+                },
+                "waiting": waiting,
+                "generation": fn.generation,
+            }
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Engine functions={len(self._functions)} envs={len(self._envs)} calls={len(self._calls)} core={self._core!r}>"
+
+
+def _too_large(size: int, limit: int, invocation_type: str) -> str:
+    operation = "InvokeAsync" if invocation_type == "Event" else "InvokeFunction"
+    return f"{size} byte payload is too large for the {operation} operation (limit {limit} bytes)"

@@ -1,0 +1,368 @@
+"""Process backend: a template per function generation, forked workers, or spawned ones.
+
+    engine ──FORK(env, fd)──▶ template (agent, handler imported once, gc frozen)
+       ▲  ◀──FORKED(pid)────┘     │ os.fork()
+       │  ◀──EXITED(pid, status)──┘ reaps children
+       │
+       └─INVOKE / RESULT frames over the fd's stream socket──▶ forked worker
+
+With ``start="spawn"`` each environment is a fresh interpreter that imports the handler
+itself (Lambda's cold start, faithfully slow).  Either way the engine holds a ``Worker``: the
+engine side of one worker's socket, its pid, and a future for its exit code.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from ..agent import protocol as P
+
+AGENT_MAIN = str(Path(__file__).resolve().parent.parent / "agent" / "__main__.py")
+EXIT_WAIT_S = 5.0
+
+
+class InitFailed(Exception):
+    """The function could not initialize: Lambda's error document and the init log."""
+
+    def __init__(self, body: bytes, log: bytes = b"", duration_ns: int = 0) -> None:
+        super().__init__(body.decode(errors="replace"))
+        self.body = body
+        self.log = log
+        self.duration_ns = duration_ns
+
+
+class WorkerOwner(Protocol):
+    def frame_received(self, worker: Worker, frame: P.Frame) -> None: ...
+
+    def worker_lost(self, worker: Worker) -> None: ...
+
+
+class Worker(asyncio.Protocol):
+    """The engine's end of one worker process."""
+
+    def __init__(self, owner: WorkerOwner, loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = owner
+        self.pid = 0
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self._decoder = P.Decoder()
+        self._first: asyncio.Future[P.Frame] | None = loop.create_future()
+        self.closing = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except P.ProtocolError as exc:
+            self._fail(exc)
+            return
+        for frame in frames:
+            first = self._first
+            if first is not None:
+                self._first = None
+                if not first.done():
+                    first.set_result(frame)
+                continue
+            self.owner.frame_received(self, frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        first = self._first
+        if first is not None:
+            self._first = None
+            if not first.done():
+                first.set_exception(EOFError("the worker closed its socket before it was ready"))
+            return
+        self.owner.worker_lost(self)
+
+    # engine side
+
+    async def handshake(self) -> P.Frame:
+        assert self._first is not None
+        return await self._first
+
+    def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            raise ConnectionResetError("worker socket is closed")
+        transport.write(data)
+
+    def close(self) -> None:
+        """Ask the worker to exit: it does when its socket closes."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def kill(self) -> None:
+        self.closing = True
+        if self.pid and not self.exited.done():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def stop(self, grace: float = EXIT_WAIT_S) -> int:
+        """Close, wait up to ``grace`` seconds, then kill; returns the exit code."""
+        self.close()
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), grace)
+        except asyncio.TimeoutError:
+            self.kill()
+            return await asyncio.wait_for(asyncio.shield(self.exited), EXIT_WAIT_S)
+
+    def _fail(self, exc: Exception) -> None:
+        self.kill()
+
+    def __repr__(self) -> str:
+        state = "exited" if self.exited.done() else ("closing" if self.closing else "live")
+        return f"<Worker pid={self.pid} {state}>"
+
+
+def clean_environ() -> dict[str, str]:
+    """The host variables a worker process inherits; Lambda's environment is otherwise clean."""
+    keep = ("PATH", "LD_LIBRARY_PATH", "LANG", "SYSTEMROOT", "PYTHONPATH")
+    return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+class FunctionSpec:
+    """What the backend needs to start environments of one function generation."""
+
+    def __init__(
+        self,
+        name: str,
+        generation: int,
+        python: str,
+        code_dir: str,
+        work_dir: str,
+        init_config: dict[str, Any],
+        start: str,
+        engine_pid: int,
+    ) -> None:
+        self.name = name
+        self.generation = generation
+        self.python = python
+        self.code_dir = code_dir
+        self.work_dir = work_dir
+        self.init_config = init_config
+        self.start = start
+        self.engine_pid = engine_pid
+
+    def argv(self, fd: int, mode: str) -> list[str]:
+        return [self.python, AGENT_MAIN, "--fd", str(fd), "--mode", mode, "--engine-pid", str(self.engine_pid)]
+
+
+async def _spawn(spec: FunctionSpec, sock: socket.socket, mode: str, stderr_path: str) -> asyncio.subprocess.Process:
+    fd = sock.fileno()
+    with open(stderr_path, "ab") as err:
+        return await asyncio.create_subprocess_exec(
+            *spec.argv(fd, mode),
+            pass_fds=(fd,),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            cwd=spec.code_dir,
+            env=clean_environ(),
+        )
+
+
+def _watch_exit(proc: asyncio.subprocess.Process, worker: Worker) -> None:
+    def done(task: asyncio.Task[int]) -> None:
+        if not worker.exited.done():
+            worker.exited.set_result(task.result() if not task.cancelled() else -signal.SIGKILL)
+
+    asyncio.ensure_future(proc.wait()).add_done_callback(done)
+
+
+def _check_init(frame: P.Frame) -> None:
+    if frame.kind == P.INIT_ERROR:
+        raise InitFailed(frame.fields[0], frame.fields[1], frame.a)
+    if frame.kind != P.INIT_OK:
+        raise P.ProtocolError(f"expected INIT_OK, got {frame!r}")
+
+
+class Template:
+    """One template process: the function imported once, forking warm workers on request."""
+
+    def __init__(self, spec: FunctionSpec, loop: asyncio.AbstractEventLoop) -> None:
+        self.spec = spec
+        self.loop = loop
+        self.proc: asyncio.subprocess.Process | None = None
+        self.init_log = b""
+        self.init_ns = 0
+        self._ctrl: socket.socket | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._init: asyncio.Future[P.Frame] | None = None
+        self._forks: dict[int, asyncio.Future[int]] = {}
+        self._workers: dict[int, Worker] = {}
+        self.dead = False
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    async def ensure(self) -> None:
+        """Start the template once; concurrent cold starts share the one start."""
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(self._start())
+        try:
+            await asyncio.shield(self._ready)
+        except BaseException:
+            if self._ready is not None and self._ready.done():
+                self._ready = None  # the next cold start tries again, as Lambda re-runs init
+            raise
+
+    async def _start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            err = os.path.join(self.spec.work_dir, f"template-{self.spec.generation}.err")
+            self.proc = await _spawn(self.spec, child, "template", err)
+        finally:
+            child.close()
+        parent.setblocking(False)
+        self._ctrl = parent
+        self.dead = False
+        self._init = self.loop.create_future()
+        self.loop.add_reader(parent.fileno(), self._readable)
+        parent.send(P.encode(P.INIT, (orjson.dumps(self.spec.init_config),)))
+        try:
+            frame = await self._init
+            _check_init(frame)
+        except BaseException:
+            await self.close()
+            raise
+        self.init_log = frame.fields[0]
+        self.init_ns = frame.a
+
+    async def fork(self, owner: WorkerOwner, env_id: int, env_config: dict[str, Any]) -> Worker:
+        """A new worker forked from the template, ready for its first invocation."""
+        await self.ensure()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        worker = Worker(owner, self.loop)
+        forked = self.loop.create_future()
+        self._forks[env_id] = forked
+        try:
+            await self.loop.create_unix_connection(lambda: worker, sock=ours)
+            msg = P.encode(P.FORK, (orjson.dumps(env_config),), env_id)
+            fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))]
+            if self._ctrl is None:
+                raise EOFError("the template process exited")
+            self._ctrl.sendmsg([msg], fds)
+            theirs.close()
+            worker.pid = await forked
+            self._workers[worker.pid] = worker
+            _check_init(await worker.handshake())
+        except BaseException:
+            self._forks.pop(env_id, None)
+            theirs.close()
+            worker.kill()  # without a pid yet, closing the socket makes the child exit
+            raise
+        return worker
+
+    def _readable(self) -> None:
+        assert self._ctrl is not None
+        try:
+            msg = self._ctrl.recv(P.MAX_BODY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            msg = b""
+        if not msg:
+            self._lost()
+            return
+        try:
+            frame = P.decode(msg)
+        except P.ProtocolError:
+            self._lost()
+            return
+        self._dispatch(frame)
+
+    def _dispatch(self, frame: P.Frame) -> None:
+        if frame.kind == P.FORKED:
+            fut = self._forks.pop(frame.a, None)
+            if fut is not None and not fut.done():
+                fut.set_result(frame.b)
+        elif frame.kind == P.EXITED:
+            worker = self._workers.pop(frame.a, None)
+            if worker is not None and not worker.exited.done():
+                worker.exited.set_result(os.waitstatus_to_exitcode(frame.b))
+        elif self._init is not None and not self._init.done():
+            self._init.set_result(frame)
+
+    def _lost(self) -> None:
+        """The template died or closed: its children were killed with it (PDEATHSIG)."""
+        self.dead = True
+        self._ready = None
+        if self._ctrl is not None:
+            self.loop.remove_reader(self._ctrl.fileno())
+            self._ctrl.close()
+            self._ctrl = None
+        error = EOFError("the template process exited")
+        if self._init is not None and not self._init.done():
+            self._init.set_exception(error)
+        for fut in self._forks.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._forks.clear()
+        for worker in list(self._workers.values()):
+            worker.kill()
+            if not worker.exited.done():
+                worker.exited.set_result(-signal.SIGKILL)
+        self._workers.clear()
+
+    async def close(self) -> None:
+        """Stop the template (its forked workers go with it)."""
+        if self._ctrl is not None:
+            self._lost()
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                await asyncio.wait_for(proc.wait(), EXIT_WAIT_S)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def spawn_worker(
+    spec: FunctionSpec, owner: WorkerOwner, loop: asyncio.AbstractEventLoop, env_config: dict[str, Any]
+) -> Worker:
+    """A fresh interpreter that imports the handler itself (``start="spawn"``)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    worker = Worker(owner, loop)
+    try:
+        proc = await _spawn(spec, theirs, "worker", os.path.join(env_config["dir"], "spawn.err"))
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    worker.pid = proc.pid
+    _watch_exit(proc, worker)
+    await loop.create_unix_connection(lambda: worker, sock=ours)
+    config = dict(spec.init_config, env=env_config)
+    worker.send(P.encode(P.INIT, (orjson.dumps(config),)))
+    try:
+        _check_init(await worker.handshake())
+    except BaseException:
+        worker.kill()
+        raise
+    return worker
+
+
+def python_for(runtime: str | None) -> str:
+    """The interpreter of the process backend: the function's, or the engine's own."""
+    return runtime or sys.executable
