@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 from runtime import scheduler as sched_mod
+from runtime.loop import run as loop_run
+
+T = TypeVar("T")
 
 REQUIRE_EXTENSIONS = os.environ.get("WARMSTART_REQUIRE_EXTENSIONS") == "1"
 NO_EXTENSIONS = os.environ.get("WARMSTART_NO_EXTENSIONS") == "1"
@@ -31,3 +38,50 @@ def Scheduler(request: pytest.FixtureRequest) -> type:  # noqa: N802 - it is a c
     if request.param is None:
         pytest.fail("WARMSTART_REQUIRE_EXTENSIONS=1 but runtime._scheduler_c did not load")
     return request.param  # type: ignore[no-any-return]
+
+
+def agent_processes() -> list[tuple[int, str]]:
+    """Live agent processes started by this test process (templates and workers)."""
+    from runtime.pools.process import AGENT_MAIN
+
+    marker = f"--engine-pid\x00{os.getpid()}\x00"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if AGENT_MAIN in cmdline and marker in cmdline:
+            found.append((int(entry), cmdline.replace("\x00", " ").strip()))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    """Every test must leave no template or worker process behind."""
+    yield
+    deadline = time.monotonic() + 3.0
+    left = agent_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = agent_processes()
+    assert not left, f"agent processes left behind: {left}"
+
+
+@pytest.fixture
+def arun() -> Iterator[Callable[..., Any]]:
+    """Run a coroutine on a fresh uvloop loop; unhandled loop exceptions fail the test."""
+    errors: list[dict[str, Any]] = []
+
+    def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        async def main() -> T:
+            asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+            return await asyncio.wait_for(coro, timeout)
+
+        return loop_run(main())
+
+    yield run
+    assert not errors, f"unhandled exceptions in the event loop: {errors}"
