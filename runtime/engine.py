@@ -718,7 +718,9 @@ class Engine:
         if env.start_task is not None:
             env.start_task.cancel()
             env.start_task = None
+        peak_mb = 0
         if env.worker is not None:
+            peak_mb = _peak_rss_mb(env.worker.pid)
             env.worker.kill()
         call = self._calls.get(req) if req >= 0 else None
         if call is None:
@@ -728,7 +730,7 @@ class Engine:
         message = f"{_iso_now()} {call.request_id} {phase} timed out after {config.timeout_s:.2f} seconds"
         log = env.read_log() + message.encode() + b"\n"
         duration = config.timeout_s * 1000
-        report = Report(call.request_id, duration, config.memory_mb, 0, call.cold_ms)
+        report = Report(call.request_id, duration, config.memory_mb, peak_mb, call.cold_ms)
         env.call = None
         if env.status is EnvStatus.BUSY:
             env.to(EnvStatus.READY)
@@ -880,6 +882,18 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<Engine functions={len(self._functions)} envs={len(self._envs)} calls={len(self._calls)} core={self._core!r}>"
+
+
+def _peak_rss_mb(pid: int) -> int:
+    """A live process's peak resident size (VmHWM), in MB rounded up; 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return -(-int(line.split()[1]) // 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _too_large(size: int, limit: int, invocation_type: str) -> str:
