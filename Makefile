@@ -25,13 +25,16 @@ typecheck: $(STAMP)
 
 test: build lint typecheck
 	$(VENV)/bin/pytest -q tests
+	WARMSTART_BENCH_QUICK=1 $(VENV)/bin/pytest -q bench --benchmark-disable
 
 run: build
 	$(PY) -m examples.main
 
 bench: build
-	$(VENV)/bin/pytest bench -q -p no:randomly --benchmark-only --benchmark-columns=min,median,mean,ops
-	$(PY) -m bench.report
+	mkdir -p .benchmarks
+	$(VENV)/bin/pytest bench -q --benchmark-only --benchmark-columns=min,median,mean \
+		--benchmark-json=.benchmarks/latest.json
+	$(PY) -m bench.report .benchmarks/latest.json
 
 clean:
 	rm -rf $(VENV) build runtime/*.so ext/*.c *.egg-info
