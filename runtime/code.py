@@ -9,11 +9,13 @@ bytes actually produced (a member's declared size can lie).
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .errors import InvalidParameterValueException, InvalidZipFileException
@@ -21,6 +23,17 @@ from .errors import InvalidParameterValueException, InvalidZipFileException
 UNZIPPED_LIMIT = 262_144_000  # Lambda: 250 MB unzipped, code and layers
 MAX_MEMBERS = 100_000
 _CHUNK = 1 << 20
+#: what a corrupt member's data or a member path that collides with another raises while unpacking
+_UNPACK_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    NotImplementedError,
+    ValueError,  # also UnicodeDecodeError; a negative seek from a forged header offset
+    OSError,  # bz2 data errors; a file member where another member needs a directory
+    zlib.error,
+    lzma.LZMAError,
+)
 
 
 def prepare_code(code: str | os.PathLike[str] | bytes, dest_root: str | os.PathLike[str]) -> str:
@@ -43,7 +56,7 @@ def prepare_code(code: str | os.PathLike[str] | bytes, dest_root: str | os.PathL
 def unpack_zip(source: io.BufferedIOBase | io.BytesIO, dest_root: str | os.PathLike[str]) -> str:
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:
         raise InvalidZipFileException(f"Could not unzip uploaded file: {exc}") from None
     with archive:
         members = archive.infolist()
@@ -66,6 +79,8 @@ def _safe_name(name: str) -> PurePosixPath:
     if "\\" in name or "\x00" in name:
         raise InvalidZipFileException(f"Could not unzip uploaded file: member {name!r} has an invalid name")
     path = PurePosixPath(name)
+    if not path.parts and not name.endswith("/"):
+        raise InvalidZipFileException(f"Could not unzip uploaded file: member {name!r} has no name")
     if path.is_absolute() or (path.parts and path.parts[0].endswith(":")):
         raise InvalidZipFileException(f"Could not unzip uploaded file: member {name!r} is an absolute path")
     if ".." in path.parts:
@@ -79,6 +94,10 @@ def _check_members(members: list[zipfile.ZipInfo]) -> None:
     total = 0
     for info in members:
         _safe_name(info.filename)
+        if info.flag_bits & 0x1:
+            raise InvalidZipFileException(
+                f"Could not unzip uploaded file: member {info.filename!r} is encrypted"
+            )
         total += info.file_size
         if total > UNZIPPED_LIMIT:
             raise InvalidParameterValueException(
@@ -104,11 +123,11 @@ def _extract(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Pat
     for info in members:
         name = _safe_name(info.filename)
         target = dest.joinpath(*name.parts)
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
             if _is_link(info):
                 link = archive.read(info).decode()
                 _check_link(name, link)
@@ -122,13 +141,23 @@ def _extract(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Pat
                             f"Unzipped size must be smaller than {UNZIPPED_LIMIT} bytes"
                         )
                     out.write(chunk)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(target, mode | 0o400)
+        except _UNPACK_ERRORS as exc:
             raise InvalidZipFileException(f"Could not unzip uploaded file: {exc}") from None
-        mode = (info.external_attr >> 16) & 0o777
-        if mode:
-            os.chmod(target, mode | 0o400)
     for target, link in links:
         try:
             os.symlink(link, target)
         except OSError as exc:
             raise InvalidZipFileException(f"Could not unzip uploaded file: {exc}") from None
+    # Each link stays inside on its own, but a chain can still leave: "x/b" -> ".." and
+    # "a" -> "x/b/.." resolves to the parent of the code directory.  Check what they resolve to.
+    root = os.path.realpath(dest)
+    for target, _link in links:
+        real = os.path.realpath(target)
+        if real != root and not real.startswith(root + os.sep):
+            where = target.relative_to(dest)
+            raise InvalidZipFileException(
+                f"Could not unzip uploaded file: link {where} points outside the code directory"
+            )

@@ -44,9 +44,13 @@ RESERVED_ENV_KEYS = frozenset(
 )
 
 
-def _range(field: str, value: Any, low: float, high: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidParameterValueException(f"{field}: expected a number, got {value!r}")
+def _range(
+    field: str, value: Any, low: float, high: float | None = None, *, integer: bool = False
+) -> None:
+    types = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, types) or value != value:  # NaN != NaN
+        expected = "an integer" if integer else "a number"
+        raise InvalidParameterValueException(f"{field}: expected {expected}, got {value!r}")
     if value < low or (high is not None and value > high):
         allowed = f"{low}-{high}" if high is not None else f">= {low}"
         raise InvalidParameterValueException(f"{field}: {value} is outside the allowed range {allowed}")
@@ -77,31 +81,31 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
             raise InvalidParameterValueException(
                 f"name: {self.name!r} must be 1-64 letters, digits, hyphens or underscores"
             )
-        if not isinstance(self.handler, str) or not HANDLER_RE.match(self.handler) or len(self.handler) > 128:
+        if not isinstance(self.handler, str) or not HANDLER_RE.fullmatch(self.handler) or len(self.handler) > 128:
             raise InvalidParameterValueException(
                 f"handler: {self.handler!r} must be 'module.function' (at most 128 characters, no spaces)"
             )
         if not isinstance(self.code, (str, os.PathLike)) or not str(self.code):
             raise InvalidParameterValueException("code: a directory or a .zip file is required")
         self.code = os.fspath(self.code)
-        _range("memory_mb", self.memory_mb, 128, 10240)
+        _range("memory_mb", self.memory_mb, 128, 10240, integer=True)
         _range("timeout_s", self.timeout_s, 1)
-        _range("ephemeral_storage_mb", self.ephemeral_storage_mb, 512, 10240)
+        _range("ephemeral_storage_mb", self.ephemeral_storage_mb, 512, 10240, integer=True)
         _range("keepalive_s", self.keepalive_s, 0)
-        _range("provisioned_concurrency", self.provisioned_concurrency, 0)
+        _range("provisioned_concurrency", self.provisioned_concurrency, 0, integer=True)
         if self.reserved_concurrency is not None:
-            _range("reserved_concurrency", self.reserved_concurrency, 0)
+            _range("reserved_concurrency", self.reserved_concurrency, 0, integer=True)
             if self.provisioned_concurrency > self.reserved_concurrency:
                 raise InvalidParameterValueException(
                     f"provisioned_concurrency: {self.provisioned_concurrency} exceeds "
                     f"reserved_concurrency {self.reserved_concurrency}"
                 )
         if self.max_uses is not None:
-            _range("max_uses", self.max_uses, 1)
+            _range("max_uses", self.max_uses, 1, integer=True)
         if self.backend not in ("process", "container"):
             raise InvalidParameterValueException(f"backend: {self.backend!r} must be 'process' or 'container'")
         if self.start not in ("fork", "spawn"):
@@ -120,7 +124,7 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             )
         size = 0
         for key, value in self.environment.items():
-            if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+            if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
                 raise InvalidParameterValueException(
                     f"environment: {key!r} is not a valid name ([a-zA-Z][a-zA-Z0-9_]+)"
                 )
@@ -147,7 +151,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def replace(self, **changes: Any) -> FunctionConfig:
         """A validated copy with ``changes`` applied."""
-        return type(self)(**{**msgspec.structs.asdict(self), **changes})
+        fields = msgspec.structs.asdict(self)
+        fields["environment"] = dict(self.environment)  # the copy must not share the mapping
+        return type(self)(**{**fields, **changes})
 
 
 def _default_memory_budget_mb() -> int:
@@ -183,9 +189,12 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     price_per_request: float = 0.0000002
 
     def __post_init__(self) -> None:
-        _range("account_concurrency", self.account_concurrency, 1)
-        _range("cold_start_cap", self.cold_start_cap, 1)
-        _range("memory_budget_mb", self.memory_budget_mb, 0)
-        _range("max_queue", self.max_queue, 0)
+        _range("account_concurrency", self.account_concurrency, 1, integer=True)
+        _range("cold_start_cap", self.cold_start_cap, 1, integer=True)
+        _range("memory_budget_mb", self.memory_budget_mb, 0, integer=True)
+        _range("max_queue", self.max_queue, 0, integer=True)
         _range("queue_timeout_s", self.queue_timeout_s, 0)
-        _range("log_cap_bytes", self.log_cap_bytes, 4096)
+        _range("log_cap_bytes", self.log_cap_bytes, 4096, integer=True)
+        _range("log_history_bytes", self.log_history_bytes, 0, integer=True)
+        _range("price_gb_second", self.price_gb_second, 0)
+        _range("price_per_request", self.price_per_request, 0)
