@@ -478,6 +478,10 @@ cdef class SchedulerC:
                 waiting += 1
         return fn.n_starting, len(fn.idle), fn.n_busy, waiting
 
+    def env_function(self, env_id):
+        """The name of the function ``env_id`` belongs to."""
+        return (<_Env>self._envs[env_id]).fn.name
+
     def generation(self, name):
         return (<_Function>self._functions[name]).generation
 
@@ -511,6 +515,7 @@ cdef class SchedulerC:
         """Give ``req`` an idle environment or a new one; 0 if it has to wait."""
         cdef list idle = fn.idle
         cdef Py_ssize_t n = len(idle)
+        cdef Py_ssize_t i
         cdef _Env env
         if n:
             env = <_Env>idle[n - 1]
@@ -524,6 +529,15 @@ cdef class SchedulerC:
                 self._unidle(env)
                 self._start(env, req, now, out)
                 return 1
+            # No start slot for the dead one on top: a warm one below serves now (a dispatch
+            # starts nothing, so the cold-start cap must not make req wait).
+            for i in range(n - 2, -1, -1):
+                env = <_Env>idle[i]
+                if env.alive:
+                    del idle[i]
+                    self._unidle(env)
+                    self._run(env, req, now, out)
+                    return 1
             return 0
         if self.starting >= self.cold_start_cap or not self._fits(fn, out):
             return 0

