@@ -44,21 +44,86 @@ def _info(key: str) -> Callable[[Bench], float]:
 
 # figure, group, warmstart role, baseline role, value of one benchmark, unit, compare, target
 FIGURES: list[tuple[str, str, str, str, Callable[[Bench], float], str, str, float]] = [
-    ("P1 warm latency p50 vs floor", "P1-warm-latency", "warmstart", "floor", _info("p50_us"), "µs", "<=", 2.0),
-    ("P1 warm latency p50 vs ProcessPoolExecutor", "P1-warm-latency", "warmstart", "ProcessPoolExecutor",
-     _info("p50_us"), "µs", "<=", 0.2),
-    ("P2 throughput vs ProcessPoolExecutor", "P2-throughput", "warmstart", "ProcessPoolExecutor",
-     _info("ops_per_s"), "calls/s", ">=", 3.0),
-    ("P2 throughput vs floor closed loop", "P2-throughput", "warmstart", "floor", _info("ops_per_s"), "calls/s",
-     ">=", 0.7),
-    ("P3 cold start (fork) vs python -c pass", "P3-cold-start", "warmstart", "python -c pass",
-     lambda b: _median(b) * 1000, "ms", "<=", 0.25),
-    ("P3 cold start (spawn) vs python -c pass", "P3-cold-start", "warmstart spawn", "python -c pass",
-     lambda b: _median(b) * 1000, "ms", "info", 0.0),
-    ("P6 Cython core vs pure core (time)", "P6-scheduler", "c", "py", lambda b: _median(b) * 1000, "ms", "<=",
-     1 / 3),
-    ("P8 idle forked worker, unique RSS", "P8-idle-memory", "warmstart", "spawned worker", _info("uss_mb"), "MB",
-     "abs<=", 10.0),
+    (
+        "P1 warm latency p50 vs floor",
+        "P1-warm-latency",
+        "warmstart",
+        "floor",
+        _info("p50_us"),
+        "µs",
+        "<=",
+        2.0,
+    ),
+    (
+        "P1 warm latency p50 vs ProcessPoolExecutor",
+        "P1-warm-latency",
+        "warmstart",
+        "ProcessPoolExecutor",
+        _info("p50_us"),
+        "µs",
+        "<=",
+        0.2,
+    ),
+    (
+        "P2 throughput vs ProcessPoolExecutor",
+        "P2-throughput",
+        "warmstart",
+        "ProcessPoolExecutor",
+        _info("ops_per_s"),
+        "calls/s",
+        ">=",
+        3.0,
+    ),
+    (
+        "P2 throughput vs floor closed loop",
+        "P2-throughput",
+        "warmstart",
+        "floor",
+        _info("ops_per_s"),
+        "calls/s",
+        ">=",
+        0.7,
+    ),
+    (
+        "P3 cold start (fork) vs python -c pass",
+        "P3-cold-start",
+        "warmstart",
+        "python -c pass",
+        lambda b: _median(b) * 1000,
+        "ms",
+        "<=",
+        0.25,
+    ),
+    (
+        "P3 cold start (spawn) vs python -c pass",
+        "P3-cold-start",
+        "warmstart spawn",
+        "python -c pass",
+        lambda b: _median(b) * 1000,
+        "ms",
+        "info",
+        0.0,
+    ),
+    (
+        "P6 Cython core vs pure core (time)",
+        "P6-scheduler",
+        "c",
+        "py",
+        lambda b: _median(b) * 1000,
+        "ms",
+        "<=",
+        1 / 3,
+    ),
+    (
+        "P8 idle forked worker, unique RSS",
+        "P8-idle-memory",
+        "warmstart",
+        "spawned worker",
+        _info("uss_mb"),
+        "MB",
+        "abs<=",
+        10.0,
+    ),
 ]
 
 
@@ -73,24 +138,34 @@ def rows(benches: list[Bench]) -> list[list[str]]:
         if compare == "abs<=":
             met, goal = a <= target, f"≤ {target:g} {unit}"
         elif compare == "<=":
-            met, goal = ratio <= target, f"≤ {target:.2g}×"
+            met, goal = ratio <= target, f"≤ {target:.2g}x"
         elif compare == ">=":
-            met, goal = ratio >= target, f"≥ {target:g}×"
+            met, goal = ratio >= target, f"≥ {target:g}x"
         else:
             met, goal = None, "—"
         verdict = "—" if met is None else ("yes" if met else "**no**")
-        out.append([figure, f"{a:,.1f} {unit}", f"{b:,.1f} {unit} ({theirs})", f"{ratio:.3g}×", goal, verdict])
+        out.append(
+            [
+                figure,
+                f"{a:,.1f} {unit}",
+                f"{b:,.1f} {unit} ({theirs})",
+                f"{ratio:.3g}x",
+                goal,
+                verdict,
+            ]
+        )
     return out
 
 
 def machine(data: dict[str, Any]) -> str:
     info = data.get("machine_info", {})
     cpu = info.get("cpu", {}).get("brand_raw") or platform.processor() or "unknown CPU"
-    return (
-        f"{info.get('system', platform.system())} {info.get('release', '')}, {cpu}, "
-        f"{info.get('cpu', {}).get('count', '?')} cores, Python {info.get('python_version', platform.python_version())}"
-        f" ({info.get('python_implementation', '')}), run {data.get('datetime', '')[:19]}"
-    )
+    cores = info.get("cpu", {}).get("count", "?")
+    python = info.get("python_version", platform.python_version())
+    system = f"{info.get('system', platform.system())} {info.get('release', '')}"
+    impl = info.get("python_implementation", "")
+    when = data.get("datetime", "")[:19]
+    return f"{system}, {cpu}, {cores} cores, Python {python} ({impl}), run {when}"
 
 
 def render(data: dict[str, Any]) -> str:

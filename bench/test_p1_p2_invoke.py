@@ -38,9 +38,13 @@ def engine(loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
     engine = Engine(PoolConfig(max_queue=CALLERS * 2))
     code = str(FUNCTIONS / "noop")
     loop.run_until_complete(engine.start())
-    loop.run_until_complete(engine.register(FunctionConfig(name="noop", handler="app.handler", code=code)))
     loop.run_until_complete(
-        engine.register(FunctionConfig(name="noop2", handler="app.handler", code=code, reserved_concurrency=2))
+        engine.register(FunctionConfig(name="noop", handler="app.handler", code=code))
+    )
+    loop.run_until_complete(
+        engine.register(
+            FunctionConfig(name="noop2", handler="app.handler", code=code, reserved_concurrency=2)
+        )
     )
     yield engine
     loop.run_until_complete(engine.close())
@@ -136,7 +140,9 @@ def test_p2_warmstart(benchmark: Any, loop: asyncio.AbstractEventLoop, engine: E
     async def call() -> None:
         await engine.invoke("noop2", EVENT)
 
-    _throughput(benchmark, "warmstart", lambda: loop.run_until_complete(_callers(N_THROUGHPUT, call)))
+    _throughput(
+        benchmark, "warmstart", lambda: loop.run_until_complete(_callers(N_THROUGHPUT, call))
+    )
     assert engine.stats()["noop2"]["environments"]["ready"] <= 2
 
 

@@ -36,18 +36,23 @@ def engine(loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
     code = str(FUNCTIONS / "noop")
     loop.run_until_complete(engine.start())
     for name, start in (("cold-fork", "fork"), ("cold-spawn", "spawn")):
-        config = FunctionConfig(name=name, handler="app.handler", code=code, max_uses=1, start=start)
+        config = FunctionConfig(
+            name=name, handler="app.handler", code=code, max_uses=1, start=start
+        )
         loop.run_until_complete(engine.register(config))
     yield engine
     loop.run_until_complete(engine.close())
 
 
-def _cold(benchmark: Any, loop: asyncio.AbstractEventLoop, engine: Engine, name: str, role: str) -> None:
+def _cold(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, engine: Engine, name: str, role: str
+) -> None:
     init_ms: list[float] = []
 
     def once() -> None:
         result = loop.run_until_complete(engine.invoke(name, EVENT))
-        assert result.report is not None and result.report.cold, "every sample must be a cold start"
+        assert result.report is not None
+        assert result.report.cold, "every sample must be a cold start"
         init_ms.append(result.report.init_duration_ms or 0.0)
 
     benchmark.group = "P3-cold-start"
@@ -61,11 +66,15 @@ def test_p3_warmstart_fork(benchmark: Any, loop: asyncio.AbstractEventLoop, engi
     _cold(benchmark, loop, engine, "cold-fork", "warmstart")
 
 
-def test_p3_warmstart_spawn(benchmark: Any, loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+def test_p3_warmstart_spawn(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, engine: Engine
+) -> None:
     _cold(benchmark, loop, engine, "cold-spawn", "warmstart spawn")
 
 
 def test_p3_python_c_pass(benchmark: Any) -> None:
     benchmark.group = "P3-cold-start"
     benchmark.extra_info.update(figure="P3", role="python -c pass")
-    benchmark.pedantic(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), rounds=ROUNDS)
+    benchmark.pedantic(
+        lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), rounds=ROUNDS
+    )

@@ -60,6 +60,8 @@ def _idle_uss(loop: asyncio.AbstractEventLoop, start: str) -> list[float]:
 def test_p8_idle_worker_memory(benchmark: Any, loop: asyncio.AbstractEventLoop, start: str) -> None:
     samples: list[float] = []
     benchmark.group = "P8-idle-memory"
-    benchmark.extra_info.update(figure="P8", role="warmstart" if start == "fork" else "spawned worker")
+    benchmark.extra_info.update(
+        figure="P8", role="warmstart" if start == "fork" else "spawned worker"
+    )
     benchmark.pedantic(lambda: samples.extend(_idle_uss(loop, start)), rounds=1)
     benchmark.extra_info["uss_mb"] = max(samples)

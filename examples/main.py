@@ -43,7 +43,10 @@ async def main() -> None:
             await engine.register(FunctionConfig(**spec))
 
         for i in range(3):
-            show(f"hello #{i + 1}", await engine.invoke("hello", {"name": "warmstart", "call": i + 1}))
+            show(
+                f"hello #{i + 1}",
+                await engine.invoke("hello", {"name": "warmstart", "call": i + 1}),
+            )
         show("hello-fail", await engine.invoke("hello-fail", {"bad": True}))
         for i in range(2):
             show(f"counter #{i + 1}", await engine.invoke("counter", {}))
@@ -51,7 +54,10 @@ async def main() -> None:
         show("counter after update (new generation)", await engine.invoke("counter", {}))
         show("counter-provisioned", await engine.invoke("counter-provisioned", {}))
         show("slow (timeout 1 s, sleeps 2 s)", await engine.invoke("slow", {"seconds": 2}))
-        show("slow again (cold: the timed-out worker was replaced)", await engine.invoke("slow", {"seconds": 0.1}))
+        show(
+            "slow again (cold: the timed-out worker was replaced)",
+            await engine.invoke("slow", {"seconds": 0.1}),
+        )
 
         print("\n== stats")
         for name, s in engine.stats().items():

@@ -1,13 +1,14 @@
 """warmstart: AWS Lambda's invocation model on your own machine.
 
-    from runtime import Engine, FunctionConfig, run
+from runtime import Engine, FunctionConfig, run
 
-    async def main():
-        async with Engine() as engine:
-            await engine.register(FunctionConfig(name="echo", handler="app.handler", code="examples/echo"))
-            result = await engine.invoke("echo", {"x": 1})
+async def main():
+    async with Engine() as engine:
+        config = FunctionConfig(name="hello", handler="app.handler", code="examples/hello")
+        await engine.register(config)
+        result = await engine.invoke("hello", {"x": 1})
 
-    run(main())   # uvloop when installed
+run(main())   # uvloop when installed
 """
 
 from .blocking import BlockingEngine

@@ -215,7 +215,9 @@ class SchedulerPy:
         self._pump(now, out)
         return out
 
-    def set_concurrency(self, name: str, reserved: int, provisioned: int, now: float) -> list[Action]:
+    def set_concurrency(
+        self, name: str, reserved: int, provisioned: int, now: float
+    ) -> list[Action]:
         """Change reserved and provisioned concurrency without a new generation."""
         fn = self._functions[name]
         out: list[Action] = []

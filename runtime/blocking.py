@@ -23,14 +23,18 @@ class BlockingEngine:
 
     def __init__(self, pool: PoolConfig | None = None, **kwargs: Any) -> None:
         self._loop = new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="warmstart-engine", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="warmstart-engine", daemon=True
+        )
         self._thread.start()
         self.engine = Engine(pool, **kwargs)
         self._run(self.engine.start())
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self._thread:
-            raise RuntimeError("BlockingEngine methods cannot be called from the engine's own thread")
+            raise RuntimeError(
+                "BlockingEngine methods cannot be called from the engine's own thread"
+            )
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def register(self, config: FunctionConfig) -> None:
@@ -42,17 +46,26 @@ class BlockingEngine:
     def unregister(self, name: str) -> None:
         self._run(self.engine.unregister(name))
 
-    def set_concurrency(self, name: str, reserved: int | None, provisioned: int | None = None) -> None:
+    def set_concurrency(
+        self, name: str, reserved: int | None, provisioned: int | None = None
+    ) -> None:
         self._run(self.engine.set_concurrency(name, reserved, provisioned))
 
-    def invoke(self, name: str, payload: Any = b"{}", invocation_type: str = "RequestResponse", **kwargs: Any) -> InvokeResult:
+    def invoke(
+        self,
+        name: str,
+        payload: Any = b"{}",
+        invocation_type: str = "RequestResponse",
+        **kwargs: Any,
+    ) -> InvokeResult:
         return self._run(self.engine.invoke(name, payload, invocation_type, **kwargs))
 
     def stats(self) -> dict[str, dict[str, Any]]:
         return self._run(_call(self.engine.stats))
 
     def logs(self, name: str) -> str:
-        return self._run(_call(self.engine.logs, name))
+        text: str = self._run(_call(self.engine.logs, name))
+        return text
 
     def functions(self) -> list[FunctionConfig]:
         return self._run(_call(self.engine.functions))

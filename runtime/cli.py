@@ -42,7 +42,9 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="warmstart", description="AWS Lambda's invocation model on your own machine.")
+    parser = argparse.ArgumentParser(
+        prog="warmstart", description="AWS Lambda's invocation model on your own machine."
+    )
     parser.add_argument("--version", action="version", version=f"warmstart {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     local = commands.add_parser(
@@ -51,14 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Register a handler on an embedded engine and invoke it, printing the result "
         "on stdout and the START/END/REPORT log on stderr. Exits 1 on a function error.",
     )
-    local.add_argument("payload", nargs="?", default="{}", help="JSON event, or - to read stdin (default {})")
+    local.add_argument(
+        "payload", nargs="?", default="{}", help="JSON event, or - to read stdin (default {})"
+    )
     local.add_argument("--handler", required=True, help="module.function, e.g. app.handler")
     local.add_argument("--code", required=True, help="directory or .zip with the function code")
     local.add_argument("--name", default="local", help="function name (default: local)")
     local.add_argument("--memory", type=int, default=128, help="memory_mb, 128-10240 (default 128)")
     local.add_argument("--timeout", type=float, default=3, help="timeout_s (default 3)")
-    local.add_argument("--start", choices=("fork", "spawn"), default="fork", help="cold start strategy")
-    local.add_argument("--repeat", type=int, default=1, help="invoke N times: the first is cold, the rest warm")
+    local.add_argument(
+        "--start", choices=("fork", "spawn"), default="fork", help="cold start strategy"
+    )
+    local.add_argument(
+        "--repeat", type=int, default=1, help="invoke N times: the first is cold, the rest warm"
+    )
     local.set_defaults(func=_local)
     return parser
 

@@ -50,7 +50,9 @@ def prepare_code(code: str | os.PathLike[str] | bytes, dest_root: str | os.PathL
     if path.is_file():
         with path.open("rb") as f:
             return unpack_zip(f, dest_root)
-    raise InvalidParameterValueException(f"code: {str(code)!r} is neither a directory nor a .zip file")
+    raise InvalidParameterValueException(
+        f"code: {str(code)!r} is neither a directory nor a .zip file"
+    )
 
 
 def unpack_zip(source: io.BufferedIOBase | io.BytesIO, dest_root: str | os.PathLike[str]) -> str:
@@ -77,20 +79,28 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
 
 def _safe_name(name: str) -> PurePosixPath:
     if "\\" in name or "\x00" in name:
-        raise InvalidZipFileException(f"Could not unzip uploaded file: member {name!r} has an invalid name")
+        raise InvalidZipFileException(
+            f"Could not unzip uploaded file: member {name!r} has an invalid name"
+        )
     path = PurePosixPath(name)
     if not path.parts and not name.endswith("/"):
         raise InvalidZipFileException(f"Could not unzip uploaded file: member {name!r} has no name")
     if path.is_absolute() or (path.parts and path.parts[0].endswith(":")):
-        raise InvalidZipFileException(f"Could not unzip uploaded file: member {name!r} is an absolute path")
+        raise InvalidZipFileException(
+            f"Could not unzip uploaded file: member {name!r} is an absolute path"
+        )
     if ".." in path.parts:
-        raise InvalidZipFileException(f"Could not unzip uploaded file: member {name!r} leaves the code directory")
+        raise InvalidZipFileException(
+            f"Could not unzip uploaded file: member {name!r} leaves the code directory"
+        )
     return path
 
 
 def _check_members(members: list[zipfile.ZipInfo]) -> None:
     if len(members) > MAX_MEMBERS:
-        raise InvalidZipFileException(f"Could not unzip uploaded file: more than {MAX_MEMBERS} members")
+        raise InvalidZipFileException(
+            f"Could not unzip uploaded file: more than {MAX_MEMBERS} members"
+        )
     total = 0
     for info in members:
         _safe_name(info.filename)
@@ -107,7 +117,9 @@ def _check_members(members: list[zipfile.ZipInfo]) -> None:
 
 def _check_link(name: PurePosixPath, target: str) -> None:
     if target.startswith("/") or "\x00" in target:
-        raise InvalidZipFileException(f"Could not unzip uploaded file: link {name} points outside the code directory")
+        raise InvalidZipFileException(
+            f"Could not unzip uploaded file: link {name} points outside the code directory"
+        )
     depth = len(name.parts) - 1
     for part in PurePosixPath(target).parts:
         depth += -1 if part == ".." else (0 if part == "." else 1)

@@ -53,7 +53,9 @@ def _range(
         raise InvalidParameterValueException(f"{field}: expected {expected}, got {value!r}")
     if value < low or (high is not None and value > high):
         allowed = f"{low}-{high}" if high is not None else f">= {low}"
-        raise InvalidParameterValueException(f"{field}: {value} is outside the allowed range {allowed}")
+        raise InvalidParameterValueException(
+            f"{field}: {value} is outside the allowed range {allowed}"
+        )
 
 
 class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -85,9 +87,14 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise InvalidParameterValueException(
                 f"name: {self.name!r} must be 1-64 letters, digits, hyphens or underscores"
             )
-        if not isinstance(self.handler, str) or not HANDLER_RE.fullmatch(self.handler) or len(self.handler) > 128:
+        if (
+            not isinstance(self.handler, str)
+            or not HANDLER_RE.fullmatch(self.handler)
+            or len(self.handler) > 128
+        ):
             raise InvalidParameterValueException(
-                f"handler: {self.handler!r} must be 'module.function' (at most 128 characters, no spaces)"
+                f"handler: {self.handler!r} must be 'module.function' "
+                "(at most 128 characters, no spaces)"
             )
         if not isinstance(self.code, (str, os.PathLike)) or not str(self.code):
             raise InvalidParameterValueException("code: a directory or a .zip file is required")
@@ -107,7 +114,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.max_uses is not None:
             _range("max_uses", self.max_uses, 1, integer=True)
         if self.backend not in ("process", "container"):
-            raise InvalidParameterValueException(f"backend: {self.backend!r} must be 'process' or 'container'")
+            raise InvalidParameterValueException(
+                f"backend: {self.backend!r} must be 'process' or 'container'"
+            )
         if self.start not in ("fork", "spawn"):
             raise InvalidParameterValueException(f"start: {self.start!r} must be 'fork' or 'spawn'")
         if self.backend == "container" and not self.image:
@@ -116,7 +125,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def _check_environment(self) -> None:
         if not isinstance(self.environment, dict):
-            raise InvalidParameterValueException("environment: expected a mapping of names to strings")
+            raise InvalidParameterValueException(
+                "environment: expected a mapping of names to strings"
+            )
         reserved = sorted(k for k in self.environment if k in RESERVED_ENV_KEYS)
         if reserved:
             raise InvalidParameterValueException(
@@ -129,7 +140,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                     f"environment: {key!r} is not a valid name ([a-zA-Z][a-zA-Z0-9_]+)"
                 )
             if not isinstance(value, str):
-                raise InvalidParameterValueException(f"environment: value of {key} must be a string")
+                raise InvalidParameterValueException(
+                    f"environment: value of {key} must be a string"
+                )
             size += len(key.encode()) + len(value.encode())
         if size > ENV_MAX_BYTES:
             raise InvalidParameterValueException(

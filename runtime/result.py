@@ -43,7 +43,8 @@ class Report:
         """``REPORT RequestId: ...`` exactly as Lambda writes it."""
         text = (
             f"REPORT RequestId: {self.request_id}\tDuration: {self.duration_ms:.2f} ms\t"
-            f"Billed Duration: {self.billed_duration_ms} ms\tMemory Size: {self.memory_size_mb} MB\t"
+            f"Billed Duration: {self.billed_duration_ms} ms\t"
+            f"Memory Size: {self.memory_size_mb} MB\t"
             f"Max Memory Used: {self.max_memory_used_mb} MB\t"
         )
         if self.init_duration_ms is not None:
@@ -62,24 +63,49 @@ class InvokeResult:
 
     ``payload`` is exactly what the handler returned, JSON-encoded (or Lambda's error
     document when ``function_error`` is set).  ``status_code`` is 200, 202 (Event) or 204
-    (DryRun), as Lambda's Invoke answers.
+    (DryRun), as Lambda's Invoke answers.  ``log`` is the invocation's log as Lambda writes
+    it (``START``, the function's output, ``END``, ``REPORT``), formatted when first read.
     """
 
-    __slots__ = ("function_error", "log", "payload", "report", "status_code")
+    __slots__ = ("_log", "function_error", "output", "payload", "preamble", "report", "status_code")
 
     def __init__(
         self,
         payload: bytes,
         function_error: str | None = None,
-        log: str = "",
         report: Report | None = None,
+        output: bytes = b"",
         status_code: int = 200,
+        preamble: bytes = b"",
     ) -> None:
         self.payload = payload
         self.function_error = function_error
-        self.log = log
         self.report = report
+        self.output = output
         self.status_code = status_code
+        self.preamble = preamble
+        self._log: str | None = None
+
+    @property
+    def log(self) -> str:
+        if self._log is None:
+            report = self.report
+            if report is None:
+                self._log = ""
+                return ""
+            rid = report.request_id
+            start = f"START RequestId: {rid} Version: $LATEST\n"
+            end = f"END RequestId: {rid}\n{report.line()}\n"
+            if self.preamble:
+                self._log = self.preamble.decode(errors="replace") + start + end
+            else:
+                self._log = start + self.output.decode(errors="replace") + end
+        return self._log
+
+    @property
+    def log_size(self) -> int:
+        """Roughly the bytes of ``log``, without formatting it."""
+        return len(self.output) + 300
 
     @property
     def log_tail(self) -> str:

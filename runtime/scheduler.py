@@ -44,9 +44,11 @@ NO_EXTENSIONS = bool(os.environ.get("WARMSTART_NO_EXTENSIONS")) or (
 
 SchedulerC: type[SchedulerPy] | None
 try:
-    from ._scheduler_c import SchedulerC
+    from ._scheduler_c import SchedulerC as _Compiled
 except ImportError:
     SchedulerC = None
+else:
+    SchedulerC = _Compiled
 
 Scheduler: type[SchedulerPy] = SchedulerPy if NO_EXTENSIONS or SchedulerC is None else SchedulerC
 COMPILED = Scheduler is not SchedulerPy

@@ -21,7 +21,7 @@ NO_EXTENSIONS = os.environ.get("WARMSTART_NO_EXTENSIONS") == "1"
 
 def _core_params() -> list[object]:
     params: list[object] = [pytest.param(sched_mod.SchedulerPy, id="py")]
-    if sched_mod.SchedulerC is not None and not NO_EXTENSIONS:
+    if sched_mod.SchedulerC is not None:
         params.append(pytest.param(sched_mod.SchedulerC, id="c"))
     elif REQUIRE_EXTENSIONS:
         params.append(pytest.param(None, id="c"))
@@ -33,7 +33,7 @@ def _core_params() -> list[object]:
 
 
 @pytest.fixture(params=_core_params())
-def Scheduler(request: pytest.FixtureRequest) -> type:  # noqa: N802 - it is a class
+def Scheduler(request: pytest.FixtureRequest) -> type:
     """Each scheduler-core test runs once on the pure core and once on the Cython core."""
     if request.param is None:
         pytest.fail("WARMSTART_REQUIRE_EXTENSIONS=1 but runtime._scheduler_c did not load")

@@ -19,7 +19,8 @@ def _worker_module():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location(
         name, os.path.join(_HERE, "__init__.py"), submodule_search_locations=[_HERE]
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     package = importlib.util.module_from_spec(spec)
     sys.modules[name] = package
     spec.loader.exec_module(package)
@@ -29,4 +30,4 @@ def _worker_module():  # type: ignore[no-untyped-def]
 if __name__ == "__main__":
     if sys.path and os.path.abspath(sys.path[0]) == _HERE:
         del sys.path[0]
-    sys.exit(_worker_module().main(sys.argv[1:]))
+    sys.exit(_worker_module().main(sys.argv[1:]))  # type: ignore[no-untyped-call]

@@ -30,7 +30,7 @@ number of fields, an oversized body or a field running past the body is a ``Prot
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 MAGIC = b"WS"
 HEADER = struct.Struct("<2sBBB3xIQQ")
@@ -99,7 +99,9 @@ class Frame:
         return f"<Frame {name} a={self.a} b={self.b} flags={self.flags} fields=[{sizes}]>"
 
 
-def encode(kind: int, fields: tuple[bytes, ...] | list[bytes], a: int = 0, b: int = 0, flags: int = 0) -> bytes:
+def encode(
+    kind: int, fields: tuple[bytes, ...] | list[bytes], a: int = 0, b: int = 0, flags: int = 0
+) -> bytes:
     """Encode one frame.  Raises ProtocolError for a body over MAX_BODY."""
     parts = [b""]
     size = 0
@@ -169,6 +171,13 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf
+        if not buf and len(data) >= HEADER_SIZE:
+            # the common case: exactly one whole frame arrived
+            kind, nfields, flags, size, a, b = parse_header(data)
+            if len(data) == HEADER_SIZE + size:
+                return [
+                    Frame(kind, parse_fields(memoryview(data)[HEADER_SIZE:], nfields), a, b, flags)
+                ]
         if buf:
             buf += data
             view: bytes | bytearray = buf
@@ -178,7 +187,9 @@ class Decoder:
         pos = 0
         end = len(view)
         while end - pos >= HEADER_SIZE:
-            kind, nfields, flags, size, a, b = parse_header(memoryview(view)[pos : pos + HEADER_SIZE])
+            kind, nfields, flags, size, a, b = parse_header(
+                memoryview(view)[pos : pos + HEADER_SIZE]
+            )
             stop = pos + HEADER_SIZE + size
             if stop > end:
                 break

@@ -1,0 +1,71 @@
+"""The core selector: which scheduler the engine runs, and the build that provides it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from runtime import Engine
+from runtime import scheduler as sched_mod
+
+REQUIRE_EXTENSIONS = os.environ.get("WARMSTART_REQUIRE_EXTENSIONS") == "1"
+NO_EXTENSIONS = os.environ.get("WARMSTART_NO_EXTENSIONS") == "1"
+
+
+def _selected(**env: str) -> str:
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART_")}
+    child_env.update(env)
+    code = "import runtime.scheduler as s; print(s.Scheduler.__name__, s.COMPILED)"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=child_env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_required_extension_loaded() -> None:
+    if not REQUIRE_EXTENSIONS:
+        pytest.skip("WARMSTART_REQUIRE_EXTENSIONS is not set")
+    assert sched_mod.SchedulerC is not None, "runtime._scheduler_c did not load"
+    assert _selected() == "SchedulerC True"
+
+
+def test_no_extensions_forces_the_pure_core() -> None:
+    assert _selected(WARMSTART_NO_EXTENSIONS="1") == "SchedulerPy False"
+
+
+def test_engine_runs_the_selected_core() -> None:
+    assert Engine()._core_cls is sched_mod.Scheduler
+    if NO_EXTENSIONS:
+        assert sched_mod.Scheduler is sched_mod.SchedulerPy
+    elif sched_mod.SchedulerC is not None:
+        assert sched_mod.Scheduler is sched_mod.SchedulerC
+
+
+def test_both_cores_share_the_constants() -> None:
+    if sched_mod.SchedulerC is None:
+        pytest.skip("Cython core not built")
+    from runtime import _scheduler_c, _scheduler_py
+
+    names = [n for n in dir(_scheduler_py) if n.isupper() and not n.startswith("_")]
+    assert names
+    for name in names:
+        if isinstance(getattr(_scheduler_py, name), int):
+            assert getattr(_scheduler_c, name) == getattr(_scheduler_py, name), name
+
+
+def test_setup_builds_every_pyx() -> None:
+    """setup.py turns each ext/*.pyx into runtime._<stem>_c."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    stems = sorted(f[:-4] for f in os.listdir(os.path.join(root, "ext")) if f.endswith(".pyx"))
+    assert stems == ["scheduler"]
+    code = (
+        "import sys, runpy; sys.argv=['setup.py', '--name'];"
+        "ns = runpy.run_path('setup.py', run_name='not_main');"
+        "print(' '.join(e.name for e in ns['extension_modules']()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()[-len(stems) :]
+    assert out == [f"runtime._{stem}_c" for stem in stems]
