@@ -32,6 +32,7 @@ class BlockingEngine:
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self._thread:
+            coro.close()
             raise RuntimeError(
                 "BlockingEngine methods cannot be called from the engine's own thread"
             )

@@ -31,6 +31,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -63,8 +64,14 @@ _THROTTLE_REASONS = {
         "Rate Exceeded.",
     ),
     S.R_ACCOUNT: ("ConcurrentInvocationLimitExceeded", "Rate Exceeded."),
-    S.R_WAIT_TIMEOUT: ("ConcurrentInvocationLimitExceeded", "Rate Exceeded: waited too long for capacity."),
-    S.R_MEMORY: ("ConcurrentInvocationLimitExceeded", "Rate Exceeded: the function does not fit the memory budget."),
+    S.R_WAIT_TIMEOUT: (
+        "ConcurrentInvocationLimitExceeded",
+        "Rate Exceeded: waited too long for capacity.",
+    ),
+    S.R_MEMORY: (
+        "ConcurrentInvocationLimitExceeded",
+        "Rate Exceeded: the function does not fit the memory budget.",
+    ),
 }
 
 _SIGNAL_NAMES = {
@@ -90,13 +97,16 @@ class EnvStatus(enum.Enum):
     STOPPED = "stopped"
 
 
-_TRANSITIONS = {
-    EnvStatus.STARTING: {EnvStatus.READY, EnvStatus.BUSY, EnvStatus.STOPPING},
-    EnvStatus.READY: {EnvStatus.BUSY, EnvStatus.STARTING, EnvStatus.STOPPING},
-    EnvStatus.BUSY: {EnvStatus.READY, EnvStatus.STARTING, EnvStatus.STOPPING},
-    EnvStatus.STOPPING: {EnvStatus.STOPPED},
-    EnvStatus.STOPPED: set(),
+# tuples, not sets: `in` on a short tuple compares identities and never hashes an enum
+_TRANSITIONS: dict[EnvStatus, tuple[EnvStatus, ...]] = {
+    EnvStatus.STARTING: (EnvStatus.READY, EnvStatus.BUSY, EnvStatus.STOPPING),
+    EnvStatus.READY: (EnvStatus.BUSY, EnvStatus.STARTING, EnvStatus.STOPPING),
+    EnvStatus.BUSY: (EnvStatus.READY, EnvStatus.STARTING, EnvStatus.STOPPING),
+    EnvStatus.STOPPING: (EnvStatus.STOPPED,),
+    EnvStatus.STOPPED: (),
 }
+for _status, _allowed in _TRANSITIONS.items():
+    _status.allowed = _allowed  # type: ignore[attr-defined]
 
 
 class InvalidTransition(RuntimeError):
@@ -116,6 +126,15 @@ def _iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
+def _request_id() -> str:
+    """A random (version 4) UUID string, without uuid.UUID's per-call overhead."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def _error_doc(error_type: str, message: str) -> bytes:
     return orjson.dumps({"errorMessage": message, "errorType": error_type})
 
@@ -123,15 +142,23 @@ def _error_doc(error_type: str, message: str) -> bytes:
 class Call:
     """One invocation in flight."""
 
-    __slots__ = ("cold_ms", "context", "fn", "future", "payload", "request_id", "req")
+    __slots__ = ("cold_ms", "context", "fn", "future", "payload", "req", "request_id", "rid")
 
-    def __init__(self, req: int, fn: FunctionState, payload: bytes, context: bytes, future: asyncio.Future[InvokeResult]):
+    def __init__(
+        self,
+        req: int,
+        fn: FunctionState,
+        payload: bytes,
+        context: bytes,
+        future: asyncio.Future[InvokeResult],
+    ):
         self.req = req
         self.fn = fn
         self.payload = payload
         self.context = context
         self.future = future
-        self.request_id = str(uuid.uuid4())
+        self.request_id = _request_id()
+        self.rid = self.request_id.encode()
         self.cold_ms: float | None = None
 
 
@@ -180,8 +207,10 @@ class Environment:
 
     def to(self, status: EnvStatus) -> None:
         """Guarded status change; an impossible one names the current state."""
-        if status not in _TRANSITIONS[self.status]:
-            raise InvalidTransition(f"environment {self.id} is {self.status.value}, cannot become {status.value}")
+        if status not in self.status.allowed:  # type: ignore[attr-defined]
+            raise InvalidTransition(
+                f"environment {self.id} is {self.status.value}, cannot become {status.value}"
+            )
         self.status = status
 
     def frame_received(self, worker: Worker, frame: P.Frame) -> None:
@@ -201,11 +230,22 @@ class Environment:
         return data
 
     def __repr__(self) -> str:
-        return f"<Environment {self.id} {self.fn.config.name} gen={self.generation} {self.status.value} uses={self.uses}>"
+        return (
+            f"<Environment {self.id} {self.fn.config.name} gen={self.generation} "
+            f"{self.status.value} uses={self.uses}>"
+        )
 
 
 class Metrics:
-    __slots__ = ("billed_ms", "cold_starts", "duration_ms", "errors", "gb_seconds", "invocations", "throttles")
+    __slots__ = (
+        "billed_ms",
+        "cold_starts",
+        "duration_ms",
+        "errors",
+        "gb_seconds",
+        "invocations",
+        "throttles",
+    )
 
     def __init__(self) -> None:
         self.invocations = 0
@@ -228,7 +268,7 @@ class FunctionState:
         self.templates: dict[int, Template] = {}
         self.spec: FunctionSpec | None = None
         self.metrics = Metrics()
-        self.log: deque[str] = deque()
+        self.log: deque[InvokeResult] = deque()
         self.log_bytes = 0
 
     @property
@@ -242,7 +282,9 @@ class Engine:
     Use as ``async with Engine() as engine``; see README for the tour.
     """
 
-    def __init__(self, pool: PoolConfig | None = None, *, scheduler: type[S.SchedulerPy] | None = None) -> None:
+    def __init__(
+        self, pool: PoolConfig | None = None, *, scheduler: type[S.SchedulerPy] | None = None
+    ) -> None:
         self.pool = pool or PoolConfig()
         self._core_cls = scheduler or S.Scheduler
         self._core: S.SchedulerPy | None = None
@@ -301,17 +343,35 @@ class Engine:
                 env.start_task.cancel()
             if env.worker is not None:
                 env.worker.kill()
-        await self._wait_exits([env.worker for env in self._envs.values() if env.worker is not None])
-        for fn in self._functions.values():
-            for template in fn.templates.values():
-                await template.close()
+        await self._wait_exits(
+            [env.worker for env in self._envs.values() if env.worker is not None]
+        )
+        await self._close_templates()
+        await self._drain_tasks(5.0)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._envs.clear()
+        for _ in range(3):
+            await asyncio.sleep(0)  # let closed transports finish closing before the loop may end
         if self._own_work_dir:
             shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    async def _close_templates(self) -> None:
+        """Templates of registered functions, and of unregistered ones whose calls were running."""
+        functions = {id(fn): fn for fn in self._functions.values()}
+        functions.update((id(env.fn), env.fn) for env in self._envs.values())
+        for fn in functions.values():
+            for template in list(fn.templates.values()):
+                await template.close()
+
+    async def _drain_tasks(self, timeout: float) -> None:
+        """Let environments already stopping (keepalive, unregister, update) and templates
+        already closing finish: cancelled, they would leave their processes unawaited."""
+        deadline = self._now() + timeout
+        while self._tasks and self._now() < deadline:
+            await asyncio.wait(list(self._tasks), timeout=deadline - self._now())
 
     @staticmethod
     async def _wait_exits(workers: list[Worker]) -> None:
@@ -322,7 +382,9 @@ class Engine:
     @property
     def core(self) -> S.SchedulerPy:
         if self._core is None:
-            raise ServiceException("the engine is not started: use 'async with Engine()' or await start()")
+            raise ServiceException(
+                "the engine is not started: use 'async with Engine()' or await start()"
+            )
         return self._core
 
     def _now(self) -> float:
@@ -365,12 +427,16 @@ class Engine:
         self._retire_templates(fn)
         return config
 
-    async def set_concurrency(self, name: str, reserved: int | None, provisioned: int | None = None) -> None:
+    async def set_concurrency(
+        self, name: str, reserved: int | None, provisioned: int | None = None
+    ) -> None:
         """Lambda's PutFunctionConcurrency / provisioned concurrency, without a redeploy."""
         fn = self._function(name)
         config = fn.config.replace(
             reserved_concurrency=reserved,
-            provisioned_concurrency=fn.config.provisioned_concurrency if provisioned is None else provisioned,
+            provisioned_concurrency=fn.config.provisioned_concurrency
+            if provisioned is None
+            else provisioned,
         )
         self._check_reserved(config, fn)
         fn.config = config
@@ -403,20 +469,25 @@ class Engine:
 
     def _check_backend(self, config: FunctionConfig) -> None:
         if config.backend != "process":
-            raise InvalidParameterValueException(f"backend: {config.backend!r} is not available in this engine")
+            raise InvalidParameterValueException(
+                f"backend: {config.backend!r} is not available in this engine"
+            )
 
     def _check_reserved(self, config: FunctionConfig, current: FunctionState | None) -> None:
         """Lambda keeps at least 100 (here: 10%) of the account unreserved."""
         if config.reserved_concurrency is None:
             return
         others = sum(
-            fn.config.reserved_concurrency or 0 for fn in self._functions.values() if fn is not current
+            fn.config.reserved_concurrency or 0
+            for fn in self._functions.values()
+            if fn is not current
         )
         floor = min(100, self.pool.account_concurrency // 10)
         room = self.pool.account_concurrency - floor - others
         if config.reserved_concurrency > room:
             raise InvalidParameterValueException(
-                f"reserved_concurrency: {config.reserved_concurrency} is outside the allowed range 0-{max(room, 0)}"
+                f"reserved_concurrency: {config.reserved_concurrency} is outside the allowed "
+                f"range 0-{max(room, 0)}"
                 f" (the account keeps {floor} unreserved)"
             )
 
@@ -480,7 +551,9 @@ class Engine:
         starts = [
             env.start_task
             for kind, env_id, _, _ in actions
-            if kind == S.COLD_START and (env := self._envs.get(env_id)) is not None and env.start_task is not None
+            if kind == S.COLD_START
+            and (env := self._envs.get(env_id)) is not None
+            and env.start_task is not None
         ]
         if fn.config.start == "fork" and fn.spec is not None:
             template = self._template(fn)
@@ -492,7 +565,8 @@ class Engine:
     def _template(self, fn: FunctionState) -> Template:
         template = fn.templates.get(fn.generation)
         if template is None:
-            assert fn.spec is not None and self._loop is not None
+            assert fn.spec is not None
+            assert self._loop is not None
             template = fn.templates[fn.generation] = Template(fn.spec, self._loop)
         return template
 
@@ -549,7 +623,9 @@ class Engine:
             try:
                 body = orjson.dumps(payload)
             except TypeError as exc:
-                raise InvalidRequestContentException(f"Could not serialize the payload as JSON: {exc}") from None
+                raise InvalidRequestContentException(
+                    f"Could not serialize the payload as JSON: {exc}"
+                ) from None
             if len(body) > limit:
                 raise RequestTooLargeException(_too_large(len(body), limit, invocation_type))
             return body
@@ -560,7 +636,9 @@ class Engine:
         try:
             orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise InvalidRequestContentException(f"Could not parse request body into json: {exc}") from None
+            raise InvalidRequestContentException(
+                f"Could not parse request body into json: {exc}"
+            ) from None
         return body
 
     async def _invoke_event(self, fn: FunctionState, body: bytes, context: bytes) -> None:
@@ -579,6 +657,8 @@ class Engine:
     # -- carrying out the core's actions ----------------------------------------------------
 
     def _apply(self, actions: list[S.Action]) -> None:
+        if self._closed:
+            return  # shutting down: nothing new starts, close() stops what is there
         for kind, env_id, req, reason in actions:
             if kind == S.DISPATCH:
                 self._dispatch(env_id, req)
@@ -595,8 +675,13 @@ class Engine:
         self._rearm()
 
     def _rearm(self) -> None:
-        when = self.core.next_deadline()
-        if when == self._timer_at:
+        """Keep one timer no later than the core's earliest deadline.
+
+        A later deadline leaves the armed timer alone: when it fires early, ``advance`` finds
+        nothing due and the timer moves on, which is cheaper than re-arming on every call.
+        """
+        when = self._core.next_deadline()  # type: ignore[union-attr]
+        if when >= self._timer_at:
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -620,7 +705,7 @@ class Engine:
         if env.pending_init_ms is not None:
             call.cold_ms, env.pending_init_ms = env.pending_init_ms, None
         deadline_ms = int((time.time() + call.fn.config.timeout_s) * 1000)
-        frame = P.encode(P.INVOKE, (call.request_id.encode(), call.payload, call.context), deadline_ms)
+        frame = P.encode(P.INVOKE, (call.rid, call.payload, call.context), deadline_ms)
         try:
             env.worker.send(frame)  # type: ignore[union-attr]
         except ConnectionError:
@@ -640,7 +725,8 @@ class Engine:
 
     async def _start_env(self, env: Environment, call: Call | None) -> None:
         fn = env.fn
-        assert self._loop is not None and fn.spec is not None
+        assert self._loop is not None
+        assert fn.spec is not None
         t0 = time.perf_counter()
         old = env.worker
         if old is not None:
@@ -678,16 +764,29 @@ class Engine:
             env.to(EnvStatus.READY)
             self._apply(self.core.ready(env.id, self._loop.time()))
 
-    def _start_failed(self, env: Environment, call: Call | None, exc: Exception, elapsed: float) -> None:
+    def _start_failed(
+        self, env: Environment, call: Call | None, exc: Exception, elapsed: float
+    ) -> None:
         if isinstance(exc, InitFailed):
             body, log = exc.body, exc.log
         else:
             rid = call.request_id if call is not None else ""
-            body = _error_doc("Runtime.ExitError", f"RequestId: {rid} Error: Runtime exited without providing a reason")
+            body = _error_doc(
+                "Runtime.ExitError",
+                f"RequestId: {rid} Error: Runtime exited without providing a reason",
+            )
             log = env.read_log()
         if call is not None:
             call.fn.metrics.cold_starts += 1
-            self._finish(call, body, "Unhandled", log, Report(call.request_id, 0.0, call.fn.config.memory_mb, 0, elapsed * 1000), env, init_error=True)
+            self._finish(
+                call,
+                body,
+                "Unhandled",
+                log,
+                Report(call.request_id, 0.0, call.fn.config.memory_mb, 0, elapsed * 1000),
+                env,
+                init_error=True,
+            )
         if env.id in self._envs:
             self._apply(self.core.start_failed(env.id, self._now()))
 
@@ -696,10 +795,14 @@ class Engine:
         if call.future.done():
             return
         if reason == S.R_REMOVED:
-            call.future.set_exception(ResourceNotFoundException(f"Function not found: {call.fn.arn}"))
+            call.future.set_exception(
+                ResourceNotFoundException(f"Function not found: {call.fn.arn}")
+            )
             return
         call.fn.metrics.throttles += 1
-        code, message = _THROTTLE_REASONS.get(reason, ("ConcurrentInvocationLimitExceeded", "Rate Exceeded."))
+        code, message = _THROTTLE_REASONS.get(
+            reason, ("ConcurrentInvocationLimitExceeded", "Rate Exceeded.")
+        )
         call.future.set_exception(TooManyRequestsException(message, code))
 
     def _spill(self, req: int) -> None:
@@ -707,7 +810,8 @@ class Engine:
         if not call.future.done():
             call.future.set_exception(
                 BatchUnavailableException(
-                    f"{call.fn.config.name} has timeout_s={call.fn.config.timeout_s:g} (over 900 s): it is a "
+                    f"{call.fn.config.name} has timeout_s={call.fn.config.timeout_s:g} "
+                    "(over 900 s): it is a "
                     "batch function, and no batch queue is attached to this engine"
                 )
             )
@@ -727,7 +831,9 @@ class Engine:
             return
         config = call.fn.config
         phase = "Task" if reason == S.R_TIMEOUT else "Init"
-        message = f"{_iso_now()} {call.request_id} {phase} timed out after {config.timeout_s:.2f} seconds"
+        message = (
+            f"{_iso_now()} {call.request_id} {phase} timed out after {config.timeout_s:.2f} seconds"
+        )
         log = env.read_log() + message.encode() + b"\n"
         duration = config.timeout_s * 1000
         report = Report(call.request_id, duration, config.memory_mb, peak_mb, call.cold_ms)
@@ -763,23 +869,33 @@ class Engine:
             worker.kill()  # an answer nobody asked for: the worker is out of step
             return
         rid, body, log = frame.fields
-        if rid != call.request_id.encode():
+        if rid != call.rid:
             worker.kill()
             return
         env.call = None
         env.uses += 1
         config = call.fn.config
-        report = Report(call.request_id, frame.a / 1e6, config.memory_mb, -(-frame.b // 1024), call.cold_ms)
-        fatal = bool(frame.flags & P.FATAL)
-        if not fatal:
-            env.to(EnvStatus.READY)
+        report = Report(
+            call.request_id, frame.a / 1e6, config.memory_mb, -(-frame.b // 1024), call.cold_ms
+        )
+        env.to(EnvStatus.READY)
         self._finish(call, body, None if frame.kind == P.RESULT else "Unhandled", log, report, env)
-        if not fatal:
-            assert self._loop is not None
-            self._apply(self.core.release(env.id, self._loop.time()))
+        if frame.flags & P.FATAL:
+            # The worker exits right after this frame (out of memory): a crash the core hears
+            # about now, so the environment is not counted busy after its call was answered.
+            env.killed = True
+            worker.kill()
+            self._apply(self.core.crashed(env.id, self._now()))
+        else:
+            self._apply(self.core.release(env.id, self._now()))
 
     def worker_lost(self, env: Environment, worker: Worker) -> None:
-        if env.worker is not worker or env.killed or env.status in (EnvStatus.STOPPING, EnvStatus.STOPPED):
+        if (
+            self._closed
+            or env.worker is not worker
+            or env.killed
+            or env.status in (EnvStatus.STOPPING, EnvStatus.STOPPED)
+        ):
             return  # stopped or timed out on purpose: the core already knows
         self._spawn_task(self._after_crash(env, worker, env.call))
 
@@ -790,11 +906,14 @@ class Engine:
         if call is not None and env.call is call:
             env.call = None
             env.uses += 1
-            message = f"RequestId: {call.request_id} Error: Runtime exited with error: {exit_description(code)}"
+            how = exit_description(code)
+            message = f"RequestId: {call.request_id} Error: Runtime exited with error: {how}"
             log = env.read_log() + f"{message}\nRuntime.ExitError\n".encode()
             config = call.fn.config
             report = Report(call.request_id, 0.0, config.memory_mb, 0, call.cold_ms)
-            self._finish(call, _error_doc("Runtime.ExitError", message), "Unhandled", log, report, env)
+            self._finish(
+                call, _error_doc("Runtime.ExitError", message), "Unhandled", log, report, env
+            )
         if env.id in self._envs and env.worker is worker:
             if env.status is EnvStatus.BUSY:
                 env.to(EnvStatus.READY)
@@ -820,27 +939,23 @@ class Engine:
         metrics.duration_ms += report.duration_ms
         metrics.billed_ms += report.billed_duration_ms
         metrics.gb_seconds += report.billed_duration_ms / 1000 * fn.config.memory_mb / 1024
-        rid = call.request_id
-        text = (
-            f"START RequestId: {rid} Version: $LATEST\n"
-            f"{log.decode(errors='replace')}"
-            f"END RequestId: {rid}\n{report.line()}\n"
+        result = InvokeResult(
+            body, function_error, report, log, preamble=log if init_error else b""
         )
-        if init_error:
-            text = log.decode(errors="replace") + f"START RequestId: {rid} Version: $LATEST\nEND RequestId: {rid}\n{report.line()}\n"
-        self._record_log(fn, text)
+        self._record_log(fn, result)
         if not call.future.done():
-            call.future.set_result(InvokeResult(body, function_error, text, report))
+            call.future.set_result(result)
 
-    def _record_log(self, fn: FunctionState, text: str) -> None:
-        fn.log.append(text)
-        fn.log_bytes += len(text)
+    def _record_log(self, fn: FunctionState, result: InvokeResult) -> None:
+        """Keep recent invocations for logs(); text is formatted only when someone reads it."""
+        fn.log.append(result)
+        fn.log_bytes += result.log_size
         while fn.log_bytes > self.pool.log_history_bytes and len(fn.log) > 1:
-            fn.log_bytes -= len(fn.log.popleft())
+            fn.log_bytes -= fn.log.popleft().log_size
         for listener in self.log_listeners:
-            listener(fn.config.name, text)
+            listener(fn.config.name, result.log)
 
-    def _spawn_task(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -850,15 +965,19 @@ class Engine:
 
     def logs(self, name: str) -> str:
         """Recent log text of ``name`` (START ... REPORT blocks)."""
-        return "".join(self._function(name).log)
+        return "".join(result.log for result in self._function(name).log)
 
     def stats(self) -> dict[str, dict[str, Any]]:
-        """Per function: invocations, cold starts, errors, throttles, GB-seconds, cost, environments."""
+        """Per function: invocations, cold starts, errors, throttles, GB-s, cost, environments."""
         out = {}
         for name, fn in self._functions.items():
             m = fn.metrics
             starting, idle, busy, waiting = self.core.counts(name)
-            stopping = sum(1 for env in self._envs.values() if env.fn is fn and env.status is EnvStatus.STOPPING)
+            stopping = sum(
+                1
+                for env in self._envs.values()
+                if env.fn is fn and env.status is EnvStatus.STOPPING
+            )
             out[name] = {
                 "invocations": m.invocations,
                 "cold_starts": m.cold_starts,
@@ -881,7 +1000,10 @@ class Engine:
         return out
 
     def __repr__(self) -> str:
-        return f"<Engine functions={len(self._functions)} envs={len(self._envs)} calls={len(self._calls)} core={self._core!r}>"
+        return (
+            f"<Engine functions={len(self._functions)} envs={len(self._envs)} "
+            f"calls={len(self._calls)} core={self._core!r}>"
+        )
 
 
 def _peak_rss_mb(pid: int) -> int:

@@ -78,7 +78,9 @@ def marshal(result: Any) -> bytes:
     return json.dumps(result, cls=_LambdaEncoder, separators=(",", ":")).encode()
 
 
-def error_body(error_type: str, message: str, request_id: str = "", stack: list[str] | None = None) -> bytes:
+def error_body(
+    error_type: str, message: str, request_id: str = "", stack: list[str] | None = None
+) -> bytes:
     body: dict[str, Any] = {"errorMessage": message, "errorType": error_type}
     if request_id:
         body["requestId"] = request_id
@@ -92,6 +94,15 @@ def exception_body(exc: BaseException, request_id: str = "", skip: int = 1) -> b
     return error_body(type(exc).__name__, str(exc), request_id, traceback.format_list(frames))
 
 
+def _log_unhandled(exc: BaseException) -> None:
+    """Lambda writes a handler's exception into the function's log as ``[ERROR] Type: message``."""
+    frames = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
+    sys.stderr.write(
+        f"[ERROR] {type(exc).__name__}: {exc}\n"
+        f"Traceback (most recent call last):\n{''.join(frames)}"
+    )
+
+
 class CognitoIdentity:
     __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
 
@@ -102,7 +113,13 @@ class CognitoIdentity:
 
 
 class Client:
-    __slots__ = ("app_package_name", "app_title", "app_version_code", "app_version_name", "installation_id")
+    __slots__ = (
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    )
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.installation_id = data.get("installation_id")
@@ -138,7 +155,9 @@ class LambdaContext:
         "memory_limit_in_mb",
     )
 
-    def __init__(self, cfg: dict[str, Any], request_id: str, deadline_ms: int, extra: bytes) -> None:
+    def __init__(
+        self, cfg: dict[str, Any], request_id: str, deadline_ms: int, extra: bytes
+    ) -> None:
         self.aws_request_id = request_id
         self.function_name = cfg["function_name"]
         self.function_version = cfg["function_version"]
@@ -199,13 +218,18 @@ def load_handler(spec: str) -> Callable[[Any, Any], Any]:
         modname, fname = spec.rsplit(".", 1)
     except ValueError:
         raise InitError(
-            error_body("Runtime.MalformedHandlerName", f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)")
+            error_body(
+                "Runtime.MalformedHandlerName",
+                f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)",
+            )
         ) from None
     modname = modname.replace("/", ".")
     try:
         module = importlib.import_module(modname)
     except ImportError as exc:
-        raise InitError(error_body("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")) from None
+        raise InitError(
+            error_body("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")
+        ) from None
     except SyntaxError as exc:
         raise InitError(
             error_body(
@@ -218,7 +242,11 @@ def load_handler(spec: str) -> Callable[[Any, Any], Any]:
         raise InitError(exception_body(exc, skip=0)) from None
     handler = getattr(module, fname, None)
     if handler is None:
-        raise InitError(error_body("Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"))
+        raise InitError(
+            error_body(
+                "Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"
+            )
+        )
     return handler  # type: ignore[no-any-return]
 
 
@@ -288,9 +316,11 @@ class Agent:
     def become_worker(self, env: dict[str, Any]) -> None:
         """Per-environment settings, applied in a forked child or a spawned worker."""
         os.environ.update(env["environ"])
-        self.cfg["log_stream_name"] = env["environ"].get("AWS_LAMBDA_LOG_STREAM_NAME", self.cfg["log_stream_name"])
+        self.cfg["log_stream_name"] = env["environ"].get(
+            "AWS_LAMBDA_LOG_STREAM_NAME", self.cfg["log_stream_name"]
+        )
         if "tempfile" in sys.modules:
-            sys.modules["tempfile"].tempdir = None
+            sys.modules["tempfile"].tempdir = None  # type: ignore[attr-defined]
         self.capture(env["log_path"])
         limit = env.get("memory_limit_bytes")
         if limit:
@@ -330,18 +360,29 @@ class Agent:
             try:
                 body = marshal(result)
             except (TypeError, ValueError) as exc:
-                kind, body = P.ERROR, error_body("Runtime.MarshalError", f"Unable to marshal response: {exc}", rid)
+                kind, body = (
+                    P.ERROR,
+                    error_body("Runtime.MarshalError", f"Unable to marshal response: {exc}", rid),
+                )
         except MemoryError:
             kind, flags = P.ERROR, P.FATAL
-            body = error_body("Runtime.OutOfMemory", f"RequestId: {rid} Error: Runtime exited with error: signal: killed")
+            body = error_body(
+                "Runtime.OutOfMemory",
+                f"RequestId: {rid} Error: Runtime exited with error: signal: killed",
+            )
         except Exception as exc:
             kind, body = P.ERROR, exception_body(exc, rid)
+            _log_unhandled(exc)
         duration = ORIGIN() - t0
         if len(body) > RESPONSE_LIMIT:
-            kind, body = P.ERROR, error_body(
-                "Function.ResponseSizeTooLarge",
-                f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
-                rid,
+            kind, body = (
+                P.ERROR,
+                error_body(
+                    "Function.ResponseSizeTooLarge",
+                    "Response payload size exceeded maximum allowed payload size "
+                    f"({RESPONSE_LIMIT} bytes).",
+                    rid,
+                ),
             )
         log = self.take_log(self.log_cap)
         self.request_id = ""
@@ -359,7 +400,7 @@ class Agent:
         signal.set_wakeup_fd(wake_w)
         gc.freeze()  # keep the collector from touching (and so copying) the template's objects
         while True:
-            readable, _, _ = select.select([ctrl, wake_r], [], [])
+            readable, _, _ = select.select([ctrl.fileno(), wake_r], [], [])
             if wake_r in readable:
                 while True:
                     try:
@@ -368,7 +409,7 @@ class Agent:
                     except BlockingIOError:
                         break
                 self._reap(ctrl)
-            if ctrl in readable:
+            if ctrl.fileno() in readable:
                 msg, fds, _, _ = socket.recv_fds(ctrl, P.MAX_BODY, 1)
                 if not msg:
                     return
@@ -397,10 +438,17 @@ class Agent:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             sock.sendall(P.encode(P.INIT_OK, (b"",), 0, peak))
             self.serve(sock)
+        except SystemExit as exc:  # sys.exit() in the handler: exit as the interpreter would
+            code = _exit_status(exc)
         except BaseException:
             traceback.print_exc()
             code = 70
         finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
             os._exit(code)
 
     def _reap(self, ctrl: socket.socket) -> None:
@@ -412,6 +460,16 @@ class Agent:
             if not pid:
                 return
             ctrl.send(P.encode(P.EXITED, (), pid, status))
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """The status an interpreter exits with for ``exc`` (None: 0, a number, else printed: 1)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
 
 
 def _die_with_parent() -> None:

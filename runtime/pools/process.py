@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,7 +57,9 @@ class Worker(asyncio.Protocol):
         self.exited: asyncio.Future[int] = loop.create_future()
         self.transport: asyncio.Transport | None = None
         self._decoder = P.Decoder()
-        self._first: asyncio.Future[P.Frame] | None = loop.create_future()
+        self._handshake: asyncio.Future[P.Frame] = loop.create_future()
+        #: the handshake future while the first frame is still to come
+        self._first: asyncio.Future[P.Frame] | None = self._handshake
         self.closing = False
 
     # asyncio.Protocol
@@ -91,8 +95,8 @@ class Worker(asyncio.Protocol):
     # engine side
 
     async def handshake(self) -> P.Frame:
-        assert self._first is not None
-        return await self._first
+        """The first frame (INIT_OK or INIT_ERROR), whether or not it has arrived already."""
+        return await self._handshake
 
     def send(self, data: bytes) -> None:
         transport = self.transport
@@ -163,29 +167,69 @@ class FunctionSpec:
         self.engine_pid = engine_pid
 
     def argv(self, fd: int, mode: str) -> list[str]:
-        return [self.python, AGENT_MAIN, "--fd", str(fd), "--mode", mode, "--engine-pid", str(self.engine_pid)]
+        return [
+            self.python,
+            AGENT_MAIN,
+            "--fd",
+            str(fd),
+            "--mode",
+            mode,
+            "--engine-pid",
+            str(self.engine_pid),
+        ]
 
 
-async def _spawn(spec: FunctionSpec, sock: socket.socket, mode: str, stderr_path: str) -> asyncio.subprocess.Process:
+class Child(asyncio.SubprocessProtocol):
+    """A started agent process: its pid, and its exit code once it ends."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def process_exited(self) -> None:
+        assert self.transport is not None
+        code = self.transport.get_returncode()
+        self.transport.close()
+        if not self.exited.done():
+            self.exited.set_result(code if code is not None else -signal.SIGKILL)
+
+    @property
+    def pid(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_pid())
+
+    def kill(self) -> None:
+        if self.transport is not None and not self.exited.done():
+            with contextlib.suppress(ProcessLookupError):
+                self.transport.kill()
+
+
+async def _spawn(spec: FunctionSpec, sock: socket.socket, mode: str, stderr_path: str) -> Child:
+    loop = asyncio.get_running_loop()
     fd = sock.fileno()
-    with open(stderr_path, "ab") as err:
-        return await asyncio.create_subprocess_exec(
+    with open(stderr_path, "ab") as err:  # noqa: ASYNC230 - a local file, opened once per start
+        _, child = await loop.subprocess_exec(
+            lambda: Child(loop),
             *spec.argv(fd, mode),
             pass_fds=(fd,),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
             stderr=err,
             cwd=spec.code_dir,
             env=clean_environ(),
         )
+    return child
 
 
-def _watch_exit(proc: asyncio.subprocess.Process, worker: Worker) -> None:
-    def done(task: asyncio.Task[int]) -> None:
+def _watch_exit(child: Child, worker: Worker) -> None:
+    def done(fut: asyncio.Future[int]) -> None:
         if not worker.exited.done():
-            worker.exited.set_result(task.result() if not task.cancelled() else -signal.SIGKILL)
+            worker.exited.set_result(fut.result())
 
-    asyncio.ensure_future(proc.wait()).add_done_callback(done)
+    child.exited.add_done_callback(done)
 
 
 def _check_init(frame: P.Frame) -> None:
@@ -201,7 +245,7 @@ class Template:
     def __init__(self, spec: FunctionSpec, loop: asyncio.AbstractEventLoop) -> None:
         self.spec = spec
         self.loop = loop
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: Child | None = None
         self.init_log = b""
         self.init_ns = 0
         self._ctrl: socket.socket | None = None
@@ -329,36 +373,45 @@ class Template:
         if self._ctrl is not None:
             self._lost()
         proc = self.proc
-        if proc is not None and proc.returncode is None:
+        if proc is not None and not proc.exited.done():
             try:
-                await asyncio.wait_for(proc.wait(), EXIT_WAIT_S)
+                await asyncio.wait_for(asyncio.shield(proc.exited), EXIT_WAIT_S)
             except asyncio.TimeoutError:
                 proc.kill()
-                await proc.wait()
+                await proc.exited
 
 
 async def spawn_worker(
-    spec: FunctionSpec, owner: WorkerOwner, loop: asyncio.AbstractEventLoop, env_config: dict[str, Any]
+    spec: FunctionSpec,
+    owner: WorkerOwner,
+    loop: asyncio.AbstractEventLoop,
+    env_config: dict[str, Any],
 ) -> Worker:
     """A fresh interpreter that imports the handler itself (``start="spawn"``)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     worker = Worker(owner, loop)
+    proc: Child | None = None
     try:
-        proc = await _spawn(spec, theirs, "worker", os.path.join(env_config["dir"], "spawn.err"))
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    worker.pid = proc.pid
-    _watch_exit(proc, worker)
-    await loop.create_unix_connection(lambda: worker, sock=ours)
-    config = dict(spec.init_config, env=env_config)
-    worker.send(P.encode(P.INIT, (orjson.dumps(config),)))
-    try:
+        try:
+            proc = await _spawn(
+                spec, theirs, "worker", os.path.join(env_config["dir"], "spawn.err")
+            )
+        finally:
+            theirs.close()
+        worker.pid = proc.pid
+        _watch_exit(proc, worker)
+        await loop.create_unix_connection(lambda: worker, sock=ours)
+        config = dict(spec.init_config, env=env_config)
+        worker.send(P.encode(P.INIT, (orjson.dumps(config),)))
         _check_init(await worker.handshake())
     except BaseException:
+        if worker.transport is None:
+            ours.close()
         worker.kill()
+        if proc is not None:
+            proc.kill()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(proc.exited), EXIT_WAIT_S)
         raise
     return worker
 
