@@ -90,10 +90,11 @@ class EchoFloor:
             self.clients.append(client)
         return self
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for client in self.clients:
             if client.transport is not None:
                 client.transport.close()
+        await asyncio.sleep(0)  # the transports close on the next turn; the servers then see EOF
         for proc in self.procs:
             try:
                 proc.wait(5)

@@ -92,7 +92,7 @@ def test_p1_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     try:
         _latency(benchmark, "P1", "floor", lambda: loop.run_until_complete(run()))
     finally:
-        floor.close()
+        loop.run_until_complete(floor.close())
 
 
 def test_p1_process_pool_executor(benchmark: Any) -> None:
@@ -167,7 +167,7 @@ def test_p2_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     try:
         _throughput(benchmark, "floor", lambda: loop.run_until_complete(run()))
     finally:
-        floor.close()
+        loop.run_until_complete(floor.close())
 
 
 def test_p2_process_pool_executor(benchmark: Any) -> None:
