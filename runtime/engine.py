@@ -25,6 +25,7 @@ import contextlib
 import enum
 import itertools
 import os
+import random
 import shutil
 import signal
 import tempfile
@@ -126,12 +127,13 @@ def _iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def _request_id() -> str:
-    """A random (version 4) UUID string, without uuid.UUID's per-call overhead."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
+    """A random version-4 UUID string (request ids need uniqueness, not secrecy)."""
+    h = f"{(random.getrandbits(128) & _UUID_CLEAR) | _UUID_SET:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -611,7 +613,7 @@ class Engine:
         if invocation_type == "Event":
             self._spawn_task(self._invoke_event(fn, body, context))
             return InvokeResult(b"", status_code=202)
-        return await self._submit(fn, body, context)
+        return await self._enqueue(fn, body, context)
 
     @staticmethod
     def _payload_bytes(payload: Any, limit: int, invocation_type: str) -> bytes:
@@ -644,15 +646,19 @@ class Engine:
     async def _invoke_event(self, fn: FunctionState, body: bytes, context: bytes) -> None:
         """In-process asynchronous invocation (not durable until a batch queue is attached)."""
         with contextlib.suppress(WarmstartError):
-            await self._submit(fn, body, context)
+            await self._enqueue(fn, body, context)
 
-    async def _submit(self, fn: FunctionState, body: bytes, context: bytes) -> InvokeResult:
-        assert self._loop is not None
+    def _enqueue(
+        self, fn: FunctionState, body: bytes, context: bytes
+    ) -> asyncio.Future[InvokeResult]:
+        """Hand a new call to the core; the future resolves with its result."""
+        loop = self._loop
+        assert loop is not None
         req = next(self._req_ids)
-        call = Call(req, fn, body, context, self._loop.create_future())
+        call = Call(req, fn, body, context, loop.create_future())
         self._calls[req] = call
-        self._apply(self.core.submit(req, fn.config.name, self._loop.time()))
-        return await call.future
+        self._apply(self._core.submit(req, fn.config.name, loop.time()))  # type: ignore[union-attr]
+        return call.future
 
     # -- carrying out the core's actions ----------------------------------------------------
 
@@ -887,7 +893,7 @@ class Engine:
             worker.kill()
             self._apply(self.core.crashed(env.id, self._now()))
         else:
-            self._apply(self.core.release(env.id, self._now()))
+            self._apply(self._core.release(env.id, self._loop.time()))  # type: ignore[union-attr]
 
     def worker_lost(self, env: Environment, worker: Worker) -> None:
         if (

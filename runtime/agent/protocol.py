@@ -103,6 +103,14 @@ def encode(
     kind: int, fields: tuple[bytes, ...] | list[bytes], a: int = 0, b: int = 0, flags: int = 0
 ) -> bytes:
     """Encode one frame.  Raises ProtocolError for a body over MAX_BODY."""
+    if len(fields) == 3:  # INVOKE, RESULT, ERROR: the hot path, unrolled
+        f0, f1, f2 = fields
+        size = 12 + len(f0) + len(f1) + len(f2)
+        if size > MAX_BODY:
+            raise ProtocolError(f"frame body of {size} bytes exceeds {MAX_BODY}")
+        pack = FIELD.pack
+        head = HEADER.pack(MAGIC, kind, 3, flags, size, a, b)
+        return b"".join((head, pack(len(f0)), f0, pack(len(f1)), f1, pack(len(f2)), f2))
     parts = [b""]
     size = 0
     pack = FIELD.pack
