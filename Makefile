@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77' wheel
 
 $(STAMP): $(PY) pyproject.toml setup.py
 	$(PY) -m pip install --quiet -e '.[dev]'
