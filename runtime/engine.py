@@ -954,12 +954,15 @@ class Engine:
 
     def _record_log(self, fn: FunctionState, result: InvokeResult) -> None:
         """Keep recent invocations for logs(); text is formatted only when someone reads it."""
-        fn.log.append(result)
+        history = fn.log
+        history.append(result)
         fn.log_bytes += result.log_size
-        while fn.log_bytes > self.pool.log_history_bytes and len(fn.log) > 1:
-            fn.log_bytes -= fn.log.popleft().log_size
-        for listener in self.log_listeners:
-            listener(fn.config.name, result.log)
+        if fn.log_bytes > self.pool.log_history_bytes:
+            while fn.log_bytes > self.pool.log_history_bytes and len(history) > 1:
+                fn.log_bytes -= history.popleft().log_size
+        if self.log_listeners:
+            for listener in self.log_listeners:
+                listener(fn.config.name, result.log)
 
     def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
