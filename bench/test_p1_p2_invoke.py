@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from runtime import Engine, FunctionConfig, PoolConfig
-from runtime.loop import new_event_loop
 
 from ._support import EVENT, FUNCTIONS, EchoFloor, noop, percentile, size
 
@@ -24,13 +23,6 @@ N_LATENCY = size(200, 3)
 ROUNDS = size(25, 1)
 N_THROUGHPUT = size(4000, 64)
 CALLERS = 64
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")

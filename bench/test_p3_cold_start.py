@@ -16,18 +16,10 @@ from typing import Any
 import pytest
 
 from runtime import Engine, FunctionConfig
-from runtime.loop import new_event_loop
 
 from ._support import EVENT, FUNCTIONS, size
 
 ROUNDS = size(40, 2)
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = new_event_loop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,11 @@ which owns all its pages, is measured beside it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from runtime import Engine, FunctionConfig
-from runtime.loop import new_event_loop
 
 from ._support import EVENT, FUNCTIONS, size
 
@@ -28,13 +26,6 @@ def unique_rss_mb(pid: int) -> float:
             if line.startswith(("Private_Clean:", "Private_Dirty:")):
                 total_kb += int(line.split()[1])
     return total_kb / 1024
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = new_event_loop()
-    yield loop
-    loop.close()
 
 
 def _idle_uss(loop: asyncio.AbstractEventLoop, start: str) -> list[float]:

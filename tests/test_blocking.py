@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import threading
 import time
 import warnings
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_gone
 
 from runtime import BlockingEngine, FunctionConfig, PoolConfig, ResourceNotFoundException
 from runtime.errors import TooManyRequestsException
@@ -20,22 +20,6 @@ BASIC = Path(__file__).parent / "functions" / "basic"
 
 def config(name: str, handler: str, **changes: Any) -> FunctionConfig:
     return FunctionConfig(name=name, handler=f"app.{handler}", code=str(BASIC), **changes)
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait_gone(pid: int, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while pid_exists(pid):
-        if time.monotonic() > deadline:
-            pytest.fail(f"process {pid} still exists after {timeout} s")
-        time.sleep(0.01)
 
 
 def test_the_whole_lifecycle_from_synchronous_code() -> None:

@@ -14,12 +14,12 @@ import os
 import re
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from helpers import eventually, pid_exists
 
 from runtime import (
     Engine,
@@ -43,24 +43,6 @@ RID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 def config(name: str, handler: str, code: Path | str = BASIC, **changes: Any) -> FunctionConfig:
     return FunctionConfig(name=name, handler=f"app.{handler}", code=str(code), **changes)
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> float:
-    """Poll ``check`` until it holds; fail after ``timeout`` seconds. Returns the wait."""
-    t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            pytest.fail(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - t0
 
 
 def envs(engine: Engine, name: str) -> dict[str, int]:

@@ -11,15 +11,14 @@ invocation.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import eventually, pid_exists
 
 from runtime import Engine, EnvStatus, FunctionConfig, InvokeResult
 
@@ -166,22 +165,6 @@ ROWS = [
         init_error=True,
     ),
 ]
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            pytest.fail(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 def code_dir(row: Row, tmp_path: Path) -> Path:
