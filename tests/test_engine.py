@@ -782,3 +782,21 @@ def test_handler_exception_is_written_to_the_log(arun: Any) -> None:
             assert "worker.py" not in result.log_tail  # the agent's own frame is not shown
 
     arun(main())
+
+
+def test_forked_workers_are_reseeded_and_run_after_fork_hooks(arun: Any) -> None:
+    """The template imports once; each forked worker gets fresh randomness and its hooks run."""
+
+    async def main() -> None:
+        async with Engine() as engine:
+            fn = config("forks", "handler", FUNCTIONS / "forkstate", provisioned_concurrency=3)
+            await engine.register(fn)
+            results = await asyncio.gather(*(engine.invoke("forks", {}) for _ in range(3)))
+            seen = [r.json() for r in results]
+            assert len({s["pid"] for s in seen}) == 3
+            assert len({s["template_pid"] for s in seen}) == 1  # imported once, in the template
+            assert all(s["pid"] != s["template_pid"] for s in seen)
+            assert len({s["random"] for s in seen}) == 3  # not the template's random state thrice
+            assert all(s["hook_ran_here"] for s in seen)
+
+    arun(main())

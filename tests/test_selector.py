@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,34 @@ def test_both_cores_share_the_constants() -> None:
     for name in names:
         if isinstance(getattr(_scheduler_py, name), int):
             assert getattr(_scheduler_c, name) == getattr(_scheduler_py, name), name
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _build_without_compiler(tmp: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """setup.py build_ext into ``tmp`` with a C compiler that always fails."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("WARMSTART_")}
+    child_env.update(env, CC="false", LDSHARED="false")
+    return subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--build-lib", tmp, "--build-temp", tmp],
+        cwd=ROOT,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_build_without_a_compiler_installs_pure_python(tmp_path: Path) -> None:
+    done = _build_without_compiler(str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "the Cython core did not build" in done.stderr
+    assert "installing pure Python" in done.stderr
+    assert not list(tmp_path.rglob("_scheduler_c*.so"))
+
+
+def test_required_build_without_a_compiler_fails(tmp_path: Path) -> None:
+    done = _build_without_compiler(str(tmp_path), WARMSTART_REQUIRE_EXTENSIONS="1")
+    assert done.returncode != 0
+    assert not list(tmp_path.rglob("_scheduler_c*.so"))
