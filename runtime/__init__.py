@@ -13,7 +13,8 @@ run(main())   # uvloop when installed
 
 from .blocking import BlockingEngine
 from .config import FunctionConfig, PoolConfig
-from .engine import Engine, EnvStatus
+from .engine import Engine
+from .environment import EnvStatus
 from .errors import (
     InvalidParameterValueException,
     InvalidRequestContentException,

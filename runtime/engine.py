@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import os
-import random
 import shutil
 import signal
 import tempfile
 import time
-import uuid
-from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
@@ -41,6 +37,7 @@ from . import scheduler as S
 from .agent import protocol as P
 from .code import prepare_code
 from .config import FunctionConfig, PoolConfig
+from .environment import Call, Environment, EnvStatus, FunctionState
 from .errors import (
     BatchUnavailableException,
     InvalidParameterValueException,
@@ -54,228 +51,18 @@ from .errors import (
 )
 from .pools.process import FunctionSpec, InitFailed, Template, Worker, python_for, spawn_worker
 from .result import InvokeResult, Report
+from .wording import (
+    THROTTLE_REASONS,
+    error_doc,
+    exit_description,
+    iso_now,
+    peak_rss_mb,
+    too_large,
+)
 
 SYNC_PAYLOAD_LIMIT = 6_291_456
 ASYNC_PAYLOAD_LIMIT = 1_048_576
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-
-_THROTTLE_REASONS = {
-    S.R_RESERVED: (
-        "ReservedFunctionConcurrentInvocationLimitExceeded",
-        "Rate Exceeded.",
-    ),
-    S.R_ACCOUNT: ("ConcurrentInvocationLimitExceeded", "Rate Exceeded."),
-    S.R_WAIT_TIMEOUT: (
-        "ConcurrentInvocationLimitExceeded",
-        "Rate Exceeded: waited too long for capacity.",
-    ),
-    S.R_MEMORY: (
-        "ConcurrentInvocationLimitExceeded",
-        "Rate Exceeded: the function does not fit the memory budget.",
-    ),
-}
-
-_SIGNAL_NAMES = {
-    signal.SIGKILL: "killed",
-    signal.SIGSEGV: "segmentation fault",
-    signal.SIGABRT: "aborted",
-    signal.SIGTERM: "terminated",
-    signal.SIGBUS: "bus error",
-    signal.SIGFPE: "floating point exception",
-    signal.SIGILL: "illegal instruction",
-    signal.SIGINT: "interrupt",
-    signal.SIGHUP: "hangup",
-    signal.SIGPIPE: "broken pipe",
-    signal.SIGQUIT: "quit",
-}
-
-
-class EnvStatus(enum.Enum):
-    STARTING = "starting"
-    READY = "ready"
-    BUSY = "busy"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-
-# tuples, not sets: `in` on a short tuple compares identities and never hashes an enum
-_TRANSITIONS: dict[EnvStatus, tuple[EnvStatus, ...]] = {
-    EnvStatus.STARTING: (EnvStatus.READY, EnvStatus.BUSY, EnvStatus.STOPPING),
-    EnvStatus.READY: (EnvStatus.BUSY, EnvStatus.STARTING, EnvStatus.STOPPING),
-    EnvStatus.BUSY: (EnvStatus.READY, EnvStatus.STARTING, EnvStatus.STOPPING),
-    EnvStatus.STOPPING: (EnvStatus.STOPPED,),
-    EnvStatus.STOPPED: (),
-}
-for _status, _allowed in _TRANSITIONS.items():
-    _status.allowed = _allowed  # type: ignore[attr-defined]
-
-
-class InvalidTransition(RuntimeError):
-    pass
-
-
-def exit_description(code: int) -> str:
-    """Lambda's wording for how a runtime process ended."""
-    if code < 0:
-        name = _SIGNAL_NAMES.get(-code)  # type: ignore[call-overload]
-        return f"signal: {name}" if name else f"signal: {signal.Signals(-code).name}"
-    return f"exit status {code}"
-
-
-def _iso_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
-
-
-_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def _request_id() -> str:
-    """A random version-4 UUID string (request ids need uniqueness, not secrecy)."""
-    h = f"{(random.getrandbits(128) & _UUID_CLEAR) | _UUID_SET:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _error_doc(error_type: str, message: str) -> bytes:
-    return orjson.dumps({"errorMessage": message, "errorType": error_type})
-
-
-class Call:
-    """One invocation in flight."""
-
-    __slots__ = ("cold_ms", "context", "fn", "future", "payload", "req", "request_id", "rid")
-
-    def __init__(
-        self,
-        req: int,
-        fn: FunctionState,
-        payload: bytes,
-        context: bytes,
-        future: asyncio.Future[InvokeResult],
-    ):
-        self.req = req
-        self.fn = fn
-        self.payload = payload
-        self.context = context
-        self.future = future
-        self.request_id = _request_id()
-        self.rid = self.request_id.encode()
-        self.cold_ms: float | None = None
-
-
-class Environment:
-    """One execution environment: a worker slot with its own /tmp, log file and status."""
-
-    __slots__ = (
-        "call",
-        "dir",
-        "engine",
-        "fn",
-        "generation",
-        "id",
-        "init_type",
-        "killed",
-        "last_used",
-        "log_path",
-        "pending_init_ms",
-        "start_task",
-        "status",
-        "stream",
-        "tmp",
-        "uses",
-        "worker",
-    )
-
-    def __init__(self, engine: Engine, env_id: int, fn: FunctionState, root: str) -> None:
-        self.engine = engine
-        self.id = env_id
-        self.fn = fn
-        self.generation = fn.generation
-        self.status = EnvStatus.STARTING
-        self.dir = os.path.join(root, f"env-{env_id}")
-        self.tmp = os.path.join(self.dir, "tmp")
-        self.log_path = os.path.join(self.dir, "output.log")
-        os.makedirs(self.tmp, exist_ok=True)
-        self.stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
-        self.worker: Worker | None = None
-        self.call: Call | None = None
-        self.uses = 0
-        self.last_used = 0.0
-        self.pending_init_ms: float | None = None
-        self.killed = False
-        self.start_task: asyncio.Task[None] | None = None
-        self.init_type = "on-demand"
-
-    def to(self, status: EnvStatus) -> None:
-        """Guarded status change; an impossible one names the current state."""
-        if status not in self.status.allowed:  # type: ignore[attr-defined]
-            raise InvalidTransition(
-                f"environment {self.id} is {self.status.value}, cannot become {status.value}"
-            )
-        self.status = status
-
-    def frame_received(self, worker: Worker, frame: P.Frame) -> None:
-        self.engine.frame_received(self, worker, frame)
-
-    def worker_lost(self, worker: Worker) -> None:
-        self.engine.worker_lost(self, worker)
-
-    def read_log(self) -> bytes:
-        """What the worker wrote since its last result (after a crash or a kill)."""
-        try:
-            with open(self.log_path, "rb") as f:
-                data = f.read()
-            os.truncate(self.log_path, 0)
-        except OSError:
-            return b""
-        return data
-
-    def __repr__(self) -> str:
-        return (
-            f"<Environment {self.id} {self.fn.config.name} gen={self.generation} "
-            f"{self.status.value} uses={self.uses}>"
-        )
-
-
-class Metrics:
-    __slots__ = (
-        "billed_ms",
-        "cold_starts",
-        "duration_ms",
-        "errors",
-        "gb_seconds",
-        "invocations",
-        "throttles",
-    )
-
-    def __init__(self) -> None:
-        self.invocations = 0
-        self.cold_starts = 0
-        self.errors = 0
-        self.throttles = 0
-        self.duration_ms = 0.0
-        self.billed_ms = 0
-        self.gb_seconds = 0.0
-
-
-class FunctionState:
-    """Engine-side state of a registered function."""
-
-    def __init__(self, config: FunctionConfig, code_dir: str, work_dir: str) -> None:
-        self.config = config
-        self.code_dir = code_dir
-        self.work_dir = work_dir
-        self.generation = 0
-        self.templates: dict[int, Template] = {}
-        self.spec: FunctionSpec | None = None
-        self.metrics = Metrics()
-        self.log: deque[InvokeResult] = deque()
-        self.log_bytes = 0
-
-    @property
-    def arn(self) -> str:
-        return self.spec.init_config["invoked_function_arn"] if self.spec else ""
 
 
 class Engine:
@@ -629,10 +416,10 @@ class Engine:
                     f"Could not serialize the payload as JSON: {exc}"
                 ) from None
             if len(body) > limit:
-                raise RequestTooLargeException(_too_large(len(body), limit, invocation_type))
+                raise RequestTooLargeException(too_large(len(body), limit, invocation_type))
             return body
         if len(body) > limit:
-            raise RequestTooLargeException(_too_large(len(body), limit, invocation_type))
+            raise RequestTooLargeException(too_large(len(body), limit, invocation_type))
         if not body:
             return b"{}"
         try:
@@ -777,7 +564,7 @@ class Engine:
             body, log = exc.body, exc.log
         else:
             rid = call.request_id if call is not None else ""
-            body = _error_doc(
+            body = error_doc(
                 "Runtime.ExitError",
                 f"RequestId: {rid} Error: Runtime exited without providing a reason",
             )
@@ -806,7 +593,7 @@ class Engine:
             )
             return
         call.fn.metrics.throttles += 1
-        code, message = _THROTTLE_REASONS.get(
+        code, message = THROTTLE_REASONS.get(
             reason, ("ConcurrentInvocationLimitExceeded", "Rate Exceeded.")
         )
         call.future.set_exception(TooManyRequestsException(message, code))
@@ -830,7 +617,7 @@ class Engine:
             env.start_task = None
         peak_mb = 0
         if env.worker is not None:
-            peak_mb = _peak_rss_mb(env.worker.pid)
+            peak_mb = peak_rss_mb(env.worker.pid)
             env.worker.kill()
         call = self._calls.get(req) if req >= 0 else None
         if call is None:
@@ -838,7 +625,7 @@ class Engine:
         config = call.fn.config
         phase = "Task" if reason == S.R_TIMEOUT else "Init"
         message = (
-            f"{_iso_now()} {call.request_id} {phase} timed out after {config.timeout_s:.2f} seconds"
+            f"{iso_now()} {call.request_id} {phase} timed out after {config.timeout_s:.2f} seconds"
         )
         log = env.read_log() + message.encode() + b"\n"
         duration = config.timeout_s * 1000
@@ -846,7 +633,7 @@ class Engine:
         env.call = None
         if env.status is EnvStatus.BUSY:
             env.to(EnvStatus.READY)
-        self._finish(call, _error_doc("Sandbox.Timedout", message), "Unhandled", log, report, env)
+        self._finish(call, error_doc("Sandbox.Timedout", message), "Unhandled", log, report, env)
 
     def _stop(self, env_id: int) -> None:
         env = self._envs.pop(env_id, None)
@@ -918,7 +705,7 @@ class Engine:
             config = call.fn.config
             report = Report(call.request_id, 0.0, config.memory_mb, 0, call.cold_ms)
             self._finish(
-                call, _error_doc("Runtime.ExitError", message), "Unhandled", log, report, env
+                call, error_doc("Runtime.ExitError", message), "Unhandled", log, report, env
             )
         if env.id in self._envs and env.worker is worker:
             if env.status is EnvStatus.BUSY:
@@ -1013,20 +800,3 @@ class Engine:
             f"<Engine functions={len(self._functions)} envs={len(self._envs)} "
             f"calls={len(self._calls)} core={self._core!r}>"
         )
-
-
-def _peak_rss_mb(pid: int) -> int:
-    """A live process's peak resident size (VmHWM), in MB rounded up; 0 if unknown."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return -(-int(line.split()[1]) // 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _too_large(size: int, limit: int, invocation_type: str) -> str:
-    operation = "InvokeAsync" if invocation_type == "Event" else "InvokeFunction"
-    return f"{size} byte payload is too large for the {operation} operation (limit {limit} bytes)"
