@@ -41,7 +41,7 @@ class BlockingEngine:
     def register(self, config: FunctionConfig) -> None:
         self._run(self.engine.register(config))
 
-    def update(self, name: str, **changes: Any) -> FunctionConfig:
+    def update(self, name: str, /, **changes: Any) -> FunctionConfig:
         return self._run(self.engine.update(name, **changes))
 
     def unregister(self, name: str) -> None:

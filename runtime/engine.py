@@ -193,6 +193,8 @@ class Engine:
         fn_dir = os.path.join(self._work_dir, "functions", config.name)
         os.makedirs(fn_dir, exist_ok=True)
         code_dir = await asyncio.to_thread(prepare_code, config.code, fn_dir)
+        if config.name in self._functions:  # registered by someone else while the code unpacked
+            raise ResourceConflictException(f"Function already exist: {config.name}")
         fn = FunctionState(config, code_dir, fn_dir)
         self._check_reserved(config, None)
         self._functions[config.name] = fn
@@ -200,9 +202,11 @@ class Engine:
         actions = core.add_function(config.name, *self._core_args(config), self._now())
         await self._warm_up(fn, actions)
 
-    async def update(self, name: str, **changes: Any) -> FunctionConfig:
+    async def update(self, name: str, /, **changes: Any) -> FunctionConfig:
         """New code or configuration: a new generation; old environments drain and stop."""
         fn = self._function(name)
+        if changes.get("name", name) != name:
+            raise InvalidParameterValueException("name: a function cannot be renamed by update")
         config = fn.config.replace(**changes)
         self._check_backend(config)
         self._check_reserved(config, fn)
@@ -556,6 +560,8 @@ class Engine:
         if env.status is EnvStatus.STARTING and env.id in self._envs:
             env.to(EnvStatus.READY)
             self._apply(self.core.ready(env.id, self._loop.time()))
+        else:
+            worker.kill()  # the environment went away while it started
 
     def _start_failed(
         self, env: Environment, call: Call | None, exc: Exception, elapsed: float

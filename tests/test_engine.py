@@ -24,6 +24,7 @@ from helpers import eventually, pid_exists
 from runtime import (
     Engine,
     FunctionConfig,
+    InvalidParameterValueException,
     InvalidRequestContentException,
     PoolConfig,
     RequestTooLargeException,
@@ -798,5 +799,35 @@ def test_forked_workers_are_reseeded_and_run_after_fork_hooks(arun: Any) -> None
             assert all(s["pid"] != s["template_pid"] for s in seen)
             assert len({s["random"] for s in seen}) == 3  # not the template's random state thrice
             assert all(s["hook_ran_here"] for s in seen)
+
+    arun(main())
+
+
+def test_update_cannot_rename_and_validates(arun: Any) -> None:
+    async def main() -> None:
+        async with Engine() as engine:
+            await engine.register(config("f", "whoami"))
+            with pytest.raises(InvalidParameterValueException, match="renamed"):
+                await engine.update("f", name="g")
+            with pytest.raises(InvalidParameterValueException, match="memory_mb"):
+                await engine.update("f", memory_mb=64)
+            assert engine.get_function("f").memory_mb == 128
+            assert engine.stats()["f"]["generation"] == 0  # nothing changed
+
+    arun(main())
+
+
+def test_concurrent_registrations_of_one_name_conflict(arun: Any) -> None:
+    async def main() -> None:
+        async with Engine() as engine:
+            results = await asyncio.gather(
+                engine.register(config("same", "whoami")),
+                engine.register(config("same", "whoami")),
+                return_exceptions=True,
+            )
+            errors = [r for r in results if isinstance(r, Exception)]
+            assert len(errors) == 1
+            assert isinstance(errors[0], ResourceConflictException)
+            assert (await engine.invoke("same", {})).function_error is None
 
     arun(main())
