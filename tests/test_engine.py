@@ -831,3 +831,19 @@ def test_concurrent_registrations_of_one_name_conflict(arun: Any) -> None:
             assert (await engine.invoke("same", {})).function_error is None
 
     arun(main())
+
+
+def test_payload_at_the_limit_crosses_the_socket_whole(arun: Any) -> None:
+    """6,291,456 bytes in (several socket reads), the handler sees all of it."""
+
+    async def main() -> None:
+        async with Engine() as engine:
+            await engine.register(config("f", "size"))
+            payload = b'"' + b"x" * (6_291_456 - 2) + b'"'
+            result = await engine.invoke("f", payload)
+            assert result.function_error is None
+            assert result.json() == 6_291_456 - 2
+            big_reply = await engine.invoke("f", b'"' + b"y" * 1000 + b'"')
+            assert big_reply.json() == 1000  # the stream stays in step after a large frame
+
+    arun(main())

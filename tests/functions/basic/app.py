@@ -91,3 +91,7 @@ def flexible(event, context):
 
 
 VERSION = os.environ.get("VER", "1")
+
+
+def size(event, context):
+    return len(event)
