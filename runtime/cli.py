@@ -10,6 +10,7 @@ from . import __version__
 from .config import FunctionConfig
 from .engine import Engine
 from .errors import WarmstartError
+from .harness.command import add_parser as add_bench_parser
 from .loop import run
 
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeat", type=int, default=1, help="invoke N times: the first is cold, the rest warm"
     )
     local.set_defaults(func=_local)
+    add_bench_parser(commands)
     return parser
 
 
