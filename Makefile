@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run bench lint typecheck build clean
+.PHONY: test run bench lint typecheck build clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy runtime
 
-test: build lint typecheck
+# Debian packages the tests use for real (a headless browser opens the HTML reports); installed
+# when missing and we are root on a Debian-like machine, otherwise the tests that need them skip.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (headless checks of HTML reports)"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: build lint typecheck system-deps
 	$(VENV)/bin/pytest -q tests
 	WARMSTART_BENCH_QUICK=1 $(VENV)/bin/pytest -q bench --benchmark-disable
 
