@@ -1,0 +1,1 @@
+"""AWS-style service endpoints: request authentication and protocol shaping."""
