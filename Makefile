@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run bench lint typecheck build clean system-deps
+.PHONY: test run tour bench lint typecheck build clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ test: build lint typecheck system-deps
 	WARMSTART_BENCH_QUICK=1 $(VENV)/bin/pytest -q bench --benchmark-disable
 
 run: build
+	$(PY) -m examples.serve
+
+tour: build
 	$(PY) -m examples.main
 
 bench: build

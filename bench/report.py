@@ -105,6 +105,16 @@ FIGURES: list[tuple[str, str, str, str, Callable[[Bench], float], str, str, floa
         0.0,
     ),
     (
+        "P5 HTTP Invoke throughput vs bare aiohttp",
+        "P5-http-invoke",
+        "warmstart",
+        "bare aiohttp",
+        _info("ops_per_s"),
+        "req/s",
+        ">=",
+        0.5,
+    ),
+    (
         "P6 Cython core vs pure core (time)",
         "P6-scheduler",
         "c",

@@ -1,4 +1,4 @@
-"""``make run``: register the example functions on the embedded engine and invoke them.
+"""``make tour``: register the example functions on the embedded engine and invoke them.
 
 Shows a cold start, then warm ones, a handler error, a timeout, an update (new generation,
 cold again) and provisioned concurrency (warm from the first call), with Lambda's log lines.

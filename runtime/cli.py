@@ -12,6 +12,7 @@ from .engine import Engine
 from .errors import WarmstartError
 from .harness.command import add_parser as add_bench_parser
 from .loop import run
+from .service.commands import add_parsers as add_service_parsers
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.set_defaults(func=_local)
     add_bench_parser(commands)
+    add_service_parsers(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The TOML configuration file: an engine's pool and its functions.
+"""The TOML configuration file: an engine's pool and functions, and the service around them.
 
 ```toml
 [pool]                      # PoolConfig fields
@@ -9,11 +9,24 @@ handler = "app.handler"
 code = "examples/hello"     # relative paths (code, work_dir) are relative to this file
 memory_mb = 256
 environment = { GREETING = "hi" }
+
+[service]                   # ServiceConfig: `warmstart serve`
+host = "127.0.0.1"
+port = 9000
+
+[auth]                      # AuthConfig: SigV4 keys and API Gateway API keys
+keys = { AKIDEXAMPLE = "secret" }
+api_keys = ["a-long-random-api-key"]
+
+[routes."GET /hello"]       # RouteConfig: an API Gateway route; the route key is the table key
+function = "hello"
+payload_format = "2.0"
 ```
 
 ``load(path)`` returns a ``ConfigFile``.  Every rejection (a missing or unreadable file, bad
-TOML, an unknown section or key, a bad value) raises ``ConfigFileError`` naming the file, the
-dotted key and the reason.  A new top-level section is one entry in ``SECTIONS``.
+TOML, an unknown section or key, a bad value, a route naming an undeclared function) raises
+``ConfigFileError`` naming the file, the dotted key and the reason.  A new top-level section is
+one entry in ``SECTIONS``; checks across sections go in ``_cross_check``.
 """
 
 from __future__ import annotations
@@ -24,13 +37,20 @@ import re
 import sys
 import typing
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from .config import FunctionConfig, PoolConfig
+from .config import FunctionConfig, PoolConfig, _range
 from .errors import InvalidParameterValueException
+from .service.apigw_routes import (
+    DEFAULT_TIMEOUT_MS,
+    TIMEOUT_MS_RANGE,
+    RouteKey,
+    parse_route_key,
+)
 
 # tomllib is in the standard library from 3.11; tomli is the same parser for 3.10
 _toml: Any = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
@@ -53,6 +73,89 @@ class ConfigFileError(InvalidParameterValueException):
         self.reason = reason
 
 
+#: Lambda's limit for a CreateFunction / UpdateFunctionCode request (a base64 zip in JSON)
+CODE_UPLOAD_LIMIT = 69_905_067
+#: API Gateway's payload limit
+ROUTE_BODY_LIMIT = 10_485_760
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_]{1,128}$")
+_API_KEY = re.compile(r"^\S{1,128}$")
+
+
+class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``warmstart serve``: where it listens and the limits of its HTTP front."""
+
+    #: loopback by default; anything else should come with [auth]
+    host: str = "127.0.0.1"
+    #: 0 picks a free port
+    port: int = 9000
+    #: on SIGTERM/SIGINT, how long in-flight requests and invocations may take to finish
+    shutdown_timeout_s: float = 30.0
+    #: request size cap of CreateFunction / UpdateFunctionCode (base64 zip inside JSON)
+    code_upload_limit_bytes: int = CODE_UPLOAD_LIMIT
+    #: request size cap of API Gateway routes
+    route_body_limit_bytes: int = ROUTE_BODY_LIMIT
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
+            raise InvalidParameterValueException(
+                f"host: {self.host!r} must be a host name or address"
+            )
+        _range("port", self.port, 0, 65535, integer=True)
+        _range("shutdown_timeout_s", self.shutdown_timeout_s, 0)
+        _range("code_upload_limit_bytes", self.code_upload_limit_bytes, 1024, integer=True)
+        _range("route_body_limit_bytes", self.route_body_limit_bytes, 0, integer=True)
+
+
+class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Credentials the service accepts; with none configured, auth is off."""
+
+    #: SigV4 access key id -> secret access key
+    keys: dict[str, str] = msgspec.field(default_factory=dict)
+    #: values accepted in ``x-api-key`` on routes with ``api_key_required``
+    api_keys: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for key_id, secret in self.keys.items():
+            if not _KEY_ID.fullmatch(key_id):
+                raise InvalidParameterValueException(
+                    f"keys: access key id {key_id!r} must be 1-128 letters, digits or underscores"
+                )
+            if not secret:
+                raise InvalidParameterValueException(f"keys: the secret of {key_id} is empty")
+        for i, value in enumerate(self.api_keys):
+            if not _API_KEY.fullmatch(value):
+                raise InvalidParameterValueException(
+                    f"api_keys: entry {i} must be 1-128 characters without spaces"
+                )
+        if len(set(self.api_keys)) != len(self.api_keys):
+            raise InvalidParameterValueException("api_keys: an API key is listed twice")
+
+    @property
+    def enabled(self) -> bool:
+        """SigV4 verification is on when at least one access key is configured."""
+        return bool(self.keys)
+
+
+class RouteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An API Gateway route: the table key (``GET /pets/{id}``, ``ANY /{proxy+}``, ``$default``)
+    to a function.  ``key`` follows ``apigw_routes.parse_route_key``'s grammar; ``method`` and
+    ``path`` are its parts (both empty for ``$default``).
+    """
+
+    key: str
+    method: str
+    path: str
+    function: str
+    payload_format: Literal["1.0", "2.0"] = "2.0"
+    api_key_required: bool = False
+    #: the integration timeout; API Gateway's default (and maximum) is 29 s
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+
+    def __post_init__(self) -> None:
+        _range("timeout_ms", self.timeout_ms, *TIMEOUT_MS_RANGE, integer=True)
+
+
 @dataclass(frozen=True)
 class ConfigFile:
     """What a configuration file declares."""
@@ -60,6 +163,10 @@ class ConfigFile:
     path: str
     pool: PoolConfig = field(default_factory=PoolConfig)
     functions: dict[str, FunctionConfig] = field(default_factory=dict)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    #: route key (``GET /hello``) -> route, in file order
+    routes: dict[str, RouteConfig] = field(default_factory=dict)
 
 
 def load(path: str | os.PathLike[str]) -> ConfigFile:
@@ -90,7 +197,27 @@ def parse(data: dict[str, Any], path: str) -> ConfigFile:
             known = ", ".join(sorted(SECTIONS))
             raise ConfigFileError(path, key, f"unknown section (expected one of: {known})")
         sections[key] = loader(value, path, base)
-    return ConfigFile(path, **sections)
+    config = ConfigFile(path, **sections)
+    _cross_check(config)
+    return config
+
+
+def _cross_check(config: ConfigFile) -> None:
+    """Rules between sections: routes name declared functions; API keys exist when required."""
+    for key, route in config.routes.items():
+        if route.function not in config.functions:
+            declared = ", ".join(sorted(config.functions)) or "none"
+            raise ConfigFileError(
+                config.path,
+                f"{_route_where(key)}.function",
+                f"{route.function!r} is not declared in [functions] (declared: {declared})",
+            )
+        if route.api_key_required and not config.auth.api_keys:
+            raise ConfigFileError(
+                config.path,
+                f"{_route_where(key)}.api_key_required",
+                "the route requires an API key but [auth] has no api_keys",
+            )
 
 
 def _load_pool(table: Any, path: str, base: str) -> PoolConfig:
@@ -120,9 +247,76 @@ def _load_function(name: str, spec: Any, path: str, base: str, where: str) -> Fu
     return _convert({"name": name, **spec}, FunctionConfig, path, where)
 
 
+def _load_service(table: Any, path: str, base: str) -> ServiceConfig:
+    table = _table(table, path, "service")
+    _check_keys(table, ServiceConfig, path, "service")
+    return _convert(table, ServiceConfig, path, "service")
+
+
+def _load_auth(table: Any, path: str, base: str) -> AuthConfig:
+    table = _table(table, path, "auth")
+    _check_keys(table, AuthConfig, path, "auth")
+    keys = table.get("keys")
+    if isinstance(keys, dict):
+        for key_id, secret in keys.items():
+            if not isinstance(secret, str):
+                raise ConfigFileError(
+                    path, f"auth.keys.{key_id}", f"expected a string, got {_kind(secret)}"
+                )
+    return _convert(table, AuthConfig, path, "auth")
+
+
+def _load_routes(table: Any, path: str, base: str) -> dict[str, RouteConfig]:
+    table = _table(table, path, "routes")
+    routes = {}
+    for key, spec in table.items():
+        where = _route_where(key)
+        spec = _table(spec, path, where)
+        for reserved in ("key", "method", "path"):
+            if reserved in spec:
+                raise ConfigFileError(
+                    path, f"{where}.{reserved}", "the route key gives it; remove it"
+                )
+        parsed = _route_key(key, path, where)
+        _check_keys(spec, RouteConfig, path, where, hidden={"key", "method", "path"})
+        fields = {"key": key, "method": parsed.method, "path": parsed.path, **spec}
+        routes[key] = _convert(fields, RouteConfig, path, where)
+    _check_overlaps(routes, path)
+    return routes
+
+
+def _route_where(key: str) -> str:
+    """``routes."GET /hello"``: route keys are quoted, as in the file."""
+    return f"routes.{key}" if _BARE_KEY.fullmatch(key) else f'routes."{key}"'
+
+
+def _route_key(key: str, path: str, where: str) -> RouteKey:
+    """The parsed route key, by the same grammar the front door's router uses."""
+    try:
+        return parse_route_key(key)
+    except ValueError as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        raise ConfigFileError(path, where, reason) from None
+
+
+def _check_overlaps(routes: dict[str, RouteConfig], path: str) -> None:
+    """Two keys that would always match the same requests (``GET /a/{x}``, ``GET /a/{y}``)."""
+    seen: dict[Any, str] = {}
+    for key in routes:
+        shape = parse_route_key(key).shape()
+        if shape in seen:
+            raise ConfigFileError(
+                path, _route_where(key), f"matches exactly the same requests as {seen[shape]!r}"
+            )
+        seen[shape] = key
+
+
 SECTIONS: dict[str, Callable[[Any, str, str], Any]] = {
     "pool": _load_pool,
     "functions": _load_functions,
+    "service": _load_service,
+    "auth": _load_auth,
+    "routes": _load_routes,
 }
 
 
@@ -132,11 +326,18 @@ def _table(value: Any, path: str, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _check_keys(table: dict[str, Any], struct: type[msgspec.Struct], path: str, where: str) -> None:
-    allowed = set(struct.__struct_fields__)
+def _check_keys(
+    table: dict[str, Any],
+    struct: type[msgspec.Struct],
+    path: str,
+    where: str,
+    hidden: AbstractSet[str] = frozenset({"name"}),
+) -> None:
+    """Refuse keys ``struct`` does not have; ``hidden`` fields come from elsewhere (the key)."""
+    allowed = set(struct.__struct_fields__) - hidden
     for key in table:
         if key not in allowed:
-            known = ", ".join(sorted(allowed - {"name"}))
+            known = ", ".join(sorted(allowed))
             raise ConfigFileError(path, f"{where}.{key}", f"unknown key (expected one of: {known})")
 
 

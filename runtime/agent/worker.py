@@ -485,6 +485,9 @@ def _die_with_parent() -> None:
 
 def main(argv: list[str]) -> int:
     """``__main__.py --fd N --mode worker|template [--engine-pid P]``."""
+    # The engine owns this process's lifetime.  A Ctrl-C at a terminal reaches the whole
+    # foreground process group: it is for the engine (which drains, then stops us), not for us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     args = dict(zip(argv[::2], argv[1::2]))
     fd = int(args["--fd"])
     mode = args.get("--mode", "worker")

@@ -1,0 +1,268 @@
+"""The standalone invoker service: the aiohttp application and ``warmstart serve``'s lifecycle.
+
+    create_app(engine, config, authenticate=..., front_door=...)
+      /2015-03-31/… /2016-08-19/… /2017-10-31/… /2019-09-30/…   Lambda API (lambda_api.py)
+      /warmstart/logs/{name}                                    recent log text, or followed
+      /healthz  /metrics                                        health, Prometheus text
+      anything else                                             front_door (API Gateway routes)
+
+    serve(config): engine up, functions registered, listen; on SIGTERM/SIGINT stop accepting,
+    let in-flight requests and invocations finish (bounded), stop every environment, return 0.
+
+Hooks for the modules wired in by the integration: ``authenticate`` (``async (request, body)``,
+raising an error with ``.code``, ``.message`` and ``.status``) runs before every AWS-style
+operation; ``front_door`` is an aiohttp handler for every path outside the reserved ones.
+Both find the engine, config and metrics under ``ENGINE``, ``CONFIG`` and ``METRICS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from ..configfile import ConfigFile
+from ..engine import Engine
+from ..errors import ServiceException
+from .lambda_api import Authenticate, LambdaApi
+from .metrics import CONTENT_TYPE, ServiceMetrics
+from .shapes import JSON, UnknownOperationException, error_response
+
+__all__ = [
+    "API",
+    "CONFIG",
+    "ENGINE",
+    "METRICS",
+    "FrontDoor",
+    "create_app",
+    "is_reserved_path",
+    "running",
+    "serve",
+]
+
+FrontDoor = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ENGINE = web.AppKey("warmstart.engine", Engine)
+CONFIG = web.AppKey("warmstart.config", ConfigFile)
+METRICS = web.AppKey("warmstart.metrics", ServiceMetrics)
+API = web.AppKey("warmstart.lambda_api", LambdaApi)
+
+#: AWS-style API paths start with an API version date: /2015-03-31/, /2018-06-01/, …
+_VERSIONED = re.compile(r"^/\d{4}-\d{2}-\d{2}(?:/|$)")
+_EXACT = frozenset({"/healthz", "/metrics"})
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_reserved_path(path: str) -> bool:
+    """Paths the service answers itself; everything else belongs to the front door."""
+    return path in _EXACT or path.startswith("/warmstart/") or _VERSIONED.match(path) is not None
+
+
+def create_app(
+    engine: Engine,
+    config: ConfigFile | None = None,
+    *,
+    authenticate: Authenticate | None = None,
+    front_door: FrontDoor | None = None,
+) -> web.Application:
+    """The service's application over a started ``engine``.
+
+    ``config`` gives the service limits (``[service]``) and is kept for the front door
+    (``[routes]``, ``[auth]``); functions are not registered here.  ``authenticate`` runs for
+    every AWS-style operation after its body is read (within the limit) and before it acts;
+    ``front_door`` answers every path that is not reserved (``is_reserved_path``).
+    """
+    config = config if config is not None else ConfigFile("<defaults>")
+    metrics = ServiceMetrics(engine)
+    api = LambdaApi(engine, config.service, metrics, authenticate)
+    app = web.Application(client_max_size=config.service.code_upload_limit_bytes)
+    app[ENGINE] = engine
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[API] = api
+    app.router.add_routes(api.routes())
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_route("*", "/{tail:.*}", _fallback(front_door))
+    app.on_shutdown.append(_end_streams)
+    app.on_cleanup.append(_close_api)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    doc = {"status": "ok", "functions": len(engine.functions())}
+    return web.Response(body=orjson.dumps(doc), headers={"Content-Type": JSON})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()  # on the loop thread: engine.stats() is not thread-safe
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _fallback(front_door: FrontDoor | None) -> FrontDoor:
+    async def fallback(request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path in _EXACT:
+            raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+        if is_reserved_path(path):
+            return error_response(
+                UnknownOperationException(f"No operation at {request.method} {path}")
+            )
+        if front_door is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return await front_door(request)
+
+    return fallback
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[API].followers.close()
+
+
+async def _close_api(app: web.Application) -> None:
+    await app[API].close()
+
+
+# -- serving --------------------------------------------------------------------------------------
+
+AppFactory = Callable[[Engine, ConfigFile], web.Application]
+
+
+async def start_engine(config: ConfigFile) -> Engine:
+    """An engine with the config's pool and every function of the config registered."""
+    engine = Engine(config.pool)
+    await engine.start()
+    try:
+        for function in config.functions.values():
+            await engine.register(function)
+    except BaseException:
+        await engine.close()
+        raise
+    return engine
+
+
+@contextlib.asynccontextmanager
+async def running(
+    config: ConfigFile,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    app_factory: AppFactory = create_app,
+) -> AsyncIterator[str]:
+    """The service up on ``host:port`` (the config's by default); yields its base URL.
+
+    On exit: stop accepting, wait for in-flight requests and invocations (at most the config's
+    ``shutdown_timeout_s``), close the engine (every environment stops).
+    """
+    settings = config.service
+    engine = await start_engine(config)
+    runner: web.AppRunner | None = None
+    try:
+        app = app_factory(engine, config)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host or settings.host, settings.port if port is None else port)
+        await site.start()
+        yield _url(runner)
+    finally:
+        deadline = time.monotonic() + settings.shutdown_timeout_s
+        if runner is not None:
+            await runner.cleanup()
+        await drain(engine, deadline)
+        await engine.close()
+
+
+def _url(runner: web.AppRunner) -> str:
+    host, port = runner.addresses[0][:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def drain(engine: Engine, deadline: float) -> None:
+    """Wait until no invocation runs or waits (Event ones included), or until ``deadline``."""
+    while time.monotonic() < deadline:
+        stats = engine.stats().values()
+        if not any(s["environments"]["busy"] or s["waiting"] for s in stats):
+            return
+        await asyncio.sleep(0.02)
+
+
+async def serve(
+    config: ConfigFile,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    app_factory: AppFactory = create_app,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """``warmstart serve``: run until SIGTERM or SIGINT, then shut down gracefully; returns 0.
+
+    ``announce`` receives the startup banner (the listening URL first); by default it is
+    printed on stdout.
+    """
+    _check_wiring(config, app_factory)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running(config, host, port, app_factory=app_factory) as url:
+            (announce or _announce)(_banner(config, url, host))
+            await stop.wait()
+            print("warmstart: shutting down (waiting for in-flight work)", file=sys.stderr)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+class NotWired(ServiceException):
+    """The config asks for something this app factory does not provide."""
+
+
+def _check_wiring(config: ConfigFile, app_factory: AppFactory) -> None:
+    """Fail closed: [auth] keys the app would not check must not look like protection.
+
+    The plain ``create_app`` has no verifier and no front door; a factory that passes
+    ``authenticate=`` and ``front_door=`` replaces it once those modules are wired in.
+    """
+    if app_factory is not create_app:
+        return
+    if config.auth.enabled:
+        raise NotWired(
+            f"{config.path}: [auth] keys are configured, but this service does not verify "
+            "signatures yet; remove [auth].keys to serve without authentication"
+        )
+    if config.routes:
+        print(
+            f"warmstart: warning: {config.path}: [routes] are configured, but the API Gateway "
+            "front door is not wired into this service yet: they answer 404",
+            file=sys.stderr,
+        )
+
+
+def _banner(config: ConfigFile, url: str, host: str | None) -> str:
+    names = ", ".join(config.functions) or "none yet"
+    lines = [f"warmstart: listening on {url}", f"warmstart: functions: {names}"]
+    if (host or config.service.host) not in LOOPBACK and not config.auth.enabled:
+        lines.append(
+            "warmstart: warning: listening beyond loopback without [auth] keys: anyone who "
+            "can reach this port can run code"
+        )
+    return "\n".join(lines)
+
+
+def _announce(text: str) -> None:
+    print(text, flush=True)

@@ -1,0 +1,357 @@
+"""``warmstart serve``, ``invoke``, ``functions list|create|delete`` and ``logs``.
+
+Every command but ``serve`` talks to a service: the one at ``--endpoint URL``, or, without it,
+an embedded one started for the command on a free loopback port from ``--config`` (then gone
+when the command ends, so its functions and logs last only that long).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import configfile
+from ..configfile import ConfigFile
+from ..harness.command import interruptible
+from ..loop import run
+
+if TYPE_CHECKING:  # aiohttp is imported only by the commands that talk to a service
+    from .client import Invocation, LambdaClient
+
+DEFAULT_CONFIG = "warmstart.toml"
+
+SERVE_EPILOG = """\
+examples:
+  warmstart serve --config examples/warmstart.toml
+  warmstart serve --config warmstart.toml --port 0          # any free port (printed)
+  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws lambda list-functions \\
+      --endpoint-url http://127.0.0.1:9000 --region us-east-1
+
+Without --config, ./warmstart.toml is read when it exists. SIGTERM or Ctrl-C stops accepting
+requests, lets in-flight invocations finish ([service] shutdown_timeout_s, 30 s by default),
+stops every environment and exits 0."""
+
+INVOKE_EPILOG = """\
+examples:
+  warmstart invoke hello '{"name": "warmstart"}' --endpoint http://127.0.0.1:9000
+  echo '{"n": 1}' | warmstart invoke hello - --tail --config examples/warmstart.toml
+  warmstart invoke hello --type Event --endpoint http://127.0.0.1:9000
+
+The payload goes to stdout, the REPORT line (the whole log tail with --tail) to stderr.
+Exit status: 0, 1 when the function failed (X-Amz-Function-Error), 2 when the call was refused."""
+
+FUNCTIONS_EPILOG = """\
+examples:
+  warmstart functions list --endpoint http://127.0.0.1:9000
+  warmstart functions create shout --handler app.handler --code ./shout --memory 256 \\
+      --env GREETING=hey --endpoint http://127.0.0.1:9000
+  warmstart functions create shout --handler app.handler --code shout.zip --endpoint URL
+  warmstart functions delete shout --endpoint http://127.0.0.1:9000
+
+Without --endpoint the commands run against an engine built from --config for this command
+only: `create` then checks that the function registers, and nothing is kept."""
+
+LOGS_EPILOG = """\
+examples:
+  warmstart logs hello --endpoint http://127.0.0.1:9000
+  warmstart logs hello --follow --endpoint http://127.0.0.1:9000     # Ctrl-C to stop
+
+Logs live in the service that ran the invocations: this is mostly useful with --endpoint (an
+embedded engine only has the logs of what ran within the same command, which is nothing)."""
+
+
+# -- parsers --------------------------------------------------------------------------------------
+
+
+def add_parsers(commands: Any) -> None:
+    """Add ``serve``, ``invoke``, ``functions`` and ``logs`` to the ``warmstart`` subcommands."""
+    _serve_parser(commands)
+    _invoke_parser(commands)
+    _functions_parser(commands)
+    _logs_parser(commands)
+
+
+def _parser(commands: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text[:1].upper() + help_text[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="a running warmstart service (http://127.0.0.1:9000); requests are SigV4-signed "
+        "when WARMSTART_ACCESS_KEY_ID and WARMSTART_SECRET_ACCESS_KEY are set",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="without --endpoint: the TOML config of an embedded engine "
+        f"(default ./{DEFAULT_CONFIG} when it exists)",
+    )
+
+
+def _serve_parser(commands: Any) -> None:
+    p = _parser(commands, "serve", "run the invoker service: Lambda's API over HTTP", SERVE_EPILOG)
+    p.add_argument("--config", metavar="FILE", help="TOML: [pool], [functions.*], [service], …")
+    p.add_argument("--host", help="listen address (default: [service] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default: [service] port, 9000)")
+    p.set_defaults(func=serve_command)
+
+
+def _invoke_parser(commands: Any) -> None:
+    p = _parser(commands, "invoke", "invoke a function and print its result", INVOKE_EPILOG)
+    p.add_argument("name", help="the function's name")
+    p.add_argument("payload", nargs="?", default="{}", help="JSON event, or - for stdin ({})")
+    p.add_argument(
+        "--type",
+        choices=("RequestResponse", "Event", "DryRun"),
+        default="RequestResponse",
+        help="the invocation type (default RequestResponse)",
+    )
+    p.add_argument("--tail", action="store_true", help="print the whole log tail, not just REPORT")
+    _target_options(p)
+    p.set_defaults(func=invoke_command)
+
+
+def _functions_parser(commands: Any) -> None:
+    p = _parser(commands, "functions", "list, create or delete functions", FUNCTIONS_EPILOG)
+    actions = p.add_subparsers(dest="action", required=True)
+    listing = _parser(actions, "list", "list functions", FUNCTIONS_EPILOG)
+    listing.add_argument("--json", action="store_true", help="print Lambda's JSON")
+    _target_options(listing)
+    listing.set_defaults(func=functions_list_command)
+    create = _parser(
+        actions, "create", "create a function from a directory or a .zip", FUNCTIONS_EPILOG
+    )
+    create.add_argument("name", help="the function's name")
+    create.add_argument("--handler", required=True, help="module.function, e.g. app.handler")
+    create.add_argument("--code", required=True, help="a directory (zipped for upload) or a .zip")
+    create.add_argument("--memory", type=int, help="MemorySize in MB, 128-10240 (default 128)")
+    create.add_argument("--timeout", type=int, help="Timeout in seconds (default 3)")
+    create.add_argument("--runtime", help="python3.x (default: the service's interpreter)")
+    create.add_argument("--description", help="Description")
+    create.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="a variable; repeatable"
+    )
+    _target_options(create)
+    create.set_defaults(func=functions_create_command)
+    delete = _parser(actions, "delete", "delete a function", FUNCTIONS_EPILOG)
+    delete.add_argument("name", help="the function's name")
+    _target_options(delete)
+    delete.set_defaults(func=functions_delete_command)
+
+
+def _logs_parser(commands: Any) -> None:
+    p = _parser(commands, "logs", "print a function's recent log", LOGS_EPILOG)
+    p.add_argument("name", help="the function's name")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new invocations")
+    _target_options(p)
+    p.set_defaults(func=logs_command)
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def load_config(path: str | None) -> ConfigFile:
+    """``path``, or ./warmstart.toml when it exists, or the defaults."""
+    if path is None:
+        if not os.path.isfile(DEFAULT_CONFIG):
+            return ConfigFile("<defaults>")
+        path = DEFAULT_CONFIG
+    return configfile.load(path)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from .app import serve
+
+    config = load_config(args.config)
+    return run(serve(config, args.host, args.port))
+
+
+@contextlib.asynccontextmanager
+async def connect(args: argparse.Namespace) -> AsyncIterator[LambdaClient]:
+    """A client of ``--endpoint``, or of an embedded service built from ``--config``."""
+    from .client import LambdaClient
+
+    if args.endpoint:
+        async with LambdaClient(
+            args.endpoint, credentials=credentials_from_env(), region=_region()
+        ) as client:
+            yield client
+        return
+    from .app import running
+
+    config = load_config(args.config)
+    async with running(config, "127.0.0.1", 0) as url, LambdaClient(url) as client:
+        yield client
+
+
+def credentials_from_env() -> tuple[str, str] | None:
+    """WARMSTART_ACCESS_KEY_ID / WARMSTART_SECRET_ACCESS_KEY, for a service with [auth] keys.
+
+    Never the AWS_* variables: signatures made with real AWS keys have no business leaving for
+    a local endpoint.
+    """
+    key_id = os.environ.get("WARMSTART_ACCESS_KEY_ID")
+    secret = os.environ.get("WARMSTART_SECRET_ACCESS_KEY")
+    return (key_id, secret) if key_id and secret else None
+
+
+def _region() -> str:
+    return os.environ.get("WARMSTART_REGION", "us-east-1")
+
+
+def _run(args: argparse.Namespace, work: Callable[[LambdaClient], Coroutine[Any, Any, int]]) -> int:
+    async def main() -> int:
+        async with connect(args) as client:
+            return await work(client)
+
+    try:
+        return run(interruptible(main()))
+    except asyncio.CancelledError:
+        return 130
+
+
+def invoke_command(args: argparse.Namespace) -> int:
+    payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
+
+    async def work(client: LambdaClient) -> int:
+        result = await client.invoke(args.name, payload, args.type)
+        _print_invocation(result, args.tail)
+        return 1 if result.function_error else 0
+
+    return _run(args, work)
+
+
+def _print_invocation(result: Invocation, tail: bool) -> None:
+    if result.payload:
+        sys.stdout.buffer.write(result.payload + b"\n")
+        sys.stdout.flush()
+    if result.status == 202:
+        sys.stderr.write(f"warmstart: accepted (202), request {result.request_id}\n")
+    elif result.status == 204:
+        sys.stderr.write("warmstart: dry run: the call would be accepted (204)\n")
+    elif tail:
+        sys.stderr.write(result.log_tail)
+    else:
+        reports = [line for line in result.log_tail.splitlines() if line.startswith("REPORT ")]
+        if reports:
+            sys.stderr.write(reports[-1] + "\n")
+
+
+def functions_list_command(args: argparse.Namespace) -> int:
+    async def work(client: LambdaClient) -> int:
+        functions = await client.list_functions()
+        if args.json:
+            sys.stdout.buffer.write(
+                orjson.dumps({"Functions": functions}, option=orjson.OPT_INDENT_2)
+            )
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_table(functions))
+        return 0
+
+    return _run(args, work)
+
+
+def render_table(functions: list[dict[str, Any]]) -> str:
+    """One line per function: name, runtime, handler, memory, timeout, code size, modified."""
+    header = ("NAME", "RUNTIME", "HANDLER", "MEMORY", "TIMEOUT", "CODE", "LAST MODIFIED")
+    rows = [header] + [
+        (
+            f["FunctionName"],
+            f.get("Runtime", ""),
+            f.get("Handler", ""),
+            f"{f.get('MemorySize', '')} MB",
+            f"{f.get('Timeout', '')} s",
+            f"{f.get('CodeSize', 0)} B",
+            f.get("LastModified", ""),
+        )
+        for f in functions
+    ]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _create_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for option, member in (
+        ("memory", "MemorySize"),
+        ("timeout", "Timeout"),
+        ("runtime", "Runtime"),
+        ("description", "Description"),
+    ):
+        if getattr(args, option) is not None:
+            settings[member] = getattr(args, option)
+    if args.env:
+        variables = {}
+        for item in args.env:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SystemExit(f"warmstart functions create: --env {item!r}: use KEY=VALUE")
+            variables[key] = value
+        settings["Environment"] = {"Variables": variables}
+    return settings
+
+
+def functions_create_command(args: argparse.Namespace) -> int:
+    settings = _create_settings(args)
+    if not os.path.exists(args.code):
+        raise SystemExit(
+            f"warmstart functions create: --code {args.code}: no such file or directory"
+        )
+    from .client import code_bytes
+
+    code = code_bytes(args.code)
+
+    async def work(client: LambdaClient) -> int:
+        created = await client.create_function(args.name, args.handler, code, **settings)
+        sys.stdout.buffer.write(orjson.dumps(created, option=orjson.OPT_INDENT_2) + b"\n")
+        if not args.endpoint:
+            sys.stderr.write(
+                "warmstart: embedded engine: the function registered, and is gone with this "
+                "command; use --endpoint to create it on a running service\n"
+            )
+        return 0
+
+    return _run(args, work)
+
+
+def functions_delete_command(args: argparse.Namespace) -> int:
+    async def work(client: LambdaClient) -> int:
+        await client.delete_function(args.name)
+        sys.stderr.write(f"warmstart: deleted {args.name}\n")
+        return 0
+
+    return _run(args, work)
+
+
+def logs_command(args: argparse.Namespace) -> int:
+    async def work(client: LambdaClient) -> int:
+        if not args.follow:
+            sys.stdout.write(await client.logs(args.name))
+            return 0
+        async for text in client.follow_logs(args.name):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return 0
+
+    return _run(args, work)

@@ -1,0 +1,524 @@
+"""The Lambda API (REST-JSON), as boto3 and the AWS CLI call it, over an engine.
+
+    boto3 ── HTTP ──▶ route ──▶ read_body (size cap first) ──▶ authenticate hook ──▶ operation
+                                                                                     │
+            FunctionConfiguration / error (x-amzn-ErrorType) ◀── shapes ◀── engine ◀─┘
+
+Operations and their paths are botocore's service model (``lambda/2015-03-31``): Create, Get,
+GetConfiguration, List, Delete, UpdateFunctionCode, UpdateFunctionConfiguration, Invoke,
+Put/Get/DeleteFunctionConcurrency, Put/Get/DeleteProvisionedConcurrencyConfig and
+GetAccountSettings.  Differences from AWS, all deliberate:
+
+- Code is ``Code.ZipFile`` (unpacked safely into a fresh directory), or ``Code.S3Bucket =
+  "local"`` with ``S3Key`` an absolute directory or .zip path on the service's machine.
+- There are no published versions or aliases: the one qualifier is ``$LATEST``.
+- ``Runtime`` accepts ``python3.x`` names and is reported as given; functions run on the
+  service's interpreter.
+- Event invocations run in-process and are not durable (the durable queue comes later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..config import FunctionConfig
+from ..configfile import ServiceConfig
+from ..engine import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT
+from ..errors import (
+    InvalidParameterValueException,
+    RequestTooLargeException,
+    ResourceConflictException,
+    ResourceNotFoundException,
+    ServiceException,
+    WarmstartError,
+)
+from ..wording import request_id, too_large
+from .body import read_body
+from .lambda_params import (
+    api_worded,
+    api_worded_async,
+    check_revision,
+    check_runtime,
+    check_unsupported,
+    client_context,
+    code_info,
+    config_changes,
+    decode_marker,
+    encode_marker,
+    json_object,
+    local_code,
+    query_int,
+    role,
+    unpack_upload,
+)
+from .logstream import LogFollowers
+from .shapes import (
+    CodeInfo,
+    FunctionRecord,
+    ProvisionedConcurrencyConfigNotFoundException,
+    error_response,
+    function_arn,
+    function_configuration,
+    json_response,
+    timestamp,
+)
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from .metrics import ServiceMetrics
+
+log = logging.getLogger("warmstart.service")
+
+#: ``async (request, body) -> None``; raises something with ``.code``, ``.message``, ``.status``
+Authenticate = Callable[[web.Request, bytes], Awaitable[None]]
+Operation = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
+
+#: a request body of a management operation that carries no code
+MANAGEMENT_BODY_LIMIT = 1_048_576
+DEFAULT_MAX_ITEMS = 50
+_FUNCTION_REF = re.compile(
+    r"^(?:(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:)?\d{12}:function:)?"
+    r"([A-Za-z0-9_-]+)(?::(\$LATEST|[A-Za-z0-9_-]+))?$"
+)
+
+
+class LambdaApi:
+    """The Lambda API's operations over ``engine``; ``routes()`` lists them for aiohttp.
+
+    Keeps what Lambda reports that the engine does not (``FunctionRecord``) and owns the
+    directories uploaded code is unpacked into (removed by ``close``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: ServiceConfig,
+        metrics: ServiceMetrics,
+        authenticate: Authenticate | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.authenticate = authenticate
+        self.records: dict[str, FunctionRecord] = {}
+        self.followers = LogFollowers(engine)
+        self._code_root: str | None = None
+
+    async def close(self) -> None:
+        """End log streams and remove every unpacked upload."""
+        self.followers.close()
+        if self._code_root is not None:
+            await asyncio.to_thread(shutil.rmtree, self._code_root, True)
+            self._code_root = None
+
+    def routes(self) -> list[web.RouteDef]:
+        """Every operation at botocore's method and path."""
+        fn = "/2015-03-31/functions/{name}"
+        v2017 = "/2017-10-31/functions/{name}"
+        v2019 = "/2019-09-30/functions/{name}"
+        settings = "/2016-08-19/account-settings"
+        code = self.settings.code_upload_limit_bytes
+        small = MANAGEMENT_BODY_LIMIT
+        table: list[tuple[str, str, Operation, int]] = [
+            ("POST", "/2015-03-31/functions", self.create_function, code),
+            ("GET", "/2015-03-31/functions", self.list_functions, 0),
+            ("GET", "/2015-03-31/functions/", self.list_functions, 0),
+            ("GET", fn, self.get_function, 0),
+            ("DELETE", fn, self.delete_function, 0),
+            ("GET", fn + "/configuration", self.get_function_configuration, 0),
+            ("PUT", fn + "/configuration", self.update_function_configuration, small),
+            ("PUT", fn + "/code", self.update_function_code, code),
+            ("PUT", v2017 + "/concurrency", self.put_concurrency, small),
+            ("DELETE", v2017 + "/concurrency", self.delete_concurrency, 0),
+            ("GET", v2019 + "/concurrency", self.get_concurrency, 0),
+            ("PUT", v2019 + "/provisioned-concurrency", self.put_provisioned, small),
+            ("GET", v2019 + "/provisioned-concurrency", self.get_provisioned, 0),
+            ("DELETE", v2019 + "/provisioned-concurrency", self.delete_provisioned, 0),
+            ("GET", settings, self.get_account_settings, 0),
+            ("GET", settings + "/", self.get_account_settings, 0),
+            ("GET", "/warmstart/logs/{name}", self.logs, 0),
+        ]
+        # Invoke first: aiohttp tries the routes under one prefix in the order they were added
+        routes = [web.post(fn + "/invocations", self.invoke)]
+        routes += [web.route(m, path, self._operation(op, limit)) for m, path, op, limit in table]
+        return routes
+
+    def _operation(self, op: Operation, limit: int) -> Callable[[web.Request], Awaitable[Any]]:
+        """Read the body within ``limit``, authenticate, run ``op``; errors as Lambda's."""
+        operation = op.__name__.title().replace("_", "")
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            try:
+                body = await read_body(request, limit, _too_large_for(operation, limit))
+                if self.authenticate is not None:
+                    await self.authenticate(request, body)
+                return await op(request, body)
+            except Exception as exc:
+                return failed(exc)
+
+        return handler
+
+    # -- Invoke: the hot path -----------------------------------------------------------------
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        """Invoke: 200 with the payload, 202 for Event, 204 for DryRun."""
+        headers = request.headers
+        invocation_type = headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+        try:
+            body = await read_body(request, limit, _payload_too_large(limit, invocation_type))
+            if self.authenticate is not None:
+                await self.authenticate(request, body)
+            name = self._name(request)
+            context_header = headers.get("X-Amz-Client-Context")
+            context = None if context_header is None else client_context(context_header)
+            result = await self.engine.invoke(name, body, invocation_type, client_context=context)
+        except Exception as exc:
+            return failed(exc)
+        out = {
+            "Content-Type": "application/json",
+            "X-Amz-Executed-Version": "$LATEST",
+            "x-amzn-RequestId": result.request_id or request_id(),
+        }
+        report = result.report
+        if report is not None:
+            self.metrics.observe(name, report.duration_ms / 1000)
+            if result.function_error:
+                out["X-Amz-Function-Error"] = result.function_error
+            if headers.get("X-Amz-Log-Type") == "Tail":
+                out["X-Amz-Log-Result"] = base64.b64encode(result.log_tail.encode()).decode()
+        return web.Response(body=result.payload, status=result.status_code, headers=out)
+
+    def _name(self, request: web.Request) -> str:
+        """The function name of a name, partial ARN or ARN, with ``$LATEST`` the only version."""
+        ref = request.match_info["name"]
+        qualifier = request.query.get("Qualifier") if request.query_string else None
+        if ":" in ref:
+            match = _FUNCTION_REF.fullmatch(ref)
+            if match is None:
+                raise InvalidParameterValueException(
+                    f"FunctionName: {ref!r} is not a function name or ARN"
+                )
+            ref, in_ref = match[1], match[2]
+            if qualifier is not None and in_ref is not None and qualifier != in_ref:
+                raise InvalidParameterValueException(
+                    "The derived qualifier from the function name does not match the specified "
+                    "qualifier."
+                )
+            qualifier = qualifier or in_ref
+        if qualifier not in (None, "$LATEST"):
+            raise ResourceNotFoundException(
+                f"Function not found: {self._arn(ref)}:{qualifier} "
+                "(warmstart keeps no published versions or aliases: use $LATEST)"
+            )
+        return ref
+
+    # -- functions ----------------------------------------------------------------------------
+
+    async def create_function(self, request: web.Request, body: bytes) -> web.Response:
+        doc = await asyncio.to_thread(json_object, body)  # up to ~70 MB: off the loop
+        name = doc.get("FunctionName")
+        if not isinstance(name, str):
+            raise InvalidParameterValueException("FunctionName: a name is required")
+        if any(config.name == name for config in self.engine.functions()):
+            raise ResourceConflictException(f"Function already exist: {name}")
+        if doc.get("PackageType", "Zip") != "Zip":
+            raise InvalidParameterValueException(
+                "PackageType: only Zip is available (container images come with the container "
+                "backend)"
+            )
+        if "Handler" not in doc:
+            raise InvalidParameterValueException("Handler: required for a Zip package")
+        runtime = check_runtime(doc.get("Runtime"))
+        check_unsupported(doc)
+        settings = config_changes(doc)
+        code_dir, info = await self._code(doc.get("Code"))
+        try:
+            config = api_worded(lambda: FunctionConfig(name=name, code=code_dir, **settings))
+            await self.engine.register(config)
+        except BaseException:
+            await self._discard(code_dir)
+            raise
+        record = FunctionRecord(info, runtime=runtime, role=role(doc.get("Role")))
+        self.records[name] = record
+        return json_response(function_configuration(config, record, self._arn(name)), 201)
+
+    async def get_function(self, request: web.Request, body: bytes) -> web.Response:
+        config, record = await self._function(request)
+        shape: dict[str, Any] = {
+            "Configuration": function_configuration(config, record, self._arn(config.name)),
+            "Code": {"RepositoryType": "Local", "Location": f"file://{record.code.location}"},
+            "Tags": {},
+        }
+        if config.reserved_concurrency is not None:
+            shape["Concurrency"] = {"ReservedConcurrentExecutions": config.reserved_concurrency}
+        return json_response(shape)
+
+    async def get_function_configuration(self, request: web.Request, body: bytes) -> web.Response:
+        config, record = await self._function(request)
+        return json_response(function_configuration(config, record, self._arn(config.name)))
+
+    async def list_functions(self, request: web.Request, body: bytes) -> web.Response:
+        """Sorted by name; ``NextMarker`` is an opaque token naming the last function sent."""
+        max_items = query_int(request, "MaxItems", DEFAULT_MAX_ITEMS, 1, 10_000)
+        after = decode_marker(request.query.get("Marker"))
+        configs = sorted(self.engine.functions(), key=lambda c: c.name)
+        page = [c for c in configs if c.name > after][:max_items]
+        functions = []
+        for config in page:
+            record = await self._record(config)
+            functions.append(function_configuration(config, record, self._arn(config.name)))
+        shape: dict[str, Any] = {"Functions": functions}
+        if page and page[-1].name != configs[-1].name:
+            shape["NextMarker"] = encode_marker(page[-1].name)
+        return json_response(shape)
+
+    async def delete_function(self, request: web.Request, body: bytes) -> web.Response:
+        name = self._name(request)
+        await self.engine.unregister(name)
+        self.records.pop(name, None)
+        self.metrics.forget(name)
+        return web.Response(status=204)
+
+    async def update_function_code(self, request: web.Request, body: bytes) -> web.Response:
+        config, record = await self._function(request)
+        doc = await asyncio.to_thread(json_object, body)
+        check_revision(doc, record)
+        code_doc = {k: doc[k] for k in ("ZipFile", "S3Bucket", "S3Key", "ImageUri") if k in doc}
+        code_dir, info = await self._code(code_doc)
+        if doc.get("DryRun") is True:
+            await self._discard(code_dir)
+            return json_response(function_configuration(config, record, self._arn(config.name)))
+        try:
+            config = await self.engine.update(config.name, code=code_dir)
+        except BaseException:
+            await self._discard(code_dir)
+            raise
+        record.code = info
+        record.touch()
+        return json_response(function_configuration(config, record, self._arn(config.name)))
+
+    async def update_function_configuration(
+        self, request: web.Request, body: bytes
+    ) -> web.Response:
+        config, record = await self._function(request)
+        doc = json_object(body)
+        check_revision(doc, record)
+        check_unsupported(doc)
+        runtime = check_runtime(doc["Runtime"]) if "Runtime" in doc else record.runtime
+        changes = config_changes(doc)
+        if changes:
+            config = await api_worded_async(self.engine.update(config.name, **changes))
+        record.runtime = runtime
+        if "Role" in doc:
+            record.role = role(doc["Role"])
+        record.touch()
+        return json_response(function_configuration(config, record, self._arn(config.name)))
+
+    # -- concurrency --------------------------------------------------------------------------
+
+    async def put_concurrency(self, request: web.Request, body: bytes) -> web.Response:
+        name = self._name(request)
+        value = json_object(body).get("ReservedConcurrentExecutions")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidParameterValueException(
+                "ReservedConcurrentExecutions: an integer of 0 or more is required"
+            )
+        await api_worded_async(self.engine.set_concurrency(name, value))
+        return json_response({"ReservedConcurrentExecutions": value})
+
+    async def get_concurrency(self, request: web.Request, body: bytes) -> web.Response:
+        reserved = self.engine.get_function(self._name(request)).reserved_concurrency
+        return json_response({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
+
+    async def delete_concurrency(self, request: web.Request, body: bytes) -> web.Response:
+        await self.engine.set_concurrency(self._name(request), None)
+        return web.Response(status=204)
+
+    async def put_provisioned(self, request: web.Request, body: bytes) -> web.Response:
+        """Returns once the environments are warm, so the status is READY at once."""
+        config, record = await self._provisioned_target(request)
+        value = json_object(body).get("ProvisionedConcurrentExecutions")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidParameterValueException(
+                "ProvisionedConcurrentExecutions: an integer of 1 or more is required"
+            )
+        await api_worded_async(
+            self.engine.set_concurrency(config.name, config.reserved_concurrency, value)
+        )
+        record.provisioned_modified = timestamp()
+        return json_response(self._provisioned_shape(config.name, record), 202)
+
+    async def get_provisioned(self, request: web.Request, body: bytes) -> web.Response:
+        config, record = await self._provisioned_target(request)
+        if config.provisioned_concurrency == 0:
+            raise ProvisionedConcurrencyConfigNotFoundException(
+                "No Provisioned Concurrency Config found for this function"
+            )
+        return json_response(self._provisioned_shape(config.name, record))
+
+    async def delete_provisioned(self, request: web.Request, body: bytes) -> web.Response:
+        config, _ = await self._provisioned_target(request)
+        if config.provisioned_concurrency == 0:
+            raise ProvisionedConcurrencyConfigNotFoundException(
+                "No Provisioned Concurrency Config found for this function"
+            )
+        await self.engine.set_concurrency(config.name, config.reserved_concurrency, 0)
+        return web.Response(status=204)
+
+    async def _provisioned_target(
+        self, request: web.Request
+    ) -> tuple[FunctionConfig, FunctionRecord]:
+        if not request.query.get("Qualifier"):
+            raise InvalidParameterValueException(
+                "Qualifier: required for provisioned concurrency (warmstart's one version is "
+                "$LATEST)"
+            )
+        return await self._function(request)
+
+    def _provisioned_shape(self, name: str, record: FunctionRecord) -> dict[str, Any]:
+        config = self.engine.get_function(name)
+        requested = config.provisioned_concurrency
+        envs = self.engine.stats()[name]["environments"]
+        allocated = min(requested, envs["ready"] + envs["busy"])
+        return {
+            "RequestedProvisionedConcurrentExecutions": requested,
+            "AllocatedProvisionedConcurrentExecutions": allocated,
+            "AvailableProvisionedConcurrentExecutions": allocated,
+            "Status": "READY" if allocated >= requested else "IN_PROGRESS",
+            "LastModified": record.provisioned_modified or record.last_modified,
+        }
+
+    # -- account and logs ---------------------------------------------------------------------
+
+    async def get_account_settings(self, request: web.Request, body: bytes) -> web.Response:
+        configs = self.engine.functions()
+        limit = self.engine.pool.account_concurrency
+        reserved = sum(c.reserved_concurrency or 0 for c in configs)
+        code_size = 0
+        for config in configs:
+            code_size += (await self._record(config)).code.size
+        return json_response(
+            {
+                "AccountLimit": {
+                    "TotalCodeSize": 80_530_636_800,
+                    "CodeSizeUnzipped": 262_144_000,
+                    "CodeSizeZipped": 52_428_800,
+                    "ConcurrentExecutions": limit,
+                    "UnreservedConcurrentExecutions": limit - reserved,
+                },
+                "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": len(configs)},
+            }
+        )
+
+    async def logs(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """warmstart's own: recent log text; ``?follow=1`` streams new entries as they end."""
+        name = self._name(request)
+        text = self.engine.logs(name)
+        if request.query.get("follow") not in ("1", "true"):
+            return web.Response(text=text, content_type="text/plain")
+        return await self.followers.stream(request, name, text)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _arn(self, name: str) -> str:
+        return function_arn(self.engine.pool, name)
+
+    async def _function(self, request: web.Request) -> tuple[FunctionConfig, FunctionRecord]:
+        config = self.engine.get_function(self._name(request))
+        return config, await self._record(config)
+
+    async def _record(self, config: FunctionConfig) -> FunctionRecord:
+        """The record of a function; one registered outside this API gets one on first use."""
+        record = self.records.get(config.name)
+        if record is None:
+            info = await asyncio.to_thread(code_info, config.code)
+            record = self.records.setdefault(config.name, FunctionRecord(info))
+        return record
+
+    async def _code(self, code: Any) -> tuple[str, CodeInfo]:
+        """A directory holding the code of ``Code`` (or UpdateFunctionCode's fields)."""
+        if not isinstance(code, dict):
+            raise InvalidParameterValueException("Code: a structure with ZipFile is required")
+        if "ImageUri" in code:
+            raise InvalidParameterValueException(
+                "Code.ImageUri: container images come with the container backend"
+            )
+        if "ZipFile" in code:
+            return await asyncio.to_thread(unpack_upload, code["ZipFile"], self._root())
+        if code.get("S3Bucket") == "local":
+            return await self._local_code(code.get("S3Key"))
+        if "S3Bucket" in code:
+            raise InvalidParameterValueException(
+                "Code.S3Bucket: S3 is not reachable from warmstart; upload Code.ZipFile, or use "
+                "S3Bucket 'local' with S3Key an absolute directory or .zip path on this machine"
+            )
+        raise InvalidParameterValueException(
+            "Code: ZipFile (or S3Bucket 'local' + S3Key) is required"
+        )
+
+    async def _local_code(self, key: Any) -> tuple[str, CodeInfo]:
+        if not isinstance(key, str) or not os.path.isabs(key):
+            raise InvalidParameterValueException(
+                "Code.S3Key: with S3Bucket 'local', an absolute directory or .zip path"
+            )
+        return await asyncio.to_thread(local_code, key, self._root())
+
+    def _root(self) -> str:
+        """The directory uploads are unpacked under (created on first use)."""
+        if self._code_root is None:
+            self._code_root = tempfile.mkdtemp(
+                prefix="warmstart-code-", dir=self.engine.pool.work_dir or None
+            )
+        return self._code_root
+
+    async def _discard(self, code_dir: str) -> None:
+        """Remove an unpacked upload that did not become a function's code."""
+        root = self._code_root
+        if root is not None and os.path.dirname(code_dir) == root:
+            await asyncio.to_thread(shutil.rmtree, code_dir, True)
+
+
+# -- request parsing ------------------------------------------------------------------------------
+
+
+def failed(exc: Exception) -> web.Response:
+    """An exception as Lambda's error answer; unexpected ones are a logged ServiceException."""
+    if isinstance(exc, WarmstartError) or _looks_like_aws_error(exc):
+        return error_response(exc)  # type: ignore[arg-type]
+    log.exception("unexpected error in a Lambda API operation", exc_info=exc)
+    return error_response(ServiceException(f"{type(exc).__name__}: {exc}"))
+
+
+def _looks_like_aws_error(exc: Exception) -> bool:
+    return (
+        isinstance(getattr(exc, "code", None), str)
+        and isinstance(getattr(exc, "message", None), str)
+        and isinstance(getattr(exc, "status", None), int)
+    )
+
+
+def _too_large_for(operation: str, limit: int) -> Callable[[int], WarmstartError]:
+    def build(size: int) -> WarmstartError:
+        return RequestTooLargeException(
+            f"Request must be smaller than {limit} bytes for the {operation} operation"
+        )
+
+    return build
+
+
+def _payload_too_large(limit: int, invocation_type: str) -> Callable[[int], WarmstartError]:
+    def build(size: int) -> WarmstartError:
+        return RequestTooLargeException(too_large(size, limit, invocation_type))
+
+    return build

@@ -1,0 +1,246 @@
+"""The Lambda API's request members, checked and turned into warmstart's values.
+
+Each function takes the decoded JSON (or a header, or a query parameter) of one operation and
+returns what the engine needs, or raises the error Lambda raises, worded with the API's member
+names (``MemorySize: ...``, not ``memory_mb: ...``).  Code helpers unpack ``Code.ZipFile`` and
+``S3Bucket = "local"`` code; they block, and run in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import os
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..code import prepare_code
+from ..config import FunctionConfig
+from ..errors import InvalidParameterValueException, InvalidRequestContentException
+from .shapes import (
+    DEFAULT_ROLE,
+    CodeInfo,
+    FunctionRecord,
+    PreconditionFailedException,
+    default_runtime,
+    host_architecture,
+)
+
+CLIENT_CONTEXT_LIMIT = 3583
+_PYTHON_RUNTIME = re.compile(r"^python3\.\d{1,2}$")
+#: FunctionConfig fields as the Lambda API names them, for error messages
+_API_NAMES = {
+    "name": "FunctionName",
+    "handler": "Handler",
+    "memory_mb": "MemorySize",
+    "timeout_s": "Timeout",
+    "environment": "Environment.Variables",
+    "ephemeral_storage_mb": "EphemeralStorage.Size",
+    "reserved_concurrency": "ReservedConcurrentExecutions",
+    "provisioned_concurrency": "ProvisionedConcurrentExecutions",
+}
+_UNSUPPORTED = ("Layers", "FileSystemConfigs", "ImageConfig")
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (an empty body is ``{}``)."""
+    if not body:
+        return {}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestContentException(
+            f"Could not parse request body into json: {exc}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise InvalidRequestContentException("The request body must be a JSON object")
+    return doc
+
+
+def client_context(header: str) -> dict[str, Any]:
+    """``X-Amz-Client-Context``: base64 of a JSON object, at most 3583 bytes."""
+    if len(header) > CLIENT_CONTEXT_LIMIT:
+        raise InvalidRequestContentException(
+            f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes"
+        )
+    try:
+        doc = orjson.loads(base64.b64decode(header, validate=True))
+    except (binascii.Error, ValueError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise InvalidRequestContentException(
+            "Client context must be a valid Base64-encoded JSON object."
+        )
+    return doc
+
+
+def decode_zip(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidParameterValueException("Code.ZipFile: base64-encoded zip bytes are required")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise InvalidParameterValueException("Code.ZipFile: not valid base64") from None
+
+
+def check_runtime(value: Any) -> str:
+    """A ``python3.x`` runtime name (kept as given); None means this interpreter's."""
+    if value is None:
+        return default_runtime()
+    if not isinstance(value, str) or not _PYTHON_RUNTIME.fullmatch(value):
+        raise InvalidParameterValueException(
+            f"Runtime: {value!r} is not supported: warmstart runs python3.x handlers "
+            f"(on this service's {default_runtime()})"
+        )
+    return value
+
+
+def check_unsupported(doc: dict[str, Any]) -> None:
+    for key in _UNSUPPORTED:
+        if doc.get(key):
+            raise InvalidParameterValueException(f"{key}: not supported by warmstart")
+    arches = doc.get("Architectures")
+    if arches is not None and arches != [host_architecture()]:
+        raise InvalidParameterValueException(
+            f"Architectures: this machine runs {host_architecture()} only"
+        )
+
+
+def check_revision(doc: dict[str, Any], record: FunctionRecord) -> None:
+    wanted = doc.get("RevisionId")
+    if wanted is not None and wanted != record.revision_id:
+        raise PreconditionFailedException(
+            "The Revision Id provided does not match the latest Revision Id. "
+            "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+        )
+
+
+def config_changes(doc: dict[str, Any]) -> dict[str, Any]:
+    """FunctionConfig fields from CreateFunction / UpdateFunctionConfiguration members."""
+    changes: dict[str, Any] = {}
+    for member, field in (
+        ("Handler", "handler"),
+        ("Timeout", "timeout_s"),
+        ("MemorySize", "memory_mb"),
+    ):
+        if member in doc:
+            changes[field] = doc[member]
+    if "Timeout" in doc and (
+        isinstance(doc["Timeout"], bool) or not isinstance(doc["Timeout"], int)
+    ):
+        raise InvalidParameterValueException(
+            f"Timeout: expected an integer, got {doc['Timeout']!r}"
+        )
+    if "Description" in doc:
+        description = doc["Description"]
+        if not isinstance(description, str) or len(description) > 256:
+            raise InvalidParameterValueException("Description: a string of at most 256 characters")
+        changes["description"] = description
+    if "Environment" in doc:
+        changes["environment"] = _variables(doc["Environment"])
+    if "EphemeralStorage" in doc:
+        storage = doc["EphemeralStorage"]
+        if not isinstance(storage, dict) or "Size" not in storage:
+            raise InvalidParameterValueException("EphemeralStorage: {'Size': MB} is required")
+        changes["ephemeral_storage_mb"] = storage["Size"]
+    return changes
+
+
+def _variables(environment: Any) -> dict[str, str]:
+    if not isinstance(environment, dict):
+        raise InvalidParameterValueException("Environment: expected {'Variables': {...}}")
+    variables = environment.get("Variables") or {}
+    if not isinstance(variables, dict):
+        raise InvalidParameterValueException("Environment.Variables: expected a map of strings")
+    return variables
+
+
+def role(value: Any) -> str:
+    return value if isinstance(value, str) and value else DEFAULT_ROLE
+
+
+def api_worded(build: Callable[[], FunctionConfig]) -> FunctionConfig:
+    """Run ``build``; a field named in an error becomes its Lambda API member name."""
+    try:
+        return build()
+    except InvalidParameterValueException as exc:
+        raise _reworded(exc) from None
+
+
+async def api_worded_async(work: Awaitable[Any]) -> Any:
+    try:
+        return await work
+    except InvalidParameterValueException as exc:
+        raise _reworded(exc) from None
+
+
+def _reworded(exc: InvalidParameterValueException) -> InvalidParameterValueException:
+    field, sep, rest = exc.message.partition(": ")
+    if sep and field in _API_NAMES:
+        return InvalidParameterValueException(f"{_API_NAMES[field]}: {rest}")
+    return exc
+
+
+def query_int(request: web.Request, key: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidParameterValueException(f"{key}: {text!r} is outside the range {low}-{high}")
+    return value
+
+
+def encode_marker(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def decode_marker(marker: str | None) -> str:
+    """The name after which a page starts ("" for the first page)."""
+    if not marker:
+        return ""
+    with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
+        return base64.urlsafe_b64decode(marker.encode()).decode()
+    raise InvalidParameterValueException(f"Marker: {marker!r} is not a marker this service gave")
+
+
+def unpack_upload(value: Any, root: str) -> tuple[str, CodeInfo]:
+    """``Code.ZipFile`` (base64) unpacked into a fresh directory under ``root``."""
+    data = decode_zip(value)
+    code_dir = prepare_code(data, root)
+    return code_dir, CodeInfo.of_zip(data, code_dir)
+
+
+def local_code(path: str, root: str) -> tuple[str, CodeInfo]:
+    """``S3Bucket = "local"``: a directory used in place, or a .zip unpacked under ``root``."""
+    if os.path.isdir(path):
+        code_dir = os.path.realpath(path)
+        return code_dir, CodeInfo.of_directory(code_dir)
+    if not os.path.isfile(path):
+        raise InvalidParameterValueException(f"Code.S3Key: {path} is not a directory or a file")
+    data = _read_file(path)
+    code_dir = prepare_code(data, root)
+    return code_dir, CodeInfo.of_zip(data, code_dir)
+
+
+def code_info(code: str) -> CodeInfo:
+    """CodeSha256 and CodeSize of a function registered from a directory or a .zip path."""
+    if os.path.isdir(code):
+        return CodeInfo.of_directory(code)
+    try:
+        return CodeInfo.of_zip(_read_file(code), code)
+    except OSError:
+        return CodeInfo("", 0, code)
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

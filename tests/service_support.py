@@ -1,0 +1,227 @@
+"""Helpers the service tests share: a real server on a free loopback port, boto3 pointed at it,
+zips built in memory, and checks that nothing (port, thread, process) outlives a test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+
+from runtime.config import FunctionConfig, PoolConfig
+from runtime.configfile import ConfigFile, ServiceConfig
+from runtime.engine import Engine
+from runtime.pools.process import AGENT_MAIN
+from runtime.service.app import running
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+BASIC = str(ROOT / "tests" / "functions" / "basic")
+WARMSTART = str(Path(sys.executable).parent / "warmstart")
+
+
+def basic(name: str, handler: str = "echo", **fields: Any) -> FunctionConfig:
+    """A function on tests/functions/basic (echo, ctx, sleep, flexible, ...)."""
+    return FunctionConfig(name=name, handler=f"app.{handler}", code=BASIC, **fields)
+
+
+def config_of(
+    *functions: FunctionConfig, pool: PoolConfig | None = None, **service: Any
+) -> ConfigFile:
+    return ConfigFile(
+        "<test>",
+        pool=pool or PoolConfig(),
+        functions={f.name: f for f in functions},
+        service=ServiceConfig(port=0, **service),
+    )
+
+
+@dataclass
+class Service:
+    """A running service: its URL, and what the app factory saw."""
+
+    url: str
+    engine: Engine | None = None
+    app: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.url).port
+        assert port is not None
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serving(config: ConfigFile, **hooks: Any) -> AsyncIterator[Service]:
+    """The service on 127.0.0.1, a free port; ``hooks`` go to ``create_app``.
+
+    On exit the port must be closed and the default executor's threads joined.
+    """
+    from runtime.service.app import create_app
+
+    service = Service("")
+
+    def factory(engine: Engine, cfg: ConfigFile) -> Any:
+        service.engine = engine
+        service.app = create_app(engine, cfg, **hooks)
+        return service.app
+
+    async with running(config, "127.0.0.1", 0, app_factory=factory) as url:
+        service.url = url
+        yield service
+    assert not port_open(service.port), f"port {service.port} still accepts connections"
+    await asyncio.get_running_loop().shutdown_default_executor()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A blocking call (boto3) off the event loop that serves it."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 must not read this machine's AWS configuration or reach instance metadata."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def lambda_client(url: str, **config: Any) -> Any:
+    import boto3
+    import botocore.config
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="secret",
+        config=botocore.config.Config(retries={"max_attempts": 0}, **config),
+    )
+
+
+@contextlib.asynccontextmanager
+async def boto(url: str, **config: Any) -> AsyncIterator[Any]:
+    client = await call(lambda_client, url, **config)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def make_zip(files: dict[str, str | bytes], links: dict[str, str] | None = None) -> bytes:
+    """Zip bytes with ``files`` (name -> content) and symlinks (name -> target)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return buffer.getvalue()
+
+
+APP = "def handler(event, context):\n    return {'zipped': event}\n"
+
+
+@pytest.fixture
+def no_leaked_threads() -> Iterator[None]:
+    """Threads started during the test (executors, boto3) are gone after it."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not left, f"threads left behind: {left}"
+
+
+def agents_of(pid: int) -> list[int]:
+    """Live agent processes started by the engine of process ``pid``."""
+    marker = f"--engine-pid\x00{pid}\x00"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if AGENT_MAIN in cmdline and marker in cmdline:
+            found.append(int(entry))
+    return found
+
+
+class ServeProcess:
+    """``warmstart serve`` as a real subprocess; its URL is read from the banner it prints."""
+
+    def __init__(self, config_path: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [WARMSTART, "serve", "--config", str(config_path), "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("warmstart: listening on "):
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            pytest.fail(f"warmstart serve did not start: {line!r} {err}")
+        self.url = line.rsplit(" ", 1)[-1].strip()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 15.0) -> tuple[int, float]:
+        """SIGTERM, then wait: (exit status, seconds it took)."""
+        t0 = time.monotonic()
+        self.proc.terminate()
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            pytest.fail(f"warmstart serve did not exit within {timeout} s of SIGTERM")
+        return code, time.monotonic() - t0
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        deadline = time.monotonic() + 3.0
+        while agents_of(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not agents_of(self.pid), "agent processes outlived warmstart serve"

@@ -1,0 +1,277 @@
+"""The service's own endpoints and hooks: /healthz, /metrics, logs, authenticate, front door."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+from service_support import (  # noqa: F401 (fixtures)
+    aws_env,
+    basic,
+    boto,
+    call,
+    config_of,
+    no_leaked_threads,
+    serving,
+)
+
+from runtime.service.app import is_reserved_path
+from runtime.service.auth import verify_sigv4
+from runtime.service.client import LambdaClient, ServiceError
+
+pytestmark = pytest.mark.usefixtures("aws_env", "no_leaked_threads")
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text exposition, by name and sorted labels."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_healthz_and_metrics(arun: Callable[..., Any]) -> None:
+    async def main() -> None:
+        config = config_of(
+            basic("echo"), basic("fail", "flexible"), basic("capped", reserved_concurrency=0)
+        )
+        async with serving(config) as svc, aiohttp.ClientSession() as http:
+            async with http.get(svc.url + "/healthz") as resp:
+                assert resp.status == 200
+                assert await resp.json() == {"status": "ok", "functions": 3}
+            invoke = svc.url + "/2015-03-31/functions/{}/invocations"
+            for _ in range(3):
+                async with http.post(invoke.format("echo"), data=b"{}") as resp:
+                    assert resp.status == 200
+            async with http.post(invoke.format("fail"), data=b'{"fail": true}') as resp:
+                assert resp.headers["X-Amz-Function-Error"] == "Unhandled"
+            async with http.post(invoke.format("capped"), data=b"{}") as resp:
+                assert resp.status == 429
+                assert (await resp.json())["Reason"] == (
+                    "ReservedFunctionConcurrentInvocationLimitExceeded"
+                )
+            async with http.get(svc.url + "/metrics") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"].startswith("text/plain")
+                found = samples(await resp.text())
+
+        fn = (("function", "echo"),)
+        assert found[("warmstart_functions", ())] == 3
+        assert found[("warmstart_invocations_total", fn)] == 3
+        assert found[("warmstart_cold_starts_total", fn)] == 1
+        assert found[("warmstart_errors_total", fn)] == 0
+        assert found[("warmstart_errors_total", (("function", "fail"),))] == 1
+        assert found[("warmstart_throttles_total", (("function", "capped"),))] == 1
+        assert found[("warmstart_invocation_duration_seconds_count", fn)] == 3
+        assert found[("warmstart_invocation_duration_seconds_sum", fn)] > 0
+        ready = (("function", "echo"), ("state", "ready"))
+        assert found[("warmstart_environments", ready)] == 1
+        busy = (("function", "echo"), ("state", "busy"))
+        assert found[("warmstart_environments", busy)] == 0
+        assert found[("warmstart_gb_seconds_total", fn)] > 0
+
+    arun(main())
+
+
+def test_each_app_has_its_own_registry(arun: Callable[..., Any]) -> None:
+    async def main() -> None:
+        async with (
+            serving(config_of(basic("one"))) as a,
+            serving(config_of(basic("two"))) as b,
+            aiohttp.ClientSession() as http,
+        ):
+            for svc, name, other in ((a, "one", "two"), (b, "two", "one")):
+                async with http.get(svc.url + "/metrics") as resp:
+                    text = await resp.text()
+                assert f'function="{name}"' in text
+                assert f'function="{other}"' not in text
+
+    arun(main())
+
+
+def test_authenticate_runs_before_every_aws_operation(arun: Callable[..., Any]) -> None:
+    seen: list[tuple[str, str, bytes]] = []
+
+    class Denied(Exception):
+        code = "InvalidSignatureException"
+        message = "The request signature we calculated does not match"
+        status = 403
+
+    async def authenticate(request: web.Request, body: bytes) -> None:
+        seen.append((request.method, request.path, body))
+        if request.headers.get("X-Deny"):
+            raise Denied()
+
+    async def main() -> None:
+        async with serving(config_of(basic("echo")), authenticate=authenticate) as svc:
+            async with boto(svc.url) as client:
+                await call(client.invoke, FunctionName="echo", Payload=b'{"signed": 1}')
+                await call(client.list_functions)
+                await call(client.get_account_settings)
+                await call(
+                    client.put_function_concurrency,
+                    FunctionName="echo",
+                    ReservedConcurrentExecutions=2,
+                )
+            assert seen == [
+                ("POST", "/2015-03-31/functions/echo/invocations", b'{"signed": 1}'),
+                ("GET", "/2015-03-31/functions", b""),
+                ("GET", "/2016-08-19/account-settings", b""),
+                (
+                    "PUT",
+                    "/2017-10-31/functions/echo/concurrency",
+                    b'{"ReservedConcurrentExecutions": 2}',
+                ),
+            ]
+            async with aiohttp.ClientSession(headers={"X-Deny": "1"}) as http:
+                for method, path in (
+                    ("POST", "/2015-03-31/functions/echo/invocations"),
+                    ("DELETE", "/2015-03-31/functions/echo"),
+                    ("GET", "/warmstart/logs/echo"),
+                ):
+                    async with http.request(method, svc.url + path) as resp:
+                        assert resp.status == 403
+                        assert resp.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+                        assert (await resp.json())["message"].startswith("The request signature")
+                async with http.get(svc.url + "/healthz") as resp:
+                    assert resp.status == 200  # health and metrics are not AWS operations
+            assert svc.engine is not None
+            assert [c.name for c in svc.engine.functions()] == ["echo"]
+            assert svc.engine.stats()["echo"]["invocations"] == 1
+
+    arun(main())
+
+
+def test_sigv4_through_the_hook(arun: Callable[..., Any]) -> None:
+    """The auth module's verifier as the hook: boto3 and the CLI's client sign and pass."""
+    keys = {"AKIDTEST": "secret"}
+
+    async def authenticate(request: web.Request, body: bytes) -> None:
+        headers = [(k.decode(), v.decode()) for k, v in request.raw_headers]
+        now = datetime.now(timezone.utc)
+        verify_sigv4(request.method, request.raw_path, "", headers, body, keys, now)
+
+    async def main() -> None:
+        async with serving(config_of(basic("echo")), authenticate=authenticate) as svc:
+            async with boto(svc.url) as client:
+                result = await call(client.invoke, FunctionName="echo", Payload=b'{"a": 1}')
+                assert result["Payload"].read() == b'{"a":1}'
+                listed = await call(client.list_functions, MaxItems=1)
+                assert [f["FunctionName"] for f in listed["Functions"]] == ["echo"]
+            async with LambdaClient(svc.url, credentials=("AKIDTEST", "secret")) as signed:
+                assert (await signed.invoke("echo", b"[2]")).payload == b"[2]"
+                assert [f["FunctionName"] for f in await signed.list_functions()] == ["echo"]
+                assert "START RequestId" in await signed.logs("echo")
+            async with LambdaClient(svc.url) as unsigned:
+                with pytest.raises(ServiceError) as caught:
+                    await unsigned.invoke("echo", b"{}")
+            assert (caught.value.code, caught.value.status) == (
+                "MissingAuthenticationTokenException",
+                403,
+            )
+            async with LambdaClient(svc.url, credentials=("AKIDTEST", "wrong")) as forged:
+                with pytest.raises(ServiceError) as caught:
+                    await forged.list_functions()
+            assert caught.value.code == "InvalidSignatureException"
+
+    arun(main())
+
+
+def test_front_door_gets_every_other_path(arun: Callable[..., Any]) -> None:
+    async def front_door(request: web.Request) -> web.Response:
+        return web.json_response({"front_door": request.path, "method": request.method})
+
+    async def main() -> None:
+        async with (
+            serving(config_of(basic("echo")), front_door=front_door) as svc,
+            aiohttp.ClientSession() as http,
+        ):
+            for method, path in (("GET", "/hello"), ("POST", "/"), ("PUT", "/a/b/c")):
+                async with http.request(method, svc.url + path) as resp:
+                    assert await resp.json() == {"front_door": path, "method": method}
+            async with http.get(svc.url + "/2015-03-31/nothing/here") as resp:
+                assert resp.status == 404
+                assert resp.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+            async with http.post(svc.url + "/healthz") as resp:
+                assert resp.status == 405
+        async with (
+            serving(config_of()) as svc,
+            aiohttp.ClientSession() as http,
+            http.get(svc.url + "/hello") as resp,
+        ):
+            assert resp.status == 404
+            assert await resp.json() == {"message": "Not Found"}
+
+    arun(main())
+
+
+@pytest.mark.parametrize(
+    ("path", "reserved"),
+    [
+        ("/2015-03-31/functions", True),
+        ("/2017-10-31/functions/x/concurrency", True),
+        ("/2018-06-01/runtime/invocation/next", True),
+        ("/2016-08-19/account-settings", True),
+        ("/healthz", True),
+        ("/metrics", True),
+        ("/warmstart/logs/x", True),
+        ("/hello", False),
+        ("/", False),
+        ("/2015-03-31x", False),
+        ("/metricsx", False),
+    ],
+)
+def test_reserved_paths(path: str, reserved: bool) -> None:
+    assert is_reserved_path(path) is reserved
+
+
+def test_logs_recent_and_followed(arun: Callable[..., Any]) -> None:
+    async def main() -> None:
+        async with serving(config_of(basic("echo"), basic("other"))) as svc:
+            async with aiohttp.ClientSession() as http:
+                invoke = svc.url + "/2015-03-31/functions/{}/invocations"
+                async with http.post(invoke.format("echo"), data=b"{}") as resp:
+                    rid = resp.headers["x-amzn-RequestId"]
+                async with http.get(svc.url + "/warmstart/logs/echo") as resp:
+                    text = await resp.text()
+                assert f"START RequestId: {rid}" in text
+                assert f"REPORT RequestId: {rid}" in text
+                async with http.get(svc.url + "/warmstart/logs/missing") as resp:
+                    assert resp.status == 404
+
+                follow = await http.get(svc.url + "/warmstart/logs/echo", params={"follow": "1"})
+                backlog = await follow.content.readuntil(b"\n")
+                assert backlog.startswith(f"START RequestId: {rid}".encode())
+                await follow.content.readuntil(f"REPORT RequestId: {rid}".encode())
+                await follow.content.readuntil(b"\n")
+                async with http.post(invoke.format("other"), data=b"{}"):
+                    pass
+                async with http.post(invoke.format("echo"), data=b"{}") as resp:
+                    second = resp.headers["x-amzn-RequestId"]
+                chunk = await asyncio.wait_for(follow.content.readuntil(b"\n"), 5.0)
+                assert chunk == f"START RequestId: {second} Version: $LATEST\n".encode()
+            # the server shuts down while the client still follows: the stream ends, no hang
+            follow.release()
+
+    arun(main())
+
+
+def test_shutdown_ends_followers(arun: Callable[..., Any]) -> None:
+    async def main() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with serving(config_of(basic("echo"), shutdown_timeout_s=5)) as svc:
+                follow = await http.get(svc.url + "/warmstart/logs/echo", params={"follow": "1"})
+                assert follow.status == 200
+                t0 = asyncio.get_running_loop().time()
+            assert asyncio.get_running_loop().time() - t0 < 2.0
+            assert await asyncio.wait_for(follow.content.read(), 2.0) == b""
+            follow.release()
+
+    arun(main())
