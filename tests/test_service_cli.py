@@ -229,24 +229,3 @@ def test_help_has_examples(command: list[str]) -> None:
     assert done.returncode == 0
     assert "examples:" in done.stdout
     assert "warmstart " + command[0] in done.stdout
-
-
-def test_serve_fails_closed_on_auth_it_cannot_check(tmp_path: Path) -> None:
-    path = tmp_path / "auth.toml"
-    path.write_text(CONFIG + '\n[auth]\nkeys = { AKID = "secret" }\n')
-    done = warmstart("serve", "--config", str(path), "--port", "0")
-    assert done.returncode == 2
-    assert "[auth] keys are configured, but this service does not verify" in done.stderr
-    assert done.stdout == ""
-
-
-def test_serve_warns_about_routes_it_does_not_serve(tmp_path: Path) -> None:
-    path = tmp_path / "routes.toml"
-    path.write_text(CONFIG + '\n[routes."GET /hello"]\nfunction = "echo"\n')
-    serve = ServeProcess(path)
-    try:
-        code, _ = serve.stop()
-        assert code == 0
-        assert "[routes] are configured, but the API Gateway" in serve.proc.stderr.read()  # type: ignore[union-attr]
-    finally:
-        serve.close()

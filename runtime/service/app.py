@@ -23,14 +23,14 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from aiohttp import web
 
 from ..configfile import ConfigFile
 from ..engine import Engine
-from ..errors import ServiceException
+from . import gateway
 from .lambda_api import Authenticate, LambdaApi
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .shapes import JSON, UnknownOperationException, error_response
@@ -47,7 +47,7 @@ __all__ = [
     "serve",
 ]
 
-FrontDoor = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FrontDoor = gateway.FrontDoor
 
 ENGINE = web.AppKey("warmstart.engine", Engine)
 CONFIG = web.AppKey("warmstart.config", ConfigFile)
@@ -74,12 +74,17 @@ def create_app(
 ) -> web.Application:
     """The service's application over a started ``engine``.
 
-    ``config`` gives the service limits (``[service]``) and is kept for the front door
-    (``[routes]``, ``[auth]``); functions are not registered here.  ``authenticate`` runs for
-    every AWS-style operation after its body is read (within the limit) and before it acts;
-    ``front_door`` answers every path that is not reserved (``is_reserved_path``).
+    ``config`` gives the service limits (``[service]``), the SigV4 keys (``[auth]``) and the
+    API Gateway routes (``[routes]``); functions are not registered here.  ``authenticate``
+    (by default SigV4 when keys are configured) runs for every AWS-style operation after its
+    body is read (within the limit) and before it acts; ``front_door`` (by default the
+    config's routes) answers every path that is not reserved (``is_reserved_path``).
     """
     config = config if config is not None else ConfigFile("<defaults>")
+    if authenticate is None:
+        authenticate = gateway.authenticator(config.auth)
+    if front_door is None:
+        front_door = gateway.front_door(engine, config)
     metrics = ServiceMetrics(engine)
     api = LambdaApi(engine, config.service, metrics, authenticate)
     app = web.Application(client_max_size=config.service.code_upload_limit_bytes)
@@ -211,7 +216,6 @@ async def serve(
     ``announce`` receives the startup banner (the listening URL first); by default it is
     printed on stdout.
     """
-    _check_wiring(config, app_factory)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -226,31 +230,6 @@ async def serve(
         for signum in signals:
             loop.remove_signal_handler(signum)
     return 0
-
-
-class NotWired(ServiceException):
-    """The config asks for something this app factory does not provide."""
-
-
-def _check_wiring(config: ConfigFile, app_factory: AppFactory) -> None:
-    """Fail closed: [auth] keys the app would not check must not look like protection.
-
-    The plain ``create_app`` has no verifier and no front door; a factory that passes
-    ``authenticate=`` and ``front_door=`` replaces it once those modules are wired in.
-    """
-    if app_factory is not create_app:
-        return
-    if config.auth.enabled:
-        raise NotWired(
-            f"{config.path}: [auth] keys are configured, but this service does not verify "
-            "signatures yet; remove [auth].keys to serve without authentication"
-        )
-    if config.routes:
-        print(
-            f"warmstart: warning: {config.path}: [routes] are configured, but the API Gateway "
-            "front door is not wired into this service yet: they answer 404",
-            file=sys.stderr,
-        )
 
 
 def _banner(config: ConfigFile, url: str, host: str | None) -> str:
