@@ -20,6 +20,8 @@ Try, from another terminal:
 
   curl -s -X POST {url}/2015-03-31/functions/hello/invocations -d '{{"name": "curl"}}'
   curl -s -i -X POST {url}/2015-03-31/functions/hello-fail/invocations -d '{{}}'
+  curl -s '{url}/hello?name=route'                          # API Gateway route, payload 2.0
+  curl -s -X POST {url}/counter/mine -d '{{"n": 1}}'             # payload 1.0 route
   curl -s {url}/healthz
   curl -s {url}/metrics | grep '^warmstart_invocations'
 
