@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from helpers import agents_of
 
 from runtime import scheduler as sched_mod
 from runtime.loop import run as loop_run
@@ -40,34 +41,15 @@ def Scheduler(request: pytest.FixtureRequest) -> type:
     return request.param  # type: ignore[no-any-return]
 
 
-def agent_processes() -> list[tuple[int, str]]:
-    """Live agent processes started by this test process (templates and workers)."""
-    from runtime.pools.process import AGENT_MAIN
-
-    marker = f"--engine-pid\x00{os.getpid()}\x00"
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if AGENT_MAIN in cmdline and marker in cmdline:
-            found.append((int(entry), cmdline.replace("\x00", " ").strip()))
-    return found
-
-
 @pytest.fixture(autouse=True)
 def no_leaked_processes() -> Iterator[None]:
     """Every test must leave no template or worker process behind."""
     yield
     deadline = time.monotonic() + 3.0
-    left = agent_processes()
+    left = agents_of(os.getpid())
     while left and time.monotonic() < deadline:
         time.sleep(0.02)
-        left = agent_processes()
+        left = agents_of(os.getpid())
     assert not left, f"agent processes left behind: {left}"
 
 

@@ -10,6 +10,25 @@ from collections.abc import Callable
 import pytest
 
 
+def agents_of(pid: int) -> list[tuple[int, str]]:
+    """Live agent processes (templates and workers) started by the engine in process ``pid``."""
+    from runtime.pools.process import AGENT_MAIN
+
+    marker = f"--engine-pid\x00{pid}\x00"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if AGENT_MAIN in cmdline and marker in cmdline:
+            found.append((int(entry), cmdline.replace("\x00", " ").strip()))
+    return found
+
+
 def pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)

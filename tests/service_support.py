@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import os
 import socket
 import stat
 import subprocess
@@ -20,12 +19,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import helpers
 import pytest
 
 from runtime.config import FunctionConfig, PoolConfig
 from runtime.configfile import ConfigFile, ServiceConfig
 from runtime.engine import Engine
-from runtime.pools.process import AGENT_MAIN
 from runtime.service.app import running
 
 T = TypeVar("T")
@@ -165,20 +164,8 @@ def no_leaked_threads() -> Iterator[None]:
 
 
 def agents_of(pid: int) -> list[int]:
-    """Live agent processes started by the engine of process ``pid``."""
-    marker = f"--engine-pid\x00{pid}\x00"
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if AGENT_MAIN in cmdline and marker in cmdline:
-            found.append(int(entry))
-    return found
+    """Pids of the live agent processes started by the engine of process ``pid``."""
+    return [found for found, _ in helpers.agents_of(pid)]
 
 
 class ServeProcess:
