@@ -156,20 +156,42 @@ class LambdaContext:
     )
 
     def __init__(
-        self, cfg: dict[str, Any], request_id: str, deadline_ms: int, extra: bytes
+        self,
+        fixed: tuple[str, str, str, str, str, str],
+        request_id: str,
+        deadline_ms: int,
+        extra: bytes,
     ) -> None:
+        """``fixed``: what every invocation of this worker shares (``static_fields(cfg)``)."""
         self.aws_request_id = request_id
-        self.function_name = cfg["function_name"]
-        self.function_version = cfg["function_version"]
-        self.invoked_function_arn = cfg["invoked_function_arn"]
-        self.memory_limit_in_mb = str(cfg["memory_mb"])
-        self.log_group_name = cfg["log_group_name"]
-        self.log_stream_name = cfg["log_stream_name"]
+        (
+            self.function_name,
+            self.function_version,
+            self.invoked_function_arn,
+            self.memory_limit_in_mb,
+            self.log_group_name,
+            self.log_stream_name,
+        ) = fixed
         self._deadline_ms = deadline_ms
-        data = json.loads(extra) if extra else {}
-        self.identity = CognitoIdentity(data.get("identity"))
-        client_context = data.get("client_context")
-        self.client_context = ClientContext(client_context) if client_context else None
+        if extra:
+            data = json.loads(extra)
+            self.identity = CognitoIdentity(data.get("identity"))
+            client_context = data.get("client_context")
+            self.client_context = ClientContext(client_context) if client_context else None
+        else:
+            self.identity = CognitoIdentity(None)
+            self.client_context = None
+
+    @staticmethod
+    def static_fields(cfg: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
+        return (
+            cfg["function_name"],
+            cfg["function_version"],
+            cfg["invoked_function_arn"],
+            str(cfg["memory_mb"]),
+            cfg["log_group_name"],
+            cfg["log_stream_name"],
+        )
 
     def get_remaining_time_in_millis(self) -> int:
         return max(self._deadline_ms - int(time.time() * 1000), 0)
@@ -259,6 +281,7 @@ class Agent:
         self.request_id = ""
         self.log_cap = int(cfg.get("log_cap", 1024 * 1024))
         self._log_read = -1
+        self.context_fields = LambdaContext.static_fields(cfg)
 
     # -- init ------------------------------------------------------------------------------
 
@@ -319,6 +342,7 @@ class Agent:
         self.cfg["log_stream_name"] = env["environ"].get(
             "AWS_LAMBDA_LOG_STREAM_NAME", self.cfg["log_stream_name"]
         )
+        self.context_fields = LambdaContext.static_fields(self.cfg)
         if "tempfile" in sys.modules:
             sys.modules["tempfile"].tempdir = None  # type: ignore[attr-defined]
         self.capture(env["log_path"])
@@ -356,7 +380,8 @@ class Agent:
         flags = 0
         t0 = ORIGIN()
         try:
-            result = self.handler(_loads(payload), LambdaContext(self.cfg, rid, frame.a, extra))  # type: ignore[misc]
+            context = LambdaContext(self.context_fields, rid, frame.a, extra)
+            result = self.handler(_loads(payload), context)  # type: ignore[misc]
             try:
                 body = marshal(result)
             except (TypeError, ValueError) as exc:
