@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run tour bench lint typecheck build clean system-deps
+.PHONY: test run tour bench lint typecheck build clean system-deps docker-up
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ system-deps:
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-test: build lint typecheck system-deps
+# A Docker Engine and the container tests' image (installs docker.io and starts dockerd when
+# root on a Debian-like machine). Without one the container tests skip; under CI it is an error.
+docker-up:
+	@bash scripts/docker-up || [ -z "$$CI" ]
+
+test: build lint typecheck system-deps docker-up
 	$(VENV)/bin/pytest -q tests
 	WARMSTART_BENCH_QUICK=1 $(VENV)/bin/pytest -q bench --benchmark-disable
 

@@ -1,0 +1,132 @@
+"""Many containers: a burst under the start cap, leftovers of dead nodes, cold-start cost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiodocker
+import orjson
+from docker_support import IMAGE, NODE, docker_engine, harness  # noqa: F401 - autouse fixture
+
+from runtime.agent import protocol as P
+from runtime.pools.container import LABEL, NODE_LABEL, ContainerBackend, local_node_id
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_twenty_concurrent_starts_stay_under_the_cap(arun: Callable[..., Any]) -> None:
+    async def main() -> None:
+        async with harness() as h:
+            backend = h.backend
+            creates = backend.docker.containers.create
+            in_flight = peak = 0
+
+            async def counted_create(*args: Any, **kwargs: Any) -> Any:
+                nonlocal in_flight, peak
+                in_flight += 1
+                peak = max(peak, in_flight)
+                try:
+                    return await creates(*args, **kwargs)
+                finally:
+                    in_flight -= 1
+
+            backend.docker.containers.create = counted_create  # type: ignore[method-assign]
+            started = await asyncio.gather(*(h.start("app.whoami") for _ in range(20)))
+            assert 1 <= peak <= backend.start_cap
+            assert f"live=20 starting=0 cap={backend.start_cap}" in repr(backend)
+            answers = await asyncio.gather(*(h.invoke(w, o, {}) for w, o in started))
+            assert all(frame.kind == P.RESULT for frame in answers)
+            assert {orjson.loads(frame.fields[1])["pid"] for frame in answers} == {1}
+            codes = await asyncio.gather(*(backend.stop_worker(w) for w, _ in started))
+            assert codes == [0] * 20
+            assert "live=0 starting=0" in repr(backend)
+
+    fds_before = _open_fds()
+    arun(main(), timeout=60)
+    assert _open_fds() <= fds_before  # sockets, listeners and client connections all closed
+
+
+async def _create_labelled(backend: ContainerBackend, node: str) -> str:
+    config = {"Image": IMAGE, "Cmd": ["python3"], "Labels": {LABEL: "1", NODE_LABEL: node}}
+    return (await backend.docker.containers.create(config)).id
+
+
+def test_cleanup_removes_the_containers_of_dead_nodes_only(arun: Callable[..., Any]) -> None:
+    host, pid, ticks = local_node_id().rsplit("/", 2)
+    nodes = {
+        "dead": f"{host}/{pid}/{int(ticks) + 1}",  # our pid, another start: a previous run
+        "gone": f"{host}/999999999/1",
+        "live": NODE,
+        "elsewhere": "another-host/1/1",
+    }
+
+    async def main() -> None:
+        async with ContainerBackend() as backend:
+            made = {key: await _create_labelled(backend, node) for key, node in nodes.items()}
+            try:
+                removed = await backend.cleanup_leftovers(NODE)
+                assert made["dead"] in removed
+                assert made["gone"] in removed
+                assert made["live"] not in removed
+                assert made["elsewhere"] not in removed
+                for key in ("live", "elsewhere"):
+                    await backend.docker.containers.container(made[key]).show()
+            finally:
+                for cid in made.values():
+                    with contextlib.suppress(aiodocker.DockerError):
+                        await backend.docker.containers.container(cid).delete(force=True)
+
+    assert socket.gethostname() == host
+    arun(main())
+
+
+def test_cold_start_against_a_bare_container(arun: Callable[..., Any]) -> None:
+    """Container cold start (create + start + connect + INIT handshake) next to a bare
+    create + start of the same image running ``python3 -c pass``; printed, never asserted
+    beyond a sanity bound (ratios belong to the benchmarks)."""
+
+    async def main() -> dict[str, float]:
+        async with harness() as h:
+            docker = h.backend.docker
+            config = {
+                "Image": IMAGE,
+                "Cmd": ["python3", "-c", "pass"],
+                "Labels": {LABEL: "1", NODE_LABEL: NODE},
+                "HostConfig": {
+                    "Binds": [f"{path}:{path}:ro" for path in h.host_binds],
+                    "NetworkMode": "none",
+                },
+            }
+            cold, bare, bare_run = [], [], []
+            await h.backend.stop_worker((await h.start("app.echo"))[0])  # warm the client
+            for _ in range(5):
+                t0 = time.perf_counter()
+                worker, _ = await h.start("app.echo")
+                cold.append(time.perf_counter() - t0)
+                await h.backend.stop_worker(worker)
+
+                t0 = time.perf_counter()
+                container = await docker.containers.create(config)
+                await container.start()
+                bare.append(time.perf_counter() - t0)
+                await container.wait()
+                bare_run.append(time.perf_counter() - t0)
+                await container.delete(force=True)
+            return {
+                "cold start ms": statistics.median(cold) * 1000,
+                "bare create+start ms": statistics.median(bare) * 1000,
+                "bare create+start+exit ms": statistics.median(bare_run) * 1000,
+            }
+
+    figures = arun(main(), timeout=60)
+    print(" ".join(f"{name}={value:.0f}" for name, value in figures.items()))
+    assert figures["cold start ms"] < 5000
