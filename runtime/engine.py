@@ -501,6 +501,7 @@ class Engine:
         env.call = call
         if env.pending_init_ms is not None:
             call.cold_ms, env.pending_init_ms = env.pending_init_ms, None
+        call.started = time.perf_counter()
         deadline_ms = int((time.time() + call.fn.config.timeout_s) * 1000)
         frame = P.encode(P.INVOKE, (call.rid, call.payload, call.context), deadline_ms)
         try:
@@ -696,9 +697,14 @@ class Engine:
             or env.status in (EnvStatus.STOPPING, EnvStatus.STOPPED)
         ):
             return  # stopped or timed out on purpose: the core already knows
-        self._spawn_task(self._after_crash(env, worker, env.call))
+        call = env.call
+        ran_ms = (time.perf_counter() - call.started) * 1000 if call is not None else 0.0
+        self._spawn_task(self._after_crash(env, worker, call, ran_ms))
 
-    async def _after_crash(self, env: Environment, worker: Worker, call: Call | None) -> None:
+    async def _after_crash(
+        self, env: Environment, worker: Worker, call: Call | None, ran_ms: float
+    ) -> None:
+        """Answer the call a dead worker was running (billed until it died), then tell the core."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(worker.exited), 5.0)
         code = worker.exited.result() if worker.exited.done() else -signal.SIGKILL
@@ -709,7 +715,7 @@ class Engine:
             message = f"RequestId: {call.request_id} Error: Runtime exited with error: {how}"
             log = env.read_log() + f"{message}\nRuntime.ExitError\n".encode()
             config = call.fn.config
-            report = Report(call.request_id, 0.0, config.memory_mb, 0, call.cold_ms)
+            report = Report(call.request_id, ran_ms, config.memory_mb, 0, call.cold_ms)
             self._finish(
                 call, error_doc("Runtime.ExitError", message), "Unhandled", log, report, env
             )

@@ -47,7 +47,17 @@ class InvalidTransition(RuntimeError):
 class Call:
     """One invocation in flight."""
 
-    __slots__ = ("cold_ms", "context", "fn", "future", "payload", "req", "request_id", "rid")
+    __slots__ = (
+        "cold_ms",
+        "context",
+        "fn",
+        "future",
+        "payload",
+        "req",
+        "request_id",
+        "rid",
+        "started",
+    )
 
     def __init__(
         self,
@@ -65,6 +75,8 @@ class Call:
         self.request_id = request_id()
         self.rid = self.request_id.encode()
         self.cold_ms: float | None = None
+        #: perf_counter() when the invocation was sent to its worker
+        self.started = 0.0
 
 
 class Environment:

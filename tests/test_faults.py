@@ -412,3 +412,19 @@ def test_init_error_with_provisioned_concurrency(arun: Any) -> None:
             assert not good.report.cold
 
     arun(main())
+
+
+def test_a_crashed_invocation_is_billed_until_the_worker_died(arun: Any) -> None:
+    async def main() -> None:
+        async with Engine() as engine:
+            await engine.register(FunctionConfig(name="f", handler="app.main", code=str(FAULTS)))
+            await engine.invoke("f", {"do": "ok"})  # warm, so no init time is in the figure
+            result = await engine.invoke("f", {"do": "work_then_exit", "seconds": 0.2})
+            assert result.json()["errorType"] == "Runtime.ExitError"
+            report = result.report
+            assert report is not None
+            assert 200 <= report.duration_ms < 2000
+            assert report.billed_duration_ms >= 200
+            assert f"Duration: {report.duration_ms:.2f} ms" in result.log_tail
+
+    arun(main())

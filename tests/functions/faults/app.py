@@ -20,6 +20,9 @@ def main(event, context):
         boom(event)
     if do == "exit3":
         os._exit(3)
+    if do == "work_then_exit":
+        time.sleep(event.get("seconds", 0.2))
+        os._exit(3)
     if do == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
     if do == "segfault":
