@@ -78,6 +78,8 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     start: Literal["fork", "spawn"] = "fork"
     #: the container image of the container backend
     image: str | None = None
+    #: the container backend's network: none unless the function asks for one
+    network: bool = False
     #: resubmit an invocation that hit its timeout as a batch job, once
     spill_on_timeout: bool = False
     description: str = ""
@@ -200,6 +202,9 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: price per GB-second and per request, for the cost estimate (Lambda x86 list prices)
     price_gb_second: float = 0.0000166667
     price_per_request: float = 0.0000002
+    #: mount the host paths a container image names in its ``warmstart.host-binds`` label
+    #: (read-only); only for images you built yourself, such as the test image
+    trust_image_binds: bool = False
 
     def __post_init__(self) -> None:
         _range("account_concurrency", self.account_concurrency, 1, integer=True)

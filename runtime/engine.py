@@ -31,6 +31,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import aiodocker
+import aiohttp
 import orjson
 
 from . import scheduler as S
@@ -48,6 +50,13 @@ from .errors import (
     ServiceException,
     TooManyRequestsException,
     WarmstartError,
+)
+from .pools.container import (
+    BINDS_LABEL,
+    ContainerBackend,
+    ContainerStartError,
+    ContainerWorker,
+    local_node_id,
 )
 from .pools.process import FunctionSpec, InitFailed, Template, Worker, python_for, spawn_worker
 from .result import InvokeResult, Report
@@ -88,6 +97,9 @@ class Engine:
         self._work_dir = ""
         self._own_work_dir = False
         self._closed = False
+        self._containers: ContainerBackend | None = None
+        #: names this engine's containers (their labels), so a later run can remove leftovers
+        self.node_id = local_node_id()
         self.log_listeners: list[Any] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -123,10 +135,7 @@ class Engine:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        for call in list(self._calls.values()):
-            if not call.future.done():
-                call.future.set_exception(ServiceException("the engine is shutting down"))
-        self._calls.clear()
+        self._refuse_waiting_calls()
         for env in list(self._envs.values()):
             if env.start_task is not None:
                 env.start_task.cancel()
@@ -137,6 +146,8 @@ class Engine:
         )
         await self._close_templates()
         await self._drain_tasks(5.0)
+        if self._containers is not None:
+            await self._containers.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -146,6 +157,12 @@ class Engine:
             await asyncio.sleep(0)  # let closed transports finish closing before the loop may end
         if self._own_work_dir:
             shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def _refuse_waiting_calls(self) -> None:
+        for call in self._calls.values():
+            if not call.future.done():
+                call.future.set_exception(ServiceException("the engine is shutting down"))
+        self._calls.clear()
 
     async def _close_templates(self) -> None:
         """Templates of registered functions, and of unregistered ones whose calls were running."""
@@ -189,13 +206,14 @@ class Engine:
         core = self.core
         if config.name in self._functions:
             raise ResourceConflictException(f"Function already exist: {config.name}")
-        self._check_backend(config)
+        host_binds = await self._check_backend(config)
         fn_dir = os.path.join(self._work_dir, "functions", config.name)
         os.makedirs(fn_dir, exist_ok=True)
         code_dir = await asyncio.to_thread(prepare_code, config.code, fn_dir)
         if config.name in self._functions:  # registered by someone else while the code unpacked
             raise ResourceConflictException(f"Function already exist: {config.name}")
         fn = FunctionState(config, code_dir, fn_dir)
+        fn.host_binds = host_binds
         self._check_reserved(config, None)
         self._functions[config.name] = fn
         self._new_spec(fn)
@@ -208,11 +226,12 @@ class Engine:
         if changes.get("name", name) != name:
             raise InvalidParameterValueException("name: a function cannot be renamed by update")
         config = fn.config.replace(**changes)
-        self._check_backend(config)
+        host_binds = await self._check_backend(config)
         self._check_reserved(config, fn)
         if "code" in changes:
             fn.code_dir = await asyncio.to_thread(prepare_code, config.code, fn.work_dir)
         fn.config = config
+        fn.host_binds = host_binds
         fn.generation += 1
         self._new_spec(fn)
         actions = self.core.update_function(name, *self._core_args(config), self._now())
@@ -260,11 +279,33 @@ class Engine:
     def _arn(self, name: str) -> str:
         return f"arn:aws:lambda:{self.pool.region}:{self.pool.account_id}:function:{name}"
 
-    def _check_backend(self, config: FunctionConfig) -> None:
-        if config.backend != "process":
-            raise InvalidParameterValueException(
-                f"backend: {config.backend!r} is not available in this engine"
-            )
+    async def _check_backend(self, config: FunctionConfig) -> tuple[str, ...]:
+        """A container function needs an engine that answers and its image; returns the host
+        paths to bind-mount (only from images the pool trusts)."""
+        if config.backend != "container":
+            return ()
+        backend = await self._container_backend()
+        try:
+            labels = await backend.image_labels(config.image or "")
+        except ContainerStartError as exc:
+            raise InvalidParameterValueException(f"image: {exc}") from None
+        if not self.pool.trust_image_binds:
+            return ()
+        return tuple(path for path in labels.get(BINDS_LABEL, "").split(":") if path)
+
+    async def _container_backend(self) -> ContainerBackend:
+        """The Docker client, made on first use; leftovers of dead runs are removed then."""
+        if self._containers is None:
+            backend = ContainerBackend(start_cap=self.pool.cold_start_cap)
+            try:
+                await backend.cleanup_leftovers(self.node_id)
+            except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+                await backend.close()
+                raise InvalidParameterValueException(
+                    f"backend: 'container' needs a Docker Engine, and none answers ({exc})"
+                ) from None
+            self._containers = backend
+        return self._containers
 
     def _check_reserved(self, config: FunctionConfig, current: FunctionState | None) -> None:
         """Lambda keeps at least 100 (here: 10%) of the account unreserved."""
@@ -348,7 +389,7 @@ class Engine:
             and (env := self._envs.get(env_id)) is not None
             and env.start_task is not None
         ]
-        if fn.config.start == "fork" and fn.spec is not None:
+        if fn.config.backend == "process" and fn.config.start == "fork" and fn.spec is not None:
             template = self._template(fn)
             with contextlib.suppress(InitFailed, EOFError, OSError):
                 await template.ensure()  # import errors surface at invoke time, as on Lambda
@@ -542,7 +583,9 @@ class Engine:
             "dir": env.dir,
         }
         try:
-            if fn.config.start == "spawn":
+            if fn.config.backend == "container":
+                worker = await self._start_container(fn, env, env_config)
+            elif fn.config.start == "spawn":
                 worker = await spawn_worker(fn.spec, env, self._loop, env_config)
             else:
                 worker = await self._template(fn).fork(env, env.id, env_config)
@@ -563,6 +606,28 @@ class Engine:
             self._apply(self.core.ready(env.id, self._loop.time()))
         else:
             worker.kill()  # the environment went away while it started
+
+    async def _start_container(
+        self, fn: FunctionState, env: Environment, env_config: dict[str, Any]
+    ) -> Worker:
+        config = fn.config
+        assert self._containers is not None
+        assert self._loop is not None
+        assert fn.spec is not None
+        return await self._containers.start_worker(
+            fn.spec,
+            env,
+            self._loop,
+            env_config,
+            image=config.image or "",
+            memory_mb=config.memory_mb,
+            ephemeral_storage_mb=config.ephemeral_storage_mb,
+            network=config.network,
+            python=config.runtime or "python3",
+            node_id=self.node_id,
+            env_id=env.id,
+            host_binds=fn.host_binds,
+        )
 
     def _start_failed(
         self, env: Environment, call: Call | None, exc: Exception, elapsed: float
@@ -656,7 +721,10 @@ class Engine:
         worker = env.worker
         if worker is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await worker.stop()
+                if isinstance(worker, ContainerWorker) and self._containers is not None:
+                    await self._containers.stop_worker(worker)
+                else:
+                    await worker.stop()
         env.to(EnvStatus.STOPPED)
         await asyncio.to_thread(shutil.rmtree, env.dir, True)
         self._retire_templates(env.fn, everything=env.fn.config.name not in self._functions)
@@ -713,12 +781,14 @@ class Engine:
             env.uses += 1
             how = exit_description(code)
             message = f"RequestId: {call.request_id} Error: Runtime exited with error: {how}"
-            log = env.read_log() + f"{message}\nRuntime.ExitError\n".encode()
             config = call.fn.config
-            report = Report(call.request_id, ran_ms, config.memory_mb, 0, call.cold_ms)
-            self._finish(
-                call, error_doc("Runtime.ExitError", message), "Unhandled", log, report, env
-            )
+            # the container's cgroup killed it for memory: Lambda's OutOfMemory, at the limit
+            oom = bool(getattr(worker, "oom_killed", False))
+            error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
+            log = env.read_log() + f"{message}\n{error_type}\n".encode()
+            peak = config.memory_mb if oom else 0
+            report = Report(call.request_id, ran_ms, config.memory_mb, peak, call.cold_ms)
+            self._finish(call, error_doc(error_type, message), "Unhandled", log, report, env)
         if env.id in self._envs and env.worker is worker:
             if env.status is EnvStatus.BUSY:
                 env.to(EnvStatus.READY)

@@ -187,6 +187,8 @@ class FunctionState:
         self.metrics = Metrics()
         self.log: deque[InvokeResult] = deque()
         self.log_bytes = 0
+        #: read-only host mounts of a container function (from a trusted image's label)
+        self.host_binds: tuple[str, ...] = ()
 
     @property
     def arn(self) -> str:
