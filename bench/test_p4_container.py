@@ -1,0 +1,156 @@
+"""P4: container cold start, and warm container invoke, on the local Docker Engine.
+
+Cold: ``backend="container"`` with ``max_uses=1``, so every call creates and starts a container,
+connects its agent, initializes the handler and invokes it.  Baseline: a bare aiodocker
+create + start of the same image, with the same mounts and limits, until the Python in it has
+connected to a unix socket (ready), then its removal.  Warm: a container environment's invoke
+beside a forked process environment's, the same no-op handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiodocker
+import pytest
+
+from runtime import Engine, FunctionConfig, PoolConfig
+from runtime.pools.container import BINDS_LABEL, LABEL
+
+from ._support import EVENT, FUNCTIONS, percentile, size
+
+IMAGE = "warmstart/test-python:local"
+ROUNDS = size(15, 1)
+N_WARM = size(300, 3)
+READY = "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/ready/ready.sock')"
+
+
+def _docker_or_skip(loop: asyncio.AbstractEventLoop) -> tuple[str, ...]:
+    async def probe() -> tuple[str, ...]:
+        async with aiodocker.Docker() as docker:
+            info = await docker.images.inspect(IMAGE)
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        return tuple(p for p in labels.get(BINDS_LABEL, "").split(":") if p)
+
+    try:
+        return loop.run_until_complete(probe())
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but no Docker Engine or {IMAGE}: {exc}")
+        pytest.skip(f"no Docker Engine or {IMAGE}: {exc}")
+
+
+@pytest.fixture(scope="module")
+def engine(loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
+    _docker_or_skip(loop)
+    engine = Engine(PoolConfig(trust_image_binds=True))
+    code = str(FUNCTIONS / "noop")
+    loop.run_until_complete(engine.start())
+    for config in (
+        FunctionConfig(
+            name="cold",
+            handler="app.handler",
+            code=code,
+            backend="container",
+            image=IMAGE,
+            max_uses=1,
+        ),
+        FunctionConfig(
+            name="warm", handler="app.handler", code=code, backend="container", image=IMAGE
+        ),
+        FunctionConfig(name="process", handler="app.handler", code=code),
+    ):
+        loop.run_until_complete(engine.register(config))
+    yield engine
+    loop.run_until_complete(engine.close())
+
+
+def test_p4_cold_warmstart(benchmark: Any, loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+    def once() -> None:
+        result = loop.run_until_complete(engine.invoke("cold", EVENT))
+        assert result.report is not None
+        assert result.report.cold
+
+    benchmark.group = "P4-container-cold"
+    benchmark.extra_info.update(figure="P4", role="warmstart")
+    benchmark.pedantic(once, rounds=ROUNDS, warmup_rounds=1)
+
+
+def test_p4_cold_bare_container(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    binds = _docker_or_skip(loop)
+    workdir = tempfile.mkdtemp(prefix="p4-")
+    path = os.path.join(workdir, "ready.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(4)
+    listener.setblocking(False)
+    config = {
+        "Image": IMAGE,
+        "Cmd": ["python3", "-c", READY],
+        "Labels": {LABEL: "1", "warmstart.bench": "p4"},
+        "HostConfig": {
+            "Binds": [f"{workdir}:/ready:rw", *(f"{p}:{p}:ro" for p in binds)],
+            "Tmpfs": {"/tmp": "rw,nosuid,nodev,size=512m,mode=1777"},
+            "Memory": 128 * 1024 * 1024,
+            "MemorySwap": 128 * 1024 * 1024,
+            "NetworkMode": "none",
+            "ReadonlyRootfs": True,
+            "SecurityOpt": ["no-new-privileges"],
+            "CapDrop": ["ALL"],
+            "LogConfig": {"Type": "none", "Config": {}},
+        },
+    }
+
+    async def create_start_ready(docker: aiodocker.Docker) -> None:
+        container = await docker.containers.create(config)
+        try:
+            await container.start()
+            conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 30)
+            conn.close()
+        finally:
+            await container.delete(force=True)
+
+    async def client() -> aiodocker.Docker:
+        return aiodocker.Docker()  # made inside the loop that will use it
+
+    docker = loop.run_until_complete(client())
+    try:
+        benchmark.group = "P4-container-cold"
+        benchmark.extra_info.update(figure="P4", role="bare create+start+ready")
+        benchmark.pedantic(
+            lambda: loop.run_until_complete(create_start_ready(docker)),
+            rounds=ROUNDS,
+            warmup_rounds=1,
+        )
+    finally:
+        loop.run_until_complete(docker.close())
+        listener.close()
+        os.unlink(path)
+        os.rmdir(workdir)
+
+
+@pytest.mark.parametrize(
+    ("name", "role"), [("warm", "warmstart container"), ("process", "warmstart process")]
+)
+def test_p4_warm_invoke(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, engine: Engine, name: str, role: str
+) -> None:
+    samples: list[float] = []
+
+    async def run() -> None:
+        for _ in range(N_WARM):
+            t0 = time.perf_counter()
+            await engine.invoke(name, EVENT)
+            samples.append(time.perf_counter() - t0)
+
+    loop.run_until_complete(engine.invoke(name, EVENT))
+    benchmark.group = "P4-container-warm"
+    benchmark.extra_info.update(figure="P4", role=role, ops_per_round=N_WARM)
+    benchmark.pedantic(lambda: loop.run_until_complete(run()), rounds=size(5, 1))
+    benchmark.extra_info["p50_us"] = percentile(samples, 0.5) * 1e6
