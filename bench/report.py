@@ -168,7 +168,7 @@ def rows(benches: list[Bench]) -> list[list[str]]:
         if compare == "abs<=":
             met, goal = a <= target, f"≤ {target:g} {unit}"
         elif compare == "<=":
-            met, goal = ratio <= target, f"≤ {target:.2g}x"
+            met, goal = ratio <= target, f"≤ {target:.3g}x"
         elif compare == ">=":
             met, goal = ratio >= target, f"≥ {target:g}x"
         else:
