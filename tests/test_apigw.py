@@ -807,7 +807,8 @@ def test_integration_timeout_is_504_and_cancels_the_invoke() -> None:
     elapsed = time.monotonic() - t0
     assert message(resp) == (504, {"message": "Endpoint request timed out"})
     assert lam.cancelled
-    assert 0.05 <= elapsed < 1.0
+    # uvloop's timers tick in whole milliseconds and may fire up to 1 ms early
+    assert 0.048 <= elapsed < 1.0
 
 
 def test_unexpected_invoke_errors_propagate() -> None:
