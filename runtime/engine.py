@@ -375,7 +375,6 @@ class Engine:
             fn.code_dir,
             fn.work_dir,
             init_config,
-            config.start,
             os.getpid(),
         )
 
@@ -449,22 +448,21 @@ class Engine:
 
     @staticmethod
     def _payload_bytes(payload: Any, limit: int, invocation_type: str) -> bytes:
-        if isinstance(payload, (bytes, bytearray, memoryview)):
-            body = bytes(payload)
-        elif isinstance(payload, str):
-            body = payload.encode()
-        else:
+        """The caller's JSON bytes, checked once: size, then well-formedness (ours is known)."""
+        encoded_here = not isinstance(payload, (bytes, bytearray, memoryview, str))
+        if encoded_here:
             try:
                 body = orjson.dumps(payload)
             except TypeError as exc:
                 raise InvalidRequestContentException(
                     f"Could not serialize the payload as JSON: {exc}"
                 ) from None
-            if len(body) > limit:
-                raise RequestTooLargeException(too_large(len(body), limit, invocation_type))
-            return body
+        else:
+            body = payload.encode() if isinstance(payload, str) else bytes(payload)
         if len(body) > limit:
             raise RequestTooLargeException(too_large(len(body), limit, invocation_type))
+        if encoded_here:
+            return body
         if not body:
             return b"{}"
         try:

@@ -91,7 +91,6 @@ class Environment:
         "id",
         "init_type",
         "killed",
-        "last_used",
         "log_path",
         "pending_init_ms",
         "start_task",
@@ -116,7 +115,6 @@ class Environment:
         self.worker: Worker | None = None
         self.call: Call | None = None
         self.uses = 0
-        self.last_used = 0.0
         self.pending_init_ms: float | None = None
         self.killed = False
         self.start_task: asyncio.Task[None] | None = None

@@ -134,7 +134,7 @@ def make_spec(
         "log_stream_name": "",
         "log_path": os.path.join(work_dir, "template-0.log"),
     }
-    return FunctionSpec("fn", 0, "python3", code_dir, work_dir, init_config, "spawn", os.getpid())
+    return FunctionSpec("fn", 0, "python3", code_dir, work_dir, init_config, os.getpid())
 
 
 def env_config(work_dir: str, env_id: int, memory_mb: int = 128) -> dict[str, Any]:

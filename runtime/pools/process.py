@@ -70,8 +70,8 @@ class Worker(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             frames = self._decoder.feed(data)
-        except P.ProtocolError as exc:
-            self._fail(exc)
+        except P.ProtocolError:
+            self.kill()  # a frame that cannot be trusted: the worker is out of step
             return
         for frame in frames:
             first = self._first
@@ -129,9 +129,6 @@ class Worker(asyncio.Protocol):
             self.kill()
             return await asyncio.wait_for(asyncio.shield(self.exited), EXIT_WAIT_S)
 
-    def _fail(self, exc: Exception) -> None:
-        self.kill()
-
     def __repr__(self) -> str:
         state = "exited" if self.exited.done() else ("closing" if self.closing else "live")
         return f"<Worker pid={self.pid} {state}>"
@@ -154,7 +151,6 @@ class FunctionSpec:
         code_dir: str,
         work_dir: str,
         init_config: dict[str, Any],
-        start: str,
         engine_pid: int,
     ) -> None:
         self.name = name
@@ -163,7 +159,6 @@ class FunctionSpec:
         self.code_dir = code_dir
         self.work_dir = work_dir
         self.init_config = init_config
-        self.start = start
         self.engine_pid = engine_pid
 
     def argv(self, fd: int, mode: str) -> list[str]:
@@ -246,14 +241,11 @@ class Template:
         self.spec = spec
         self.loop = loop
         self.proc: Child | None = None
-        self.init_log = b""
-        self.init_ns = 0
         self._ctrl: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
         self._init: asyncio.Future[P.Frame] | None = None
         self._forks: dict[int, asyncio.Future[int]] = {}
         self._workers: dict[int, Worker] = {}
-        self.dead = False
 
     @property
     def workers(self) -> int:
@@ -279,18 +271,14 @@ class Template:
             child.close()
         parent.setblocking(False)
         self._ctrl = parent
-        self.dead = False
         self._init = self.loop.create_future()
         self.loop.add_reader(parent.fileno(), self._readable)
         parent.send(P.encode(P.INIT, (orjson.dumps(self.spec.init_config),)))
         try:
-            frame = await self._init
-            _check_init(frame)
+            _check_init(await self._init)
         except BaseException:
             await self.close()
             raise
-        self.init_log = frame.fields[0]
-        self.init_ns = frame.a
 
     async def fork(self, owner: WorkerOwner, env_id: int, env_config: dict[str, Any]) -> Worker:
         """A new worker forked from the template, ready for its first invocation."""
@@ -349,7 +337,6 @@ class Template:
 
     def _lost(self) -> None:
         """The template died or closed: its children were killed with it (PDEATHSIG)."""
-        self.dead = True
         self._ready = None
         if self._ctrl is not None:
             self.loop.remove_reader(self._ctrl.fileno())

@@ -187,7 +187,7 @@ class LambdaApi:
             return failed(exc)
         out = {
             "Content-Type": "application/json",
-            "X-Amz-Executed-Version": "$LATEST",
+            "X-Amz-Executed-Version": result.executed_version,
             "x-amzn-RequestId": result.request_id or request_id(),
         }
         report = result.report
