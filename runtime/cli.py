@@ -13,11 +13,12 @@ from .errors import WarmstartError
 from .harness.command import add_parser as add_bench_parser
 from .loop import run
 from .service.commands import add_parsers as add_service_parsers
+from .service.commands import read_payload
 
 
 def _local(args: argparse.Namespace) -> int:
     """Register one function on an embedded engine and invoke it; prints payload and logs."""
-    payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
+    payload = read_payload(args.payload)
 
     async def main() -> int:
         status = 0

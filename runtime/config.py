@@ -216,3 +216,8 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         _range("log_history_bytes", self.log_history_bytes, 0, integer=True)
         _range("price_gb_second", self.price_gb_second, 0)
         _range("price_per_request", self.price_per_request, 0)
+
+    def function_arn(self, name: str) -> str:
+        """``arn:aws:lambda:<region>:<account>:function:<name>``, in this pool's region and
+        account."""
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"

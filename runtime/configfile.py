@@ -139,13 +139,10 @@ class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class RouteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An API Gateway route: the table key (``GET /pets/{id}``, ``ANY /{proxy+}``, ``$default``)
-    to a function.  ``key`` follows ``apigw_routes.parse_route_key``'s grammar; ``method`` and
-    ``path`` are its parts (both empty for ``$default``).
+    to a function.  ``key`` follows ``apigw_routes.parse_route_key``'s grammar.
     """
 
     key: str
-    method: str
-    path: str
     function: str
     payload_format: Literal["1.0", "2.0"] = "2.0"
     api_key_required: bool = False
@@ -269,6 +266,8 @@ def _load_auth(table: Any, path: str, base: str) -> AuthConfig:
 def _load_routes(table: Any, path: str, base: str) -> dict[str, RouteConfig]:
     table = _table(table, path, "routes")
     routes = {}
+    # a route key's shape -> its first key: two keys of one shape match the same requests
+    seen: dict[Any, str] = {}
     for key, spec in table.items():
         where = _route_where(key)
         spec = _table(spec, path, where)
@@ -277,11 +276,14 @@ def _load_routes(table: Any, path: str, base: str) -> dict[str, RouteConfig]:
                 raise ConfigFileError(
                     path, f"{where}.{reserved}", "the route key gives it; remove it"
                 )
-        parsed = _route_key(key, path, where)
-        _check_keys(spec, RouteConfig, path, where, hidden={"key", "method", "path"})
-        fields = {"key": key, "method": parsed.method, "path": parsed.path, **spec}
-        routes[key] = _convert(fields, RouteConfig, path, where)
-    _check_overlaps(routes, path)
+        shape = _route_key(key, path, where).shape()
+        _check_keys(spec, RouteConfig, path, where, hidden={"key"})
+        routes[key] = _convert({"key": key, **spec}, RouteConfig, path, where)
+        if shape in seen:
+            raise ConfigFileError(
+                path, where, f"matches exactly the same requests as {seen[shape]!r}"
+            )
+        seen[shape] = key
     return routes
 
 
@@ -297,18 +299,6 @@ def _route_key(key: str, path: str, where: str) -> RouteKey:
     except ValueError as exc:
         reason = str(exc).split(": ", 1)[-1]
         raise ConfigFileError(path, where, reason) from None
-
-
-def _check_overlaps(routes: dict[str, RouteConfig], path: str) -> None:
-    """Two keys that would always match the same requests (``GET /a/{x}``, ``GET /a/{y}``)."""
-    seen: dict[Any, str] = {}
-    for key in routes:
-        shape = parse_route_key(key).shape()
-        if shape in seen:
-            raise ConfigFileError(
-                path, _route_where(key), f"matches exactly the same requests as {seen[shape]!r}"
-            )
-        seen[shape] = key
 
 
 SECTIONS: dict[str, Callable[[Any, str, str], Any]] = {

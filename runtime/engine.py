@@ -277,7 +277,7 @@ class Engine:
         return fn
 
     def _arn(self, name: str) -> str:
-        return f"arn:aws:lambda:{self.pool.region}:{self.pool.account_id}:function:{name}"
+        return self.pool.function_arn(name)
 
     async def _check_backend(self, config: FunctionConfig) -> tuple[str, ...]:
         """A container function needs an engine that answers and its image; returns the host

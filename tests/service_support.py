@@ -109,7 +109,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def lambda_client(url: str, **config: Any) -> Any:
+def lambda_client(url: str, secret: str = "secret", **config: Any) -> Any:
+    """A boto3 Lambda client of ``url`` signing as AKIDTEST with ``secret``, never retrying."""
     import boto3
     import botocore.config
 
@@ -118,7 +119,7 @@ def lambda_client(url: str, **config: Any) -> Any:
         endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="secret",
+        aws_secret_access_key=secret,
         config=botocore.config.Config(retries={"max_attempts": 0}, **config),
     )
 

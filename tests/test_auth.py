@@ -23,11 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from botocore import UNSIGNED
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HeadersDict
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from botocore.parsers import create_parser
 from botocore.utils import percent_encode, percent_encode_sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,7 +38,7 @@ from runtime.service.auth import (
     canonical_request,
     canonical_uri,
     check_api_key,
-    error_response_parts,
+    signature,
     signing_key,
     verify_sigv4,
 )
@@ -203,6 +202,7 @@ def test_repeated_headers_are_joined_with_commas() -> None:
     sts = f"AWS4-HMAC-SHA256\n20240101T000000Z\n{scope}\n{_sha(canonical.encode())}"
     key = signing_key(SECRET, "20240101", "us-east-1", "lambda")
     sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    assert signature(SECRET, "20240101T000000Z", "us-east-1", "lambda", canonical) == sig
     auth = f"AWS4-HMAC-SHA256 Credential={AKID}/{scope}, SignedHeaders={';'.join(names)}, "
     assert replace(signed, headers=[*wire, ("Authorization", auth + f"Signature={sig}")]).verify()
     wrong = auth + f"Signature={sig[::-1]}"
@@ -482,40 +482,6 @@ def test_api_key_rejected(headers: Any) -> None:
     )
 
 
-# --- error responses --------------------------------------------------------------------------
-
-ERRORS = [
-    AuthError("MissingAuthenticationTokenException", "Missing Authentication Token", 403),
-    AuthError("IncompleteSignatureException", "Authorization header requires 'x'.", 400),
-    AuthError("UnrecognizedClientException", "The security token included ...", 403),
-    AuthError("InvalidSignatureException", SIGNATURE_MISMATCH, 403),
-    AuthError("ForbiddenException", "Forbidden", 403),
-]
-
-
-@pytest.mark.parametrize("protocol", ["rest-json", "json"])
-@pytest.mark.parametrize("err", ERRORS, ids=[e.code for e in ERRORS])
-def test_error_response_parts_parse_in_botocore(err: AuthError, protocol: str) -> None:
-    status, headers, body = error_response_parts(err, protocol)
-    assert status == err.status
-    parsed = create_parser(protocol).parse(
-        {"status_code": status, "headers": HeadersDict(headers), "body": body}, None
-    )
-    assert parsed["Error"] == {"Code": err.code, "Message": err.message}
-
-
-def test_error_response_parts_shapes() -> None:
-    err = ERRORS[0]
-    _, headers, body = error_response_parts(err, "rest-json")
-    assert headers["x-amzn-ErrorType"] == err.code
-    assert json.loads(body) == {"message": err.message}
-    _, headers, body = error_response_parts(err, "json")
-    assert headers["Content-Type"] == "application/x-amz-json-1.1"
-    assert json.loads(body) == {"__type": err.code, "message": err.message}
-    with pytest.raises(ValueError, match="unknown protocol"):
-        error_response_parts(err, "query")
-
-
 # --- end to end: boto3 against a tiny aiohttp server ------------------------------------------
 
 
@@ -543,6 +509,17 @@ def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def error_response(err: AuthError, protocol: str) -> web.Response:
+    """``err`` as botocore reads it: rest-json (Lambda) or JSON 1.1 (ECS)."""
+    if protocol == "rest-json":
+        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": err.code}
+        doc: dict[str, str] = {"message": err.message}
+    else:
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        doc = {"__type": err.code, "message": err.message}
+    return web.Response(status=err.status, headers=headers, body=json.dumps(doc))
+
+
 def make_app(
     service: str, protocol: str, reply: dict[str, Any], seen: list[str]
 ) -> web.Application:
@@ -562,8 +539,7 @@ def make_app(
                 region="us-east-1",
             )
         except AuthError as err:
-            status, headers, payload = error_response_parts(err, protocol)
-            return web.Response(status=status, headers=headers, body=payload)
+            return error_response(err, protocol)
         return web.json_response(reply)
 
     app = web.Application()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import select
 import signal
 import subprocess
 import time
@@ -158,25 +161,45 @@ def test_functions_and_logs_against_a_running_service(server: ServeProcess, tmp_
     assert "ResourceNotFoundException" in again.stderr
 
 
+def _report_id(stderr: str) -> str:
+    """The request id of the REPORT line ``warmstart invoke`` prints on stderr."""
+    match = re.search(r"^REPORT RequestId: (\S+)", stderr, re.MULTILINE)
+    assert match is not None, stderr
+    return match[1]
+
+
+def _read_until(proc: subprocess.Popen[bytes], needle: bytes, deadline: float) -> bytes:
+    """``proc``'s stdout until ``needle`` appears; fails at ``deadline`` or at end of output."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    seen = b""
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {needle!r} in time; the follower printed {seen!r}"
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the follower ended before {needle!r}; it printed {seen!r}"
+            seen += chunk
+    return seen
+
+
 def test_logs_follow_until_interrupted(server: ServeProcess) -> None:
+    # an invocation in the backlog: once the follower prints it, it is following
+    before = warmstart("invoke", "echo", '{"before": 1}', "--endpoint", server.url)
+    assert before.returncode == 0, before.stderr
     follow = subprocess.Popen(
         [WARMSTART, "logs", "echo", "--follow", "--endpoint", server.url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     try:
-        marker = '{"follow": "me"}'
-        deadline = time.monotonic() + 10
-        invoked = False
-        assert follow.stdout is not None
-        while not invoked:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)  # give the follower time to connect, then invoke
-            invoked = warmstart("invoke", "echo", marker, "--endpoint", server.url).returncode == 0
-        seen = ""
-        while "REPORT" not in seen or seen.count("START") < 1:
-            seen += follow.stdout.readline()
+        deadline = time.monotonic() + 20
+        _read_until(follow, f"REPORT RequestId: {_report_id(before.stderr)}".encode(), deadline)
+        after = warmstart("invoke", "echo", '{"follow": "me"}', "--endpoint", server.url)
+        assert after.returncode == 0, after.stderr
+        # only the live stream can have the REPORT of an invocation made after it started
+        _read_until(follow, f"REPORT RequestId: {_report_id(after.stderr)}".encode(), deadline)
         follow.send_signal(signal.SIGINT)
         assert follow.wait(10) == 130
     finally:
@@ -227,5 +250,7 @@ def test_embedded_engine_from_the_config(config_path: Path, tmp_path: Path) -> N
 def test_help_has_examples(command: list[str]) -> None:
     done = warmstart(*command, "--help")
     assert done.returncode == 0
-    assert "examples:" in done.stdout
-    assert "warmstart " + command[0] in done.stdout
+    _, sep, examples = done.stdout.partition("\nexamples:\n")
+    assert sep, done.stdout
+    # the usage line names the command too: only the examples' own lines count
+    assert "  warmstart " + " ".join(command) + " " in examples

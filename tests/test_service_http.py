@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -21,8 +20,9 @@ from service_support import (  # noqa: F401 (fixtures)
     serving,
 )
 
+from runtime.configfile import AuthConfig
+from runtime.service import gateway
 from runtime.service.app import is_reserved_path
-from runtime.service.auth import verify_sigv4
 from runtime.service.client import LambdaClient, ServiceError
 
 pytestmark = pytest.mark.usefixtures("aws_env", "no_leaked_threads")
@@ -151,12 +151,7 @@ def test_authenticate_runs_before_every_aws_operation(arun: Callable[..., Any]) 
 
 def test_sigv4_through_the_hook(arun: Callable[..., Any]) -> None:
     """The auth module's verifier as the hook: boto3 and the CLI's client sign and pass."""
-    keys = {"AKIDTEST": "secret"}
-
-    async def authenticate(request: web.Request, body: bytes) -> None:
-        headers = [(k.decode(), v.decode()) for k, v in request.raw_headers]
-        now = datetime.now(timezone.utc)
-        verify_sigv4(request.method, request.raw_path, "", headers, body, keys, now)
+    authenticate = gateway.authenticator(AuthConfig(keys={"AKIDTEST": "secret"}))
 
     async def main() -> None:
         async with serving(config_of(basic("echo")), authenticate=authenticate) as svc:

@@ -43,6 +43,7 @@ from .apigw_events import (
     wall_clock_ms,
 )
 from .apigw_routes import Route, RouteKey, RouteMatch, Router, parse_route_key
+from .auth import AuthError, check_api_key
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -75,6 +76,8 @@ __all__ = [
 ]
 
 JSON = "application/json"
+#: the API fields of an event when ``handle`` is given none; built once, not per request
+_DEFAULT_API = ApiInfo()
 #: hop-by-hop and framing headers a function may not set: the server frames the response
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
@@ -256,8 +259,9 @@ async def handle(
     """Serve one request through API Gateway's Lambda proxy integration.
 
     ``api_keys`` are the keys accepted in ``x-api-key`` on routes that require one (None: no
-    key is valid).  ``now_ms`` stamps a request that carries no ``time_epoch_ms``; ``api``
-    and ``new_ids`` fill the event's API and request ids.  ``invoke`` may raise
+    key is valid); the request must carry exactly one such header (``auth.check_api_key``).
+    ``now_ms`` stamps a request that carries no ``time_epoch_ms``; ``api`` and ``new_ids``
+    fill the event's API and request ids.  ``invoke`` may raise
     TooManyRequestsException (429); any other WarmstartError (an unknown function, ...) is the
     gateway's 500, and a payload over Lambda's limit is a 413.
     """
@@ -265,10 +269,13 @@ async def handle(
     if match is None:
         return not_found()
     route = match.route
-    if route.api_key_required and not _key_accepted(request, api_keys):
-        return forbidden()
+    if route.api_key_required:
+        try:
+            check_api_key(request.headers, frozenset(api_keys or ()))
+        except AuthError:
+            return forbidden()
     time_ms = request.time_epoch_ms if request.time_epoch_ms is not None else now_ms()
-    event = build_event(request, match, api or ApiInfo(), new_ids(), time_ms)
+    event = build_event(request, match, api or _DEFAULT_API, new_ids(), time_ms)
     try:
         outcome = await asyncio.wait_for(
             invoke(route.function, orjson.dumps(event)), route.timeout_ms / 1000
@@ -288,11 +295,6 @@ async def handle(
     return response_v2(outcome.payload)
 
 
-def _key_accepted(request: HttpRequest, api_keys: Collection[str] | None) -> bool:
-    key = request.header("x-api-key")
-    return key is not None and api_keys is not None and key in api_keys
-
-
 def engine_invoke(engine: Engine) -> Invoke:
     """An ``invoke`` for ``handle``: a RequestResponse ``engine.invoke`` of the function."""
 
@@ -306,7 +308,7 @@ def engine_invoke(engine: Engine) -> Invoke:
 # -- aiohttp adapters -------------------------------------------------------------------------
 
 
-async def from_aiohttp(
+def from_aiohttp(
     request: web.Request, body: bytes, now_ms: Callable[[], int] = wall_clock_ms
 ) -> HttpRequest:
     """The neutral request for an aiohttp request whose body has been read."""

@@ -87,7 +87,7 @@ def create_app(
         front_door = gateway.front_door(engine, config)
     metrics = ServiceMetrics(engine)
     api = LambdaApi(engine, config.service, metrics, authenticate)
-    app = web.Application(client_max_size=config.service.code_upload_limit_bytes)
+    app = web.Application()
     app[ENGINE] = engine
     app[CONFIG] = config
     app[METRICS] = metrics

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
@@ -20,12 +19,13 @@ from urllib.parse import quote, unquote_to_bytes
 
 __all__ = [
     "ALGORITHM",
+    "TIMESTAMP",
     "AuthError",
     "canonical_query",
     "canonical_request",
     "canonical_uri",
     "check_api_key",
-    "error_response_parts",
+    "signature",
     "signing_key",
     "verify_sigv4",
 ]
@@ -33,7 +33,8 @@ __all__ = [
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-_TIMESTAMP = "%Y%m%dT%H%M%SZ"
+#: the strftime format of ``X-Amz-Date`` (ISO 8601 basic format, UTC)
+TIMESTAMP = "%Y%m%dT%H%M%SZ"
 _TIMESTAMP_RE = re.compile(r"\d{8}T\d{6}Z")
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 _DATE_RE = re.compile(r"\d{8}")
@@ -79,10 +80,6 @@ class _Authorization:
     service: str
     signed_headers: tuple[str, ...]
     signature: str
-
-    @property
-    def scope(self) -> str:
-        return f"{self.date}/{self.region}/{self.service}/{TERMINATOR}"
 
 
 # --- canonical request ------------------------------------------------------------------------
@@ -176,6 +173,10 @@ def _string_to_sign(timestamp: str, scope: str, canonical: str) -> str:
     return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
 
 
+def _scope(date: str, region: str, service: str) -> str:
+    return f"{date}/{region}/{service}/{TERMINATOR}"
+
+
 def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
@@ -186,6 +187,15 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     for part in (region, service, TERMINATOR):
         key = _hmac(key, part)
     return key
+
+
+def signature(secret: str, timestamp: str, region: str, service: str, canonical: str) -> str:
+    """The hex SigV4 signature of the CanonicalRequest ``canonical`` signed at ``timestamp``
+    (``TIMESTAMP`` format; its date is the credential scope's) for ``region`` and ``service``."""
+    date = timestamp[:8]
+    to_sign = _string_to_sign(timestamp, _scope(date, region, service), canonical)
+    key = signing_key(secret, date, region, service)
+    return hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 # --- parsing and checks -----------------------------------------------------------------------
@@ -265,7 +275,7 @@ def _request_time(header_map: Mapping[str, list[str]], auth: _Authorization) -> 
                 "See http://en.wikipedia.org/wiki/ISO_8601"
             )
         try:
-            return datetime.strptime(amz_date, _TIMESTAMP).replace(tzinfo=timezone.utc)
+            return datetime.strptime(amz_date, TIMESTAMP).replace(tzinfo=timezone.utc)
         except ValueError:
             raise _incomplete(f"Date is not a valid ISO-8601 timestamp: '{amz_date}'.") from None
     http_date = _single(header_map, "date")
@@ -308,18 +318,18 @@ def _skew_text(max_skew_s: int) -> str:
 def _check_skew(signed_at: datetime, now: datetime, max_skew_s: int) -> None:
     """Reject a signing time more than ``max_skew_s`` away from ``now``, either way."""
     skew = timedelta(seconds=max_skew_s)
-    stamp = signed_at.strftime(_TIMESTAMP)
+    stamp = signed_at.strftime(TIMESTAMP)
     if signed_at < now - skew:
         raise _invalid(
             f"Signature expired: {stamp} is now earlier than "
-            f"{(now - skew).strftime(_TIMESTAMP)} "
-            f"({now.strftime(_TIMESTAMP)} - {_skew_text(max_skew_s)})"
+            f"{(now - skew).strftime(TIMESTAMP)} "
+            f"({now.strftime(TIMESTAMP)} - {_skew_text(max_skew_s)})"
         )
     if signed_at > now + skew:
         raise _invalid(
             f"Signature not yet current: {stamp} is still later than "
-            f"{(now + skew).strftime(_TIMESTAMP)} "
-            f"({now.strftime(_TIMESTAMP)} + {_skew_text(max_skew_s)})"
+            f"{(now + skew).strftime(TIMESTAMP)} "
+            f"({now.strftime(TIMESTAMP)} + {_skew_text(max_skew_s)})"
         )
 
 
@@ -381,7 +391,7 @@ def verify_sigv4(
         raise AuthError("MissingAuthenticationTokenException", MISSING_TOKEN, 403)
     auth = _parse_authorization(raw_auth)
     signed_at = _request_time(header_map, auth)
-    timestamp = signed_at.strftime(_TIMESTAMP)
+    timestamp = signed_at.strftime(TIMESTAMP)
     _check_scope(auth, timestamp, service, region)
     _check_skew(signed_at, _as_utc(now), max_skew_s)
     secret = credentials.get(auth.access_key)
@@ -390,10 +400,7 @@ def verify_sigv4(
     path, query = _split_path(raw_path, raw_query)
     payload_hash = _payload_hash(header_map, body)
     canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)
-    key = signing_key(secret, auth.date, auth.region, auth.service)
-    expected = hmac.new(
-        key, _string_to_sign(timestamp, auth.scope, canonical).encode(), hashlib.sha256
-    ).hexdigest()
+    expected = signature(secret, timestamp, auth.region, auth.service, canonical)
     if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8")):
         raise _invalid()
     return auth.access_key
@@ -414,20 +421,3 @@ def check_api_key(
         if any(matches):
             return
     raise AuthError("ForbiddenException", "Forbidden", 403)
-
-
-def error_response_parts(err: AuthError, protocol: str) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body for ``err`` so botocore raises the error by its name.
-
-    ``"rest-json"`` (Lambda, Batch): ``x-amzn-ErrorType`` header, body ``{"message": ...}``.
-    ``"json"`` (ECS, EventBridge; JSON 1.1): body ``{"__type": code, "message": ...}``.
-    """
-    if protocol == "rest-json":
-        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": err.code}
-        payload = {"message": err.message}
-    elif protocol == "json":
-        headers = {"Content-Type": "application/x-amz-json-1.1"}
-        payload = {"__type": err.code, "message": err.message}
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; expected 'rest-json' or 'json'")
-    return err.status, headers, json.dumps(payload, separators=(",", ":")).encode("utf-8")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import io
 import os
 import zipfile
@@ -24,7 +23,7 @@ import orjson
 from yarl import URL
 
 from ..errors import WarmstartError
-from .auth import ALGORITHM, canonical_request, signing_key
+from .auth import ALGORITHM, TERMINATOR, TIMESTAMP, canonical_request, signature
 
 
 class ServiceError(WarmstartError):
@@ -85,21 +84,18 @@ def sigv4_headers(
     """The headers that sign a request to ``url`` (path and query as they will be sent)."""
     key_id, secret = credentials
     parts = urlsplit(url)
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.now(timezone.utc)).strftime(TIMESTAMP)
     payload_hash = hashlib.sha256(body).hexdigest()
     headers = {"host": parts.netloc, "x-amz-content-sha256": payload_hash, "x-amz-date": stamp}
     names = sorted(headers)
     canonical = canonical_request(
         method, parts.path or "/", parts.query, list(headers.items()), names, payload_hash
     )
-    scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{digest}"
-    key = signing_key(secret, stamp[:8], region, service)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    scope = f"{stamp[:8]}/{region}/{service}/{TERMINATOR}"
+    signed = signature(secret, stamp, region, service, canonical)
     headers["Authorization"] = (
         f"{ALGORITHM} Credential={key_id}/{scope}, "
-        f"SignedHeaders={';'.join(names)}, Signature={signature}"
+        f"SignedHeaders={';'.join(names)}, Signature={signed}"
     )
     return headers
 

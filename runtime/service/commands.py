@@ -226,8 +226,13 @@ def _run(args: argparse.Namespace, work: Callable[[LambdaClient], Coroutine[Any,
         return 130
 
 
+def read_payload(arg: str) -> bytes:
+    """The payload argument's bytes; ``-`` reads them from stdin."""
+    return sys.stdin.buffer.read() if arg == "-" else arg.encode()
+
+
 def invoke_command(args: argparse.Namespace) -> int:
-    payload = sys.stdin.buffer.read() if args.payload == "-" else args.payload.encode()
+    payload = read_payload(args.payload)
 
     async def work(client: LambdaClient) -> int:
         result = await client.invoke(args.name, payload, args.type)

@@ -15,7 +15,15 @@ from aiohttp import web
 from ..configfile import AuthConfig, ConfigFile
 from ..engine import Engine
 from ..errors import RequestTooLargeException
-from .apigw import HttpResponse, Route, Router, engine_invoke, from_aiohttp, handle, to_aiohttp
+from .apigw import (
+    Route,
+    Router,
+    engine_invoke,
+    from_aiohttp,
+    gateway_error,
+    handle,
+    to_aiohttp,
+)
 from .auth import verify_sigv4
 from .body import read_body
 from .lambda_api import Authenticate
@@ -37,9 +45,7 @@ def authenticator(auth: AuthConfig) -> Authenticate | None:
 
 
 FrontDoor = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TOO_LARGE = HttpResponse(
-    413, [("content-type", "application/json")], b'{"message":"Request Entity Too Large"}'
-)
+TOO_LARGE = gateway_error(413, "Request Entity Too Large")
 
 
 def front_door(engine: Engine, config: ConfigFile) -> FrontDoor | None:
@@ -61,6 +67,6 @@ def front_door(engine: Engine, config: ConfigFile) -> FrontDoor | None:
             body = await read_body(request, limit)
         except RequestTooLargeException:
             return to_aiohttp(TOO_LARGE)
-        return to_aiohttp(await handle(await from_aiohttp(request, body), router, invoke, api_keys))
+        return to_aiohttp(await handle(from_aiohttp(request, body), router, invoke, api_keys))
 
     return serve_route

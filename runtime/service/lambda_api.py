@@ -67,7 +67,6 @@ from .shapes import (
     FunctionRecord,
     ProvisionedConcurrencyConfigNotFoundException,
     error_response,
-    function_arn,
     function_configuration,
     json_response,
     timestamp,
@@ -156,10 +155,11 @@ class LambdaApi:
     def _operation(self, op: Operation, limit: int) -> Callable[[web.Request], Awaitable[Any]]:
         """Read the body within ``limit``, authenticate, run ``op``; errors as Lambda's."""
         operation = op.__name__.title().replace("_", "")
+        too_large_error = _too_large_for(operation, limit)  # once per route, not per request
 
         async def handler(request: web.Request) -> web.StreamResponse:
             try:
-                body = await read_body(request, limit, _too_large_for(operation, limit))
+                body = await read_body(request, limit, too_large_error)
                 if self.authenticate is not None:
                     await self.authenticate(request, body)
                 return await op(request, body)
@@ -174,9 +174,12 @@ class LambdaApi:
         """Invoke: 200 with the payload, 202 for Event, 204 for DryRun."""
         headers = request.headers
         invocation_type = headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        limit = ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+        is_event = invocation_type == "Event"
+        limit = ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT
         try:
-            body = await read_body(request, limit, _payload_too_large(limit, invocation_type))
+            body = await read_body(
+                request, limit, _EVENT_TOO_LARGE if is_event else _SYNC_TOO_LARGE
+            )
             if self.authenticate is not None:
                 await self.authenticate(request, body)
             name = self._name(request)
@@ -432,7 +435,7 @@ class LambdaApi:
     # -- helpers ------------------------------------------------------------------------------
 
     def _arn(self, name: str) -> str:
-        return function_arn(self.engine.pool, name)
+        return self.engine.pool.function_arn(name)
 
     async def _function(self, request: web.Request) -> tuple[FunctionConfig, FunctionRecord]:
         config = self.engine.get_function(self._name(request))
@@ -522,3 +525,8 @@ def _payload_too_large(limit: int, invocation_type: str) -> Callable[[int], Warm
         return RequestTooLargeException(too_large(size, limit, invocation_type))
 
     return build
+
+
+#: Invoke's oversized-payload errors, built once (the wording tells only Event from the rest)
+_EVENT_TOO_LARGE = _payload_too_large(ASYNC_PAYLOAD_LIMIT, "Event")
+_SYNC_TOO_LARGE = _payload_too_large(SYNC_PAYLOAD_LIMIT, "RequestResponse")

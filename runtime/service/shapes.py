@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from ..config import FunctionConfig, PoolConfig
+from ..config import FunctionConfig
 from ..errors import WarmstartError
 
 #: errors whose modeled message member is ``Message``; every other one uses ``message``
@@ -70,11 +70,6 @@ def host_architecture() -> str:
 def default_runtime() -> str:
     """The Runtime reported for functions that did not name one: this interpreter's."""
     return f"python{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def function_arn(pool: PoolConfig, name: str) -> str:
-    """``arn:aws:lambda:<region>:<account>:function:<name>``, with the pool's region and account."""
-    return f"arn:aws:lambda:{pool.region}:{pool.account_id}:function:{name}"
 
 
 def timestamp(seconds: float | None = None) -> str:
