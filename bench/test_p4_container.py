@@ -2,9 +2,12 @@
 
 Cold: ``backend="container"`` with ``max_uses=1``, so every call creates and starts a container,
 connects its agent, initializes the handler and invokes it.  Baseline: a bare aiodocker
-create + start of the same image, with the same mounts and limits, until the Python in it has
-connected to a unix socket (ready), then its removal.  Warm: a container environment's invoke
-beside a forked process environment's, the same no-op handler.
+create + start of the same image with the backend's own create request (``container_config``:
+the same mounts and limits; only the command and the labels differ) until the Python in it has
+connected to a unix socket in the bind-mounted environment directory (ready).  The baseline
+removes the previous round's container in the round's untimed setup; warmstart removes its
+retired container in the background after the call has returned.  Warm: a container
+environment's invoke beside a forked process environment's, the same no-op handler.
 """
 
 from __future__ import annotations
@@ -19,24 +22,23 @@ from typing import Any
 
 import aiodocker
 import pytest
+from aiodocker.containers import DockerContainer
 
 from runtime import Engine, FunctionConfig, PoolConfig
-from runtime.pools.container import BINDS_LABEL, LABEL
+from runtime.pools.container import LABEL, SOCK_DIR, ContainerBackend, container_config
 
 from ._support import EVENT, FUNCTIONS, percentile, size
 
 IMAGE = "warmstart/test-python:local"
 ROUNDS = size(15, 1)
 N_WARM = size(300, 3)
-READY = "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/ready/ready.sock')"
+READY = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect('{SOCK_DIR}/ready.sock')"
 
 
 def _docker_or_skip(loop: asyncio.AbstractEventLoop) -> tuple[str, ...]:
     async def probe() -> tuple[str, ...]:
-        async with aiodocker.Docker() as docker:
-            info = await docker.images.inspect(IMAGE)
-        labels = (info.get("Config") or {}).get("Labels") or {}
-        return tuple(p for p in labels.get(BINDS_LABEL, "").split(":") if p)
+        async with ContainerBackend() as backend:
+            return await backend.host_binds(IMAGE)
 
     try:
         return loop.run_until_complete(probe())
@@ -90,31 +92,31 @@ def test_p4_cold_bare_container(benchmark: Any, loop: asyncio.AbstractEventLoop)
     listener.bind(path)
     listener.listen(4)
     listener.setblocking(False)
-    config = {
-        "Image": IMAGE,
-        "Cmd": ["python3", "-c", READY],
-        "Labels": {LABEL: "1", "warmstart.bench": "p4"},
-        "HostConfig": {
-            "Binds": [f"{workdir}:/ready:rw", *(f"{p}:{p}:ro" for p in binds)],
-            "Tmpfs": {"/tmp": "rw,nosuid,nodev,size=512m,mode=1777"},
-            "Memory": 128 * 1024 * 1024,
-            "MemorySwap": 128 * 1024 * 1024,
-            "NetworkMode": "none",
-            "ReadonlyRootfs": True,
-            "SecurityOpt": ["no-new-privileges"],
-            "CapDrop": ["ALL"],
-            "LogConfig": {"Type": "none", "Config": {}},
-        },
-    }
+    # the "cold" function's container, as the backend creates it (FunctionConfig's defaults)
+    config = container_config(
+        str(FUNCTIONS / "noop"),
+        workdir,
+        image=IMAGE,
+        memory_mb=128,
+        ephemeral_storage_mb=512,
+        network=False,
+        python="python3",
+        labels={LABEL: "1", "warmstart.bench": "p4"},
+        host_binds=binds,
+    )
+    config["Cmd"] = ["python3", "-c", READY]
+    made: list[DockerContainer] = []  # removed in the next round's setup, outside the timing
 
     async def create_start_ready(docker: aiodocker.Docker) -> None:
         container = await docker.containers.create(config)
-        try:
-            await container.start()
-            conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 30)
-            conn.close()
-        finally:
-            await container.delete(force=True)
+        made.append(container)
+        await container.start()
+        conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 30)
+        conn.close()
+
+    async def remove_made() -> None:
+        while made:
+            await made.pop().delete(force=True)
 
     async def client() -> aiodocker.Docker:
         return aiodocker.Docker()  # made inside the loop that will use it
@@ -125,10 +127,12 @@ def test_p4_cold_bare_container(benchmark: Any, loop: asyncio.AbstractEventLoop)
         benchmark.extra_info.update(figure="P4", role="bare create+start+ready")
         benchmark.pedantic(
             lambda: loop.run_until_complete(create_start_ready(docker)),
+            setup=lambda: loop.run_until_complete(remove_made()),
             rounds=ROUNDS,
             warmup_rounds=1,
         )
     finally:
+        loop.run_until_complete(remove_made())
         loop.run_until_complete(docker.close())
         listener.close()
         os.unlink(path)

@@ -52,10 +52,10 @@ from .errors import (
     WarmstartError,
 )
 from .pools.container import (
-    BINDS_LABEL,
     ContainerBackend,
     ContainerStartError,
     ContainerWorker,
+    cgroup_peak_mb,
     local_node_id,
 )
 from .pools.process import FunctionSpec, InitFailed, Template, Worker, python_for, spawn_worker
@@ -286,12 +286,10 @@ class Engine:
             return ()
         backend = await self._container_backend()
         try:
-            labels = await backend.image_labels(config.image or "")
+            binds = await backend.host_binds(config.image or "")
         except ContainerStartError as exc:
             raise InvalidParameterValueException(f"image: {exc}") from None
-        if not self.pool.trust_image_binds:
-            return ()
-        return tuple(path for path in labels.get(BINDS_LABEL, "").split(":") if path)
+        return binds if self.pool.trust_image_binds else ()
 
     async def _container_backend(self) -> ContainerBackend:
         """The Docker client, made on first use; leftovers of dead runs are removed then."""
@@ -687,7 +685,12 @@ class Engine:
             env.start_task = None
         peak_mb = 0
         if env.worker is not None:
-            peak_mb = peak_rss_mb(env.worker.pid)
+            worker = env.worker
+            peak_mb = (
+                cgroup_peak_mb(worker)
+                if isinstance(worker, ContainerWorker)
+                else peak_rss_mb(worker.pid)
+            )
             env.worker.kill()
         call = self._calls.get(req) if req >= 0 else None
         if call is None:
@@ -781,7 +784,7 @@ class Engine:
             message = f"RequestId: {call.request_id} Error: Runtime exited with error: {how}"
             config = call.fn.config
             # the container's cgroup killed it for memory: Lambda's OutOfMemory, at the limit
-            oom = bool(getattr(worker, "oom_killed", False))
+            oom = worker.oom_killed
             error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
             log = env.read_log() + f"{message}\n{error_type}\n".encode()
             peak = config.memory_mb if oom else 0

@@ -12,7 +12,13 @@ from docker_support import NODE, docker_engine, harness  # noqa: F401 - autouse 
 from helpers import pid_exists
 
 from runtime.agent import protocol as P
-from runtime.pools.container import ENV_LABEL, FUNCTION_LABEL, LABEL, NODE_LABEL
+from runtime.pools.container import (
+    ENV_LABEL,
+    FUNCTION_LABEL,
+    LABEL,
+    NODE_LABEL,
+    cgroup_peak_mb,
+)
 
 # A function written at test time: it reports what it can and cannot do inside its container.
 PROBE_APP = textwrap.dedent(
@@ -141,6 +147,8 @@ def test_peak_memory_follows_the_handler(arun: Callable[..., Any]) -> None:
             after = await h.backend.peak_memory_mb(worker)
             assert after >= before + 60
             assert after < 256
+            if worker.cgroup:  # the engine's synchronous read (a timeout's REPORT) agrees
+                assert cgroup_peak_mb(worker) >= after
             await h.backend.stop_worker(worker)
 
     arun(main())

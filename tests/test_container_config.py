@@ -72,7 +72,7 @@ def test_a_log_outside_the_environment_directory_is_refused(tmp_path: object) ->
 def test_container_config_limits_and_mounts(tmp_path: object) -> None:
     spec = make_spec(str(tmp_path), "app.echo")
     config = container_config(
-        spec,
+        spec.code_dir,
         "/w/env-1",
         image="img",
         memory_mb=256,
@@ -99,7 +99,7 @@ def test_container_config_limits_and_mounts(tmp_path: object) -> None:
     assert config["Cmd"][:2] == ["python3", "-c"]
     assert SOCK_PATH in config["Cmd"]
     network = container_config(
-        spec,
+        spec.code_dir,
         "/w",
         image="img",
         memory_mb=128,

@@ -67,6 +67,9 @@ def test_faults_in_a_container(
             failed = await engine.invoke("c", event)
             assert failed.function_error == "Unhandled"
             assert orjson.loads(failed.payload)["errorType"] == error_type
+            if error_type == "Sandbox.Timedout":  # the container's cgroup high-water mark
+                assert failed.report is not None
+                assert failed.report.max_memory_used_mb > 0
             after = await engine.invoke("c", {})
             assert after.function_error is None
             assert after.report is not None

@@ -1,4 +1,4 @@
-"""Many containers: a burst under the start cap, leftovers of dead nodes, cold-start cost."""
+"""Many containers: a burst under the start cap, leftovers of dead nodes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -87,46 +85,3 @@ def test_cleanup_removes_the_containers_of_dead_nodes_only(arun: Callable[..., A
 
     assert socket.gethostname() == host
     arun(main())
-
-
-def test_cold_start_against_a_bare_container(arun: Callable[..., Any]) -> None:
-    """Container cold start (create + start + connect + INIT handshake) next to a bare
-    create + start of the same image running ``python3 -c pass``; printed, never asserted
-    beyond a sanity bound (ratios belong to the benchmarks)."""
-
-    async def main() -> dict[str, float]:
-        async with harness() as h:
-            docker = h.backend.docker
-            config = {
-                "Image": IMAGE,
-                "Cmd": ["python3", "-c", "pass"],
-                "Labels": {LABEL: "1", NODE_LABEL: NODE},
-                "HostConfig": {
-                    "Binds": [f"{path}:{path}:ro" for path in h.host_binds],
-                    "NetworkMode": "none",
-                },
-            }
-            cold, bare, bare_run = [], [], []
-            await h.backend.stop_worker((await h.start("app.echo"))[0])  # warm the client
-            for _ in range(5):
-                t0 = time.perf_counter()
-                worker, _ = await h.start("app.echo")
-                cold.append(time.perf_counter() - t0)
-                await h.backend.stop_worker(worker)
-
-                t0 = time.perf_counter()
-                container = await docker.containers.create(config)
-                await container.start()
-                bare.append(time.perf_counter() - t0)
-                await container.wait()
-                bare_run.append(time.perf_counter() - t0)
-                await container.delete(force=True)
-            return {
-                "cold start ms": statistics.median(cold) * 1000,
-                "bare create+start ms": statistics.median(bare) * 1000,
-                "bare create+start+exit ms": statistics.median(bare_run) * 1000,
-            }
-
-    figures = arun(main(), timeout=60)
-    print(" ".join(f"{name}={value:.0f}" for name, value in figures.items()))
-    assert figures["cold start ms"] < 5000

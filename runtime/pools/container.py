@@ -34,11 +34,9 @@ from typing import Any
 
 import aiodocker
 import aiohttp
-import orjson
 from aiodocker.containers import DockerContainer
 
-from ..agent import protocol as P
-from .process import FunctionSpec, Worker, WorkerOwner, _check_init
+from .process import EXIT_WAIT_S, FunctionSpec, Worker, WorkerOwner
 
 AGENT_DIR = str(Path(__file__).resolve().parent.parent / "agent")
 SOCK_DIR = "/var/runtime-sock"
@@ -57,7 +55,6 @@ MB = 1024 * 1024
 #: Lambda gives a function one vCPU at 1,769 MB and CPU in proportion to memory
 MB_PER_VCPU = 1769
 PIDS_LIMIT = 1024
-EXIT_WAIT_S = 5.0
 
 # Connects to the bind-mounted socket, then becomes the agent with that socket as its --fd.
 # Stdlib only, any Python 3.9+; argv: socket path, agent main, boot log.
@@ -82,8 +79,6 @@ class ContainerWorker(Worker):
     def __init__(self, owner: WorkerOwner, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(owner, loop)
         self.container_id = ""
-        #: the kernel's OOM killer ended the container (the engine answers Runtime.OutOfMemory)
-        self.oom_killed = False
         #: the container's memory cgroup directory on the host, when it could be found
         self.cgroup = ""
         #: the create request, which a cancelled start still waits for to remove what it made
@@ -157,7 +152,7 @@ def container_paths(
 
 
 def container_config(
-    spec: FunctionSpec,
+    code_dir: str,
     env_dir: str,
     *,
     image: str,
@@ -172,7 +167,7 @@ def container_config(
     binds = [
         f"{env_dir}:{SOCK_DIR}:rw",
         f"{AGENT_DIR}:{AGENT_MOUNT}:ro",
-        f"{spec.code_dir}:{TASK_ROOT}:ro",
+        f"{code_dir}:{TASK_ROOT}:ro",
         *(f"{path}:{path}:ro" for path in host_binds),
     ]
     return {
@@ -231,6 +226,13 @@ def _read_peak(cgroup: str) -> int | None:
     return None
 
 
+def cgroup_peak_mb(worker: ContainerWorker) -> int:
+    """The container's peak memory (its cgroup's high-water mark), in MB rounded up; 0 if
+    unknown.  A synchronous file read, for the engine's timeout path."""
+    peak = _read_peak(worker.cgroup) if worker.cgroup else None
+    return -(-(peak or 0) // MB)
+
+
 class ContainerBackend:
     """Starts environments as containers; one aiodocker client, a cap on starts in flight.
 
@@ -245,7 +247,8 @@ class ContainerBackend:
         self.connect_timeout = connect_timeout
         self._url = url
         self._docker: aiodocker.Docker | None = None
-        self._starts: asyncio.Semaphore | None = None
+        # Python >= 3.10: a Semaphore binds to the loop that first waits on it, not this one
+        self._starts = asyncio.Semaphore(start_cap)
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: dict[str, ContainerWorker] = {}
         self._starting = 0
@@ -254,7 +257,6 @@ class ContainerBackend:
     def docker(self) -> aiodocker.Docker:
         if self._docker is None:
             self._docker = aiodocker.Docker(url=self._url)
-            self._starts = asyncio.Semaphore(self.start_cap)
         return self._docker
 
     async def __aenter__(self) -> ContainerBackend:
@@ -328,7 +330,7 @@ class ContainerBackend:
             FUNCTION_LABEL: spec.name,
         }
         config = container_config(
-            spec,
+            spec.code_dir,
             env_config["dir"],
             image=image,
             memory_mb=memory_mb,
@@ -339,14 +341,12 @@ class ContainerBackend:
             host_binds=host_binds,
         )
         docker = self.docker
-        assert self._starts is not None
         worker = ContainerWorker(owner, loop)
         self._starting += 1
         try:
             async with self._starts:
                 await self._start(docker, worker, loop, env_config["dir"], config)
-            worker.send(P.encode(P.INIT, (orjson.dumps(dict(init, env=env)),)))
-            _check_init(await worker.handshake())
+            await worker.initialize(dict(init, env=env))
         except BaseException:
             worker.kill()
             await asyncio.shield(self._spawn(self._discard(worker)))
@@ -456,6 +456,8 @@ class ContainerBackend:
 
     async def _discard(self, worker: ContainerWorker) -> None:
         """Remove the container of a failed start, once its create request has answered."""
+        if worker.container_id in self._live:
+            return  # started: its _wait_exit removes it once the kill has ended it
         if not worker.container_id and worker.create is not None:
             try:
                 worker.container_id = (await worker.create).id

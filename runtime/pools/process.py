@@ -51,6 +51,10 @@ class WorkerOwner(Protocol):
 class Worker(asyncio.Protocol):
     """The engine's end of one worker process."""
 
+    #: the kernel's OOM killer ended it (the container backend sets it; the engine then
+    #: answers Runtime.OutOfMemory)
+    oom_killed: bool = False
+
     def __init__(self, owner: WorkerOwner, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = owner
         self.pid = 0
@@ -98,6 +102,11 @@ class Worker(asyncio.Protocol):
         """The first frame (INIT_OK or INIT_ERROR), whether or not it has arrived already."""
         return await self._handshake
 
+    async def initialize(self, config: dict[str, Any]) -> None:
+        """Send INIT, await the handshake; raises InitFailed when the handler cannot initialize."""
+        self.send(P.encode(P.INIT, (orjson.dumps(config),)))
+        _check_init(await self.handshake())
+
     def send(self, data: bytes) -> None:
         transport = self.transport
         if transport is None:
@@ -115,7 +124,7 @@ class Worker(asyncio.Protocol):
         if self.pid and not self.exited.done():
             try:
                 os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
         if self.transport is not None:
             self.transport.abort()
@@ -388,9 +397,7 @@ async def spawn_worker(
         worker.pid = proc.pid
         _watch_exit(proc, worker)
         await loop.create_unix_connection(lambda: worker, sock=ours)
-        config = dict(spec.init_config, env=env_config)
-        worker.send(P.encode(P.INIT, (orjson.dumps(config),)))
-        _check_init(await worker.handshake())
+        await worker.initialize(dict(spec.init_config, env=env_config))
     except BaseException:
         if worker.transport is None:
             ours.close()
