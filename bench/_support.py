@@ -9,8 +9,11 @@ here and by ``warmstart bench --baseline``).
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from runtime.harness.baselines import EchoFloor, noop
 
@@ -19,7 +22,7 @@ FUNCTIONS = BENCH_DIR / "functions"
 QUICK = os.environ.get("WARMSTART_BENCH_QUICK") == "1"
 EVENT = b'{"key": "value", "n": 1}'
 
-__all__ = ["EVENT", "FUNCTIONS", "QUICK", "EchoFloor", "noop", "percentile", "size"]
+__all__ = ["EVENT", "FUNCTIONS", "QUICK", "EchoFloor", "callers", "noop", "percentile", "size"]
 
 
 def size(full: int, quick: int) -> int:
@@ -30,3 +33,16 @@ def size(full: int, quick: int) -> int:
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def callers(n_callers: int, n_ops: int, call: Callable[[], Awaitable[Any]]) -> None:
+    """A closed loop: ``n_callers`` tasks awaiting ``call()`` until ``n_ops`` calls were made."""
+    remaining = n_ops
+
+    async def caller() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    await asyncio.gather(*(caller() for _ in range(n_callers)))

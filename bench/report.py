@@ -38,6 +38,11 @@ def _median(bench: Bench) -> float:
     return float(bench["stats"]["median"])
 
 
+def _ops_per_s(bench: Bench) -> float:
+    """Throughput: the operations of one round over the median round time."""
+    return float(bench["extra_info"]["ops_per_round"]) / _median(bench)
+
+
 def _info(key: str) -> Callable[[Bench], float]:
     return lambda bench: float(bench["extra_info"][key])
 
@@ -69,7 +74,7 @@ FIGURES: list[tuple[str, str, str, str, Callable[[Bench], float], str, str, floa
         "P2-throughput",
         "warmstart",
         "ProcessPoolExecutor",
-        _info("ops_per_s"),
+        _ops_per_s,
         "calls/s",
         ">=",
         3.0,
@@ -79,7 +84,7 @@ FIGURES: list[tuple[str, str, str, str, Callable[[Bench], float], str, str, floa
         "P2-throughput",
         "warmstart",
         "floor",
-        _info("ops_per_s"),
+        _ops_per_s,
         "calls/s",
         ">=",
         0.7,
@@ -129,7 +134,7 @@ FIGURES: list[tuple[str, str, str, str, Callable[[Bench], float], str, str, floa
         "P5-http-invoke",
         "warmstart",
         "bare aiohttp",
-        _info("ops_per_s"),
+        _ops_per_s,
         "req/s",
         ">=",
         0.5,

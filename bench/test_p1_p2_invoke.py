@@ -3,6 +3,8 @@
 Each group holds warmstart beside its baselines, measured in the same run: the raw uvloop
 unix-socket round trip (the floor) and ProcessPoolExecutor.  Per-call latencies are recorded
 with perf_counter so the p50 is exact; ``extra_info`` carries the figures bench/report.py reads.
+P1 runs one warm-up round by hand before the measured rounds, so its samples hold only those;
+P2's throughput is ``ops_per_round`` over the median round time pytest-benchmark records.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 import pytest
 
 from runtime import Engine, FunctionConfig, PoolConfig
+from runtime.harness.baselines import RawTarget
 
-from ._support import EVENT, FUNCTIONS, EchoFloor, noop, percentile, size
+from ._support import EVENT, FUNCTIONS, EchoFloor, callers, noop, percentile, size
 
 N_LATENCY = size(200, 3)
 ROUNDS = size(25, 1)
@@ -50,7 +53,8 @@ def _latency(benchmark: Any, figure: str, role: str, run_round: Any) -> None:
 
     benchmark.group = "P1-warm-latency"
     benchmark.extra_info.update(figure=figure, role=role, ops_per_round=N_LATENCY)
-    benchmark.pedantic(once, rounds=ROUNDS, warmup_rounds=1)
+    run_round()  # the warm-up round: not recorded
+    benchmark.pedantic(once, rounds=ROUNDS)
     benchmark.extra_info["p50_us"] = percentile(samples, 0.5) * 1e6
     benchmark.extra_info["p99_us"] = percentile(samples, 0.99) * 1e6
 
@@ -103,29 +107,9 @@ def test_p1_process_pool_executor(benchmark: Any) -> None:
 
 
 def _throughput(benchmark: Any, role: str, run_round: Any) -> None:
-    seconds: list[float] = []
-
-    def once() -> None:
-        t0 = time.perf_counter()
-        run_round()
-        seconds.append(time.perf_counter() - t0)
-
     benchmark.group = "P2-throughput"
     benchmark.extra_info.update(figure="P2", role=role, ops_per_round=N_THROUGHPUT)
-    benchmark.pedantic(once, rounds=size(5, 1), warmup_rounds=1)
-    benchmark.extra_info["ops_per_s"] = N_THROUGHPUT / percentile(seconds, 0.5)
-
-
-async def _callers(n_ops: int, call: Any) -> None:
-    remaining = n_ops
-
-    async def caller() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    await asyncio.gather(*(caller() for _ in range(CALLERS)))
+    benchmark.pedantic(run_round, rounds=size(5, 1), warmup_rounds=1)
 
 
 def test_p2_warmstart(benchmark: Any, loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
@@ -133,33 +117,28 @@ def test_p2_warmstart(benchmark: Any, loop: asyncio.AbstractEventLoop, engine: E
         await engine.invoke("noop2", EVENT)
 
     _throughput(
-        benchmark, "warmstart", lambda: loop.run_until_complete(_callers(N_THROUGHPUT, call))
+        benchmark,
+        "warmstart",
+        lambda: loop.run_until_complete(callers(CALLERS, N_THROUGHPUT, call)),
     )
     assert engine.stats()["noop2"]["environments"]["ready"] <= 2
 
 
 def test_p2_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
-    floor = loop.run_until_complete(EchoFloor(2).start())
-    free: asyncio.Queue[Any] = asyncio.Queue()
+    target = RawTarget(2)
+    loop.run_until_complete(target.start())
 
     async def call() -> None:
-        client = await free.get()
-        try:
-            await client.roundtrip(EVENT)
-        finally:
-            free.put_nowait(client)
-
-    async def run() -> None:
-        for client in floor.clients:
-            free.put_nowait(client)
-        await _callers(N_THROUGHPUT, call)
-        while not free.empty():
-            free.get_nowait()
+        await target.call(EVENT)
 
     try:
-        _throughput(benchmark, "floor", lambda: loop.run_until_complete(run()))
+        _throughput(
+            benchmark,
+            "floor",
+            lambda: loop.run_until_complete(callers(CALLERS, N_THROUGHPUT, call)),
+        )
     finally:
-        loop.run_until_complete(floor.close())
+        loop.run_until_complete(target.close())
 
 
 def test_p2_process_pool_executor(benchmark: Any) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from runtime.harness.baselines import NAMES, RawTarget, make_baseline, noop
 from runtime.harness.load import LoadShape
-from runtime.harness.results import ratios
 from runtime.harness.runner import measure
 
 
@@ -20,19 +19,18 @@ def test_raw_floor_runs_and_its_processes_end(arun: Any) -> None:
     assert not result.recorder.errors
     assert len(target.floor.procs) == 2
     assert all(proc.returncode == 0 for proc in target.floor.procs)
-    figures = ratios(result, result)
-    assert figures == {"throughput": 1.0, "p50": 1.0, "p99": 1.0}
 
 
 def test_open_loop_through_the_floor(arun: Any) -> None:
     target = RawTarget(1)
     result = arun(measure(target, LoadShape(rate=500, requests=20), b"{}"))
     assert result.requests == 20
-    assert result.throughput > 0
+    # request i is not sent before i / 500 s: the 20th (i = 19) at 38 ms at the earliest
+    assert result.elapsed_s >= 19 / 500
 
 
 def test_noop_decodes_and_encodes() -> None:
-    assert noop(b'{"a": [1, 2]}') == b'{"a": [1, 2]}'
+    assert noop(b'{"a": [1, 2]}') == b'{"a":[1,2]}'
 
 
 def test_every_name_has_a_baseline_and_others_are_refused() -> None:

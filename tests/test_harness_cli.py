@@ -187,7 +187,6 @@ USAGE_ERRORS = [
     (["--url", "http://127.0.0.1:1/", "--cold"], "--cold goes with"),
     (["--url", "http://127.0.0.1:1/", "--function", "f"], "--function goes with"),
     (["--handler", "app.echo", "--code", MIXED, "--method", "GET"], "--method goes with"),
-    (["--handler", "app.echo", "--code", MIXED, "--backend", "container"], "not available yet"),
     (["--handler", "app.echo", "--code", MIXED, "--payload", "{nope"], "not valid JSON"),
     (["--handler", "app.echo", "--code", MIXED, "--payload-file", "/nonexistent"], "payload"),
     (["--handler", "app.echo", "--code", MIXED, "--requests", "0"], "must be at least 1"),
@@ -208,6 +207,14 @@ def test_usage_errors_exit_2(
     err = capsys.readouterr().err
     assert "usage: warmstart bench" in err
     assert message in err
+
+
+def test_container_backend_without_an_image_is_the_config_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--handler", "app.echo", "--code", MIXED, "--backend", "container", "--requests", "1"]
+    assert bench(*argv) == 2
+    assert "image: the container backend needs an image" in capsys.readouterr().err
 
 
 def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from runtime import FunctionConfig, InvalidParameterValueException
+from runtime import FunctionConfig
 from runtime.harness.load import LoadShape
 from runtime.harness.runner import measure
 from runtime.harness.targets import (
@@ -71,14 +71,6 @@ def test_throttles_are_counted_by_reason(arun: Any) -> None:
     assert rec.throttles[THROTTLED] >= 1
     assert rec.cold + rec.warm + rec.throttles[THROTTLED] == 12
     assert not rec.errors
-
-
-def test_container_backend_is_a_clear_error() -> None:
-    config = FunctionConfig(
-        name="c", handler="app.echo", code=MIXED, backend="container", image="python:3"
-    )
-    with pytest.raises(InvalidParameterValueException, match="not available yet"):
-        EmbeddedTarget(config)
 
 
 # -- a warmstart service stand-in: Lambda's Invoke route ---------------------------------------

@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from .results import OK, Outcome
@@ -112,11 +113,23 @@ class EchoFloor:
                 await asyncio.to_thread(proc.wait)
 
 
-def noop(event: bytes) -> bytes:
-    """The pool baselines' task: the same event, decoded and encoded."""
-    import json
+def _json_codec() -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
+    """orjson's loads and dumps, as the agent uses, when importable; else the stdlib's."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency of the runtime
+        import json
 
-    return json.dumps(json.loads(event)).encode()
+        return json.loads, lambda doc: json.dumps(doc).encode()
+    return orjson.loads, orjson.dumps
+
+
+_loads, _dumps = _json_codec()
+
+
+def noop(event: bytes) -> bytes:
+    """The pool baselines' task: the same event, decoded and encoded (the agent's JSON work)."""
+    return _dumps(_loads(event))
 
 
 class RawTarget:

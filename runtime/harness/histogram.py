@@ -7,8 +7,7 @@ bucket is never wider than ``1 / (sub_count / 2) <= 10**-d`` of its lowest value
 
 A percentile is the nearest-rank value of the recorded data (rank ``ceil(q/100 * n)``), given
 as the highest value equivalent to it (clamped to the exact maximum): it is never below the
-true value and exceeds it by less than ``10**-d`` of it.  Histograms with the same precision
-merge by adding their counts.
+true value and exceeds it by less than ``10**-d`` of it.
 """
 
 from __future__ import annotations
@@ -71,22 +70,6 @@ class Histogram:
         self.count += count
         self.total += value * count
 
-    def merge(self, other: Histogram) -> None:
-        """Add every count of ``other`` (same precision) to this histogram."""
-        if other.digits != self.digits:
-            raise ValueError("cannot merge histograms of different precision")
-        if other.count == 0:
-            return
-        if len(other._counts) > len(self._counts):
-            self._counts.extend([0] * (len(other._counts) - len(self._counts)))
-        for i, n in enumerate(other._counts):
-            if n:
-                self._counts[i] += n
-        self.min = other.min if self.count == 0 else min(self.min, other.min)
-        self.max = max(self.max, other.max)
-        self.count += other.count
-        self.total += other.total
-
     # -- reading ----------------------------------------------------------------------------
 
     def percentile(self, q: float) -> int:
@@ -102,9 +85,6 @@ class Histogram:
             if seen >= rank:
                 return max(self.min, min(self.bounds(i)[1], self.max))
         return self.max
-
-    def percentiles(self, qs: tuple[float, ...]) -> dict[float, int]:
-        return {q: self.percentile(q) for q in qs}
 
     @property
     def mean(self) -> float:
@@ -128,16 +108,6 @@ class Histogram:
             "total": self.total,
             "buckets": [list(b) for b in self.buckets()],
         }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Histogram:
-        """The inverse of ``to_dict``: percentiles of the copy equal the original's."""
-        hist = cls(data["significant_digits"])
-        for low, _high, n in data["buckets"]:
-            hist.record(low, n)
-        if hist.count:
-            hist.min, hist.max, hist.total = data["min"], data["max"], data["total"]
-        return hist
 
     def __repr__(self) -> str:
         return f"<Histogram n={self.count} min={self.min} max={self.max} digits={self.digits}>"

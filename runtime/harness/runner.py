@@ -6,12 +6,12 @@ HTML report are both drawn from it.
 
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 from dataclasses import dataclass
 from typing import Any
 
+from ..wording import iso_now
 from .baselines import make_baseline
 from .load import Clock, LoadShape, run_load
 from .progress import NoProgress, Progress
@@ -66,7 +66,7 @@ def document(plan: BenchPlan, main: RunResult, compared: dict[str, RunResult]) -
     shape = plan.shape
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": iso_now(),
         "host": {
             "python": platform.python_version(),
             "implementation": platform.python_implementation(),

@@ -21,8 +21,8 @@ import orjson
 
 from ..config import FunctionConfig, PoolConfig
 from ..engine import Engine
-from ..errors import InvalidParameterValueException, TooManyRequestsException, WarmstartError
-from .results import Outcome
+from ..errors import TooManyRequestsException, WarmstartError
+from .results import OK, Outcome
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,20 +40,22 @@ class Target(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-class BackendUnavailable(InvalidParameterValueException):
-    """The function asks for a backend this build cannot run yet."""
+_ERROR_KEYS = ("errorType", "Type", "__type")
+_THROTTLE_KEYS = ("Reason",)
 
 
-def error_type(body: bytes, default: str = "Unhandled") -> str:
-    """``errorType`` of Lambda's error document, or ``default`` when there is none."""
+def error_type(body: bytes, default: str = "Unhandled", keys: tuple[str, ...] = _ERROR_KEYS) -> str:
+    """The first non-empty string under ``keys`` of a JSON error document (Lambda's
+    ``errorType`` by default), or ``default`` when there is none."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return default
     if isinstance(doc, dict):
-        found = doc.get("errorType") or doc.get("Type") or doc.get("__type")
-        if isinstance(found, str) and found:
-            return found
+        for key in keys:
+            found = doc.get(key)
+            if isinstance(found, str) and found:
+                return found
     return default
 
 
@@ -69,10 +71,6 @@ class EmbeddedTarget:
     def __init__(
         self, config: FunctionConfig, pool: PoolConfig | None = None, *, cold: bool = False
     ) -> None:
-        if config.backend != "process":
-            raise BackendUnavailable(
-                f"backend: {config.backend!r} is not available yet; use the process backend"
-            )
         self.config = config.replace(max_uses=1) if cold else config
         self.pool = pool
         self.expect_cold = cold
@@ -99,7 +97,7 @@ class EmbeddedTarget:
         report = result.report
         failed = error_type(result.payload) if result.function_error else None
         if report is None:
-            return Outcome(error_type=failed)
+            return OK if failed is None else Outcome(error_type=failed)
         return Outcome(
             failed,
             None,
@@ -159,7 +157,7 @@ def outcome_from_log(log_result: str | None, failed: str | None) -> Outcome:
         except (binascii.Error, ValueError):
             fields = {}
     if not fields:
-        return Outcome(error_type=failed)
+        return OK if failed is None else Outcome(error_type=failed)
     init = _number(fields.get("Init Duration"))
     billed = _number(fields.get("Billed Duration"))
     memory = _number(fields.get("Memory Size"))
@@ -202,18 +200,18 @@ class EndpointTarget(_HttpBase):
         self.endpoint = endpoint.rstrip("/")
         self.function = function
         self.url = f"{self.endpoint}/2015-03-31/functions/{function}/invocations"
+        self.headers = {"X-Amz-Log-Type": "Tail", "Content-Type": "application/json"}
 
     async def call(self, payload: bytes) -> Outcome:
         assert self.session is not None
-        headers = {"X-Amz-Log-Type": "Tail", "Content-Type": "application/json"}
-        async with self.session.post(self.url, data=payload, headers=headers) as resp:
+        async with self.session.post(self.url, data=payload, headers=self.headers) as resp:
             body = await resp.read()
             status = resp.status
             function_error = resp.headers.get("X-Amz-Function-Error")
             log_result = resp.headers.get("X-Amz-Log-Result")
             amz_error = resp.headers.get("X-Amzn-ErrorType", "")
         if status == 429:
-            return Outcome(throttle=_throttle_reason(body))
+            return Outcome(throttle=error_type(body, "TooManyRequestsException", _THROTTLE_KEYS))
         if status >= 400:
             name = amz_error.split(":")[0] or error_type(body, f"HTTP {status}")
             return Outcome(error_type=name)
@@ -222,15 +220,6 @@ class EndpointTarget(_HttpBase):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "endpoint", "endpoint": self.endpoint, "function": self.function}
-
-
-def _throttle_reason(body: bytes) -> str:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return "TooManyRequestsException"
-    reason = doc.get("Reason") if isinstance(doc, dict) else None
-    return reason if isinstance(reason, str) and reason else "TooManyRequestsException"
 
 
 class HttpTarget(_HttpBase):
@@ -242,19 +231,22 @@ class HttpTarget(_HttpBase):
         super().__init__(connections)
         self.url = url
         self.method = method
+        self.post = method == "POST"
+        self.headers = {"Content-Type": "application/json"} if self.post else None
 
     async def call(self, payload: bytes) -> Outcome:
         assert self.session is not None
-        data = payload if self.method == "POST" else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
-        async with self.session.request(self.method, self.url, data=data, headers=headers) as resp:
+        data = payload if self.post else None
+        async with self.session.request(
+            self.method, self.url, data=data, headers=self.headers
+        ) as resp:
             await resp.read()
             status = resp.status
         if status == 429:
             return Outcome(throttle="HTTP 429")
         if status >= 400:
             return Outcome(error_type=f"HTTP {status}")
-        return Outcome()
+        return OK
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "url", "url": self.url, "method": self.method}
