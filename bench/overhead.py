@@ -16,29 +16,16 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime import Engine, FunctionConfig, PoolConfig
 from runtime.agent import protocol as P
 from runtime.loop import run
 
-from ._support import EVENT, FUNCTIONS, EchoFloor
+from ._support import EVENT, FUNCTIONS, EchoFloor, callers
 
 CALLERS = 64
 N = 10_000
-
-
-async def _callers(n: int, call: Callable[[], Awaitable[Any]]) -> None:
-    remaining = n
-
-    async def caller() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await call()
-
-    await asyncio.gather(*(caller() for _ in range(CALLERS)))
 
 
 async def _engine(fake: bool) -> float:
@@ -64,10 +51,10 @@ async def _engine(fake: bool) -> float:
 
                 worker.send = answer  # type: ignore[method-assign]
         call = lambda: engine.invoke("noop", EVENT)  # noqa: E731
-        await _callers(2000, call)
+        await callers(CALLERS, 2000, call)
         clock = time.perf_counter if fake else time.process_time
         t0 = clock()
-        await _callers(N, call)
+        await callers(CALLERS, N, call)
         return (clock() - t0) / N * 1e6
 
 
@@ -84,9 +71,9 @@ async def _floor() -> float:
         finally:
             free.put_nowait(client)
 
-    await _callers(2000, call)
+    await callers(CALLERS, 2000, call)
     t0 = time.process_time()
-    await _callers(N, call)
+    await callers(CALLERS, N, call)
     cpu = (time.process_time() - t0) / N * 1e6
     await floor.close()
     return cpu
