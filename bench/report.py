@@ -120,6 +120,16 @@ FIGURES: list[tuple[str, str, str, str, Callable[[Bench], float], str, str, floa
         1.15,
     ),
     (
+        "P4 container cold start from a stem cell vs bare create+start+ready",
+        "P4-container-cold",
+        "warmstart stem cell",
+        "bare create+start+ready",
+        lambda b: _median(b) * 1000,
+        "ms",
+        "info",
+        0.0,
+    ),
+    (
         "P4 warm container invoke p50 vs warm process invoke",
         "P4-container-warm",
         "warmstart container",

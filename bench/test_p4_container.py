@@ -6,7 +6,9 @@ create + start of the same image with the backend's own create request (``contai
 the same mounts and limits; only the command and the labels differ) until the Python in it has
 connected to a unix socket in the bind-mounted environment directory (ready).  The baseline
 removes the previous round's container in the round's untimed setup; warmstart removes its
-retired container in the background after the call has returned.  Warm: a container
+retired container in the background after the call has returned.  With a stem cell: the same
+cold function on an engine that keeps one started, generic container ready (refilled in the
+untimed setup), so a cold start only initializes the handler in it.  Warm: a container
 environment's invoke beside a forked process environment's, the same no-op handler.
 """
 
@@ -25,7 +27,14 @@ import pytest
 from aiodocker.containers import DockerContainer
 
 from runtime import Engine, FunctionConfig, PoolConfig
-from runtime.pools.container import LABEL, SOCK_DIR, ContainerBackend, container_config
+from runtime.config import StemCellConfig
+from runtime.pools.container import (
+    LABEL,
+    SOCK_DIR,
+    ContainerBackend,
+    SandboxKey,
+    container_config,
+)
 
 from ._support import EVENT, FUNCTIONS, percentile, size
 
@@ -82,6 +91,42 @@ def test_p4_cold_warmstart(benchmark: Any, loop: asyncio.AbstractEventLoop, engi
     benchmark.group = "P4-container-cold"
     benchmark.extra_info.update(figure="P4", role="warmstart")
     benchmark.pedantic(once, rounds=ROUNDS, warmup_rounds=1)
+
+
+def test_p4_cold_stem_cell(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    _docker_or_skip(loop)
+    pool = PoolConfig(trust_image_binds=True, stem_cells=(StemCellConfig(image=IMAGE, count=1),))
+    engine = Engine(pool)
+    loop.run_until_complete(engine.start())
+    backend = engine._containers
+    assert backend is not None
+    config = FunctionConfig(
+        name="cold",
+        handler="app.handler",
+        code=str(FUNCTIONS / "noop"),
+        backend="container",
+        image=IMAGE,
+        max_uses=1,
+    )
+
+    def ready() -> None:
+        loop.run_until_complete(backend.stem_cells_ready(SandboxKey(IMAGE)))
+
+    def once() -> None:
+        result = loop.run_until_complete(engine.invoke("cold", EVENT))
+        assert result.report is not None
+        assert result.report.cold
+
+    try:
+        loop.run_until_complete(engine.register(config))
+        benchmark.group = "P4-container-cold"
+        benchmark.extra_info.update(figure="P4", role="warmstart stem cell")
+        benchmark.pedantic(once, setup=ready, rounds=ROUNDS, warmup_rounds=1)
+        cells = backend.stem_cells(SandboxKey(IMAGE))
+        assert cells is not None
+        assert cells.taken >= ROUNDS  # every timed cold start took a stem cell
+    finally:
+        loop.run_until_complete(engine.close())
 
 
 def test_p4_cold_bare_container(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:

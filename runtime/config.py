@@ -171,6 +171,28 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return type(self)(**{**fields, **changes})
 
 
+class StemCellConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Started, generic containers kept ready for cold starts on one image (OpenWhisk's
+    prewarm): a container function whose image, memory, storage, network and interpreter
+    match takes one and only initializes its code."""
+
+    image: str
+    count: int = 1
+    memory_mb: int = 128
+    ephemeral_storage_mb: int = 512
+    network: bool = False
+    python: str = "python3"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, str) or not self.image:
+            raise InvalidParameterValueException("stem_cells.image: an image is required")
+        _range("stem_cells.count", self.count, 0, 64, integer=True)
+        _range("stem_cells.memory_mb", self.memory_mb, 128, 10240, integer=True)
+        _range(
+            "stem_cells.ephemeral_storage_mb", self.ephemeral_storage_mb, 512, 10240, integer=True
+        )
+
+
 def _default_memory_budget_mb() -> int:
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -205,6 +227,8 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: mount the host paths a container image names in its ``warmstart.host-binds`` label
     #: (read-only); only for images you built yourself, such as the test image
     trust_image_binds: bool = False
+    #: generic containers started ahead of demand, per image and size
+    stem_cells: tuple[StemCellConfig, ...] = ()
 
     def __post_init__(self) -> None:
         _range("account_concurrency", self.account_concurrency, 1, integer=True)

@@ -59,7 +59,7 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 # msgspec's wording: "Expected `int`, got `str` - at `$.memory_mb`"
 _AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_MISSING = re.compile(r"^Object missing required field `(\w+)`")
+_MISSING = re.compile(r"^Object missing required field `(\w+)`(?: - at `\$(?P<path>[^`]*)`)?")
 
 
 class ConfigFileError(InvalidParameterValueException):
@@ -348,7 +348,9 @@ def _convert(table: dict[str, Any], struct: type[S], path: str, where: str) -> S
     except msgspec.ValidationError as exc:
         missing = _MISSING.match(str(exc))
         if missing is not None:
-            raise ConfigFileError(path, f"{where}.{missing[1]}", "required, but missing") from None
+            inner = (missing["path"] or "").lstrip(".")
+            key = f"{where}.{inner}.{missing[1]}" if inner else f"{where}.{missing[1]}"
+            raise ConfigFileError(path, key, "required, but missing") from None
         match = _AT.match(str(exc))
         assert match is not None  # the pattern matches any text
         sub = (match["path"] or "").lstrip(".")

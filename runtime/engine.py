@@ -55,6 +55,7 @@ from .pools.container import (
     ContainerBackend,
     ContainerStartError,
     ContainerWorker,
+    SandboxKey,
     cgroup_peak_mb,
     local_node_id,
 )
@@ -120,6 +121,12 @@ class Engine:
         else:
             self._work_dir = tempfile.mkdtemp(prefix="warmstart-")
         self._own_work_dir = True
+        if pool.stem_cells:
+            try:
+                await self._container_backend()
+            except BaseException:
+                await self.close()
+                raise
         return self
 
     async def __aenter__(self) -> Engine:
@@ -294,7 +301,11 @@ class Engine:
     async def _container_backend(self) -> ContainerBackend:
         """The Docker client, made on first use; leftovers of dead runs are removed then."""
         if self._containers is None:
-            backend = ContainerBackend(start_cap=self.pool.cold_start_cap)
+            backend = ContainerBackend(
+                start_cap=self.pool.cold_start_cap,
+                root=os.path.join(self._work_dir, "containers"),
+                node_id=self.node_id,
+            )
             try:
                 await backend.cleanup_leftovers(self.node_id)
             except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
@@ -303,7 +314,19 @@ class Engine:
                     f"backend: 'container' needs a Docker Engine, and none answers ({exc})"
                 ) from None
             self._containers = backend
+            await self._keep_stem_cells(backend)
         return self._containers
+
+    async def _keep_stem_cells(self, backend: ContainerBackend) -> None:
+        for stem in self.pool.stem_cells:
+            try:
+                binds = await backend.host_binds(stem.image)
+            except ContainerStartError as exc:
+                raise InvalidParameterValueException(f"stem_cells.image: {exc}") from None
+            key = SandboxKey(
+                stem.image, stem.memory_mb, stem.ephemeral_storage_mb, stem.network, stem.python
+            )
+            backend.keep_stem_cells(key, stem.count, binds if self.pool.trust_image_binds else ())
 
     def _check_reserved(self, config: FunctionConfig, current: FunctionState | None) -> None:
         """Lambda keeps at least 100 (here: 10%) of the account unreserved."""
@@ -593,6 +616,8 @@ class Engine:
         finally:
             env.start_task = None
         env.worker = worker
+        if isinstance(worker, ContainerWorker):
+            env.log_path = worker.log_path  # the sandbox's log file
         elapsed_ms = (time.perf_counter() - t0) * 1000
         if call is not None:
             env.pending_init_ms = elapsed_ms
@@ -620,7 +645,6 @@ class Engine:
             ephemeral_storage_mb=config.ephemeral_storage_mb,
             network=config.network,
             python=config.runtime or "python3",
-            node_id=self.node_id,
             env_id=env.id,
             host_binds=fn.host_binds,
         )
@@ -744,8 +768,14 @@ class Engine:
         env.call = None
         env.uses += 1
         config = call.fn.config
+        # Max Memory Used: the container's cgroup high-water mark, else the worker's peak RSS
+        peak_mb = cgroup_peak_mb(worker) if isinstance(worker, ContainerWorker) else 0
         report = Report(
-            call.request_id, frame.a / 1e6, config.memory_mb, -(-frame.b // 1024), call.cold_ms
+            call.request_id,
+            frame.a / 1e6,
+            config.memory_mb,
+            peak_mb or -(-frame.b // 1024),
+            call.cold_ms,
         )
         env.to(EnvStatus.READY)
         self._finish(call, body, None if frame.kind == P.RESULT else "Unhandled", log, report, env)

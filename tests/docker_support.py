@@ -172,7 +172,6 @@ class Harness:
             image=kwargs.pop("image", IMAGE),
             memory_mb=memory_mb,
             ephemeral_storage_mb=kwargs.pop("ephemeral_storage_mb", 512),
-            node_id=NODE,
             env_id=env_id,
             host_binds=self.host_binds,
             **kwargs,
@@ -195,7 +194,7 @@ async def harness() -> AsyncIterator[Harness]:
     """A backend and a short work directory (unix socket paths must stay under 108 bytes)."""
     work_dir = tempfile.mkdtemp(prefix="ws-ct-")
     try:
-        async with ContainerBackend(start_cap=6) as backend:
+        async with ContainerBackend(start_cap=6, node_id=NODE) as backend:
             yield Harness(backend, work_dir, await backend.host_binds(IMAGE))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -99,6 +99,17 @@ REJECTIONS = [
     ("pool = []\n", "pool", "expected a table, got an array"),
     ("[pool]\ncold_start_cap = 0\n", "pool.cold_start_cap", "outside the allowed range"),
     ("[pool]\nqueue_timeout_s = -1.0\n", "pool.queue_timeout_s", "outside the allowed range"),
+    ("[pool]\nstem_cells = [{ count = 1 }]\n", "pool.stem_cells[0].image", "required"),
+    (
+        '[pool]\nstem_cells = [{ image = "i", count = 65 }]\n',
+        "pool.stem_cells.count",
+        "outside the allowed range 0-64",
+    ),
+    (
+        '[pool]\nstem_cells = [{ image = "i", memory_mb = 64 }]\n',
+        "pool.stem_cells.memory_mb",
+        "outside the allowed range 128-10240",
+    ),
     (
         FN + "provisioned_concurrency = 3\nreserved_concurrency = 1\n",
         "functions.hello.provisioned_concurrency",
@@ -119,6 +130,22 @@ def test_rejections_name_file_key_and_reason(
     assert (exc.path, exc.key) == (str(path), key)
     assert reason in exc.reason
     assert str(exc) == f"{path}: {key}: {exc.reason}"
+
+
+def test_stem_cells_in_the_pool(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[pool]\nstem_cells = [{ image = "img:local", count = 2, memory_mb = 256 },'
+        ' { image = "other" }]\n',
+    )
+    first, second = load(path).pool.stem_cells
+    assert (first.image, first.count, first.memory_mb) == ("img:local", 2, 256)
+    assert (second.image, second.count, second.memory_mb, second.network) == (
+        "other",
+        1,
+        128,
+        False,
+    )
 
 
 def test_missing_file(tmp_path: Path) -> None:

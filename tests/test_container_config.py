@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 
 import pytest
@@ -15,7 +14,6 @@ from runtime.pools.container import (
     container_config,
     container_paths,
     cpu_shares,
-    exit_code,
     local_node_id,
     node_alive,
 )
@@ -26,24 +24,6 @@ from runtime.pools.container import (
 )
 def test_cpu_shares_follow_lambdas_vcpu_per_1769_mb(memory_mb: int, shares: int) -> None:
     assert cpu_shares(memory_mb) == shares
-
-
-@pytest.mark.parametrize(
-    ("status", "oom", "code"),
-    [
-        (0, False, 0),
-        (3, False, 3),
-        (137, False, -signal.SIGKILL),
-        (139, False, -signal.SIGSEGV),
-        (137, True, -signal.SIGKILL),
-        (0, True, -signal.SIGKILL),
-        (255, False, 255),
-    ],
-)
-def test_exit_code_reports_signals_as_the_process_backend_does(
-    status: int, oom: bool, code: int
-) -> None:
-    assert exit_code(status, oom) == code
 
 
 def test_paths_are_rewritten_for_inside_the_container(tmp_path: object) -> None:
@@ -62,11 +42,12 @@ def test_paths_are_rewritten_for_inside_the_container(tmp_path: object) -> None:
     assert spec.init_config["task_root"] != "/var/task"  # the spec itself is left alone
 
 
-def test_a_log_outside_the_environment_directory_is_refused(tmp_path: object) -> None:
+def test_a_stem_cell_finds_the_code_in_the_store(tmp_path: object) -> None:
     work = str(tmp_path)
-    env = dict(env_config(work, 1), log_path="/elsewhere/output.log")
-    with pytest.raises(ValueError, match="outside"):
-        container_paths(make_spec(work, "app.echo").init_config, env)
+    init, _ = container_paths(
+        make_spec(work, "app.echo").init_config, env_config(work, 1), "/var/task/fn-3"
+    )
+    assert init["task_root"] == init["environ"]["LAMBDA_TASK_ROOT"] == "/var/task/fn-3"
 
 
 def test_container_config_limits_and_mounts(tmp_path: object) -> None:

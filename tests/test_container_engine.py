@@ -35,7 +35,7 @@ def test_cold_then_warm_in_one_container_with_lambdas_log(arun: Any) -> None:
             assert first.report.init_duration_ms
             assert not second.report.cold
             assert first.json()["token"] == second.json()["token"]
-            assert first.json()["pid"] == 1  # the agent is the container's only process
+            assert first.json()["pid"] > 1  # a worker forked by the container's first process
             host = first.json()["host"]
             assert f"served by {host}" in second.log_tail
             assert second.log_tail.startswith("START RequestId: ")

@@ -1,6 +1,6 @@
 """The agent's runtime: initialize a function, serve invocations, fork warm workers.
 
-Two modes, both started by the engine with one inherited socket:
+Three modes, each started by the engine with one inherited socket:
 
 * ``worker``: an INIT frame names the handler; the agent imports it (Lambda's init phase),
   answers INIT_OK or INIT_ERROR, then serves INVOKE frames one at a time until the socket
@@ -10,6 +10,9 @@ Two modes, both started by the engine with one inherited socket:
   initialized, so a cold start costs a fork and a handshake, not an interpreter and an import.
   The template reaps its children and reports each exit status (EXITED), since the engine
   is not their parent.
+* ``sandbox``: a container's first process.  It imports nothing and forks on FORK as the
+  template does; each child waits for its own INIT and then is a worker.  A killed worker is
+  replaced in the same container, and a sandbox started ahead of demand can take any function.
 
 Everything the handler writes to stdout and stderr goes to a per-environment log file; after
 each invocation the agent reads what was written, sends it with the result and truncates the
@@ -417,74 +420,93 @@ class Agent:
     # -- template --------------------------------------------------------------------------
 
     def serve_template(self, ctrl: socket.socket) -> None:
-        """Fork a worker per FORK frame; report the exit of every child."""
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-        signal.set_wakeup_fd(wake_w)
+        """Fork an initialized worker per FORK frame; report the exit of every child."""
         gc.freeze()  # keep the collector from touching (and so copying) the template's objects
-        while True:
-            readable, _, _ = select.select([ctrl.fileno(), wake_r], [], [])
-            if wake_r in readable:
-                while True:
-                    try:
-                        if not os.read(wake_r, 512):
-                            break
-                    except BlockingIOError:
-                        break
-                self._reap(ctrl)
-            if ctrl.fileno() in readable:
-                msg, fds, _, _ = socket.recv_fds(ctrl, P.MAX_BODY, 1)
-                if not msg:
-                    return
-                frame = P.decode(msg)
-                if frame.kind != P.FORK or len(fds) != 1:
-                    raise P.ProtocolError(f"template expected FORK with one fd, got {frame!r}")
-                self._fork(ctrl, frame, fds[0], (wake_r, wake_w))
+        serve_forks(ctrl, self._forked_worker)
 
-    def _fork(self, ctrl: socket.socket, frame: P.Frame, fd: int, wake: tuple[int, int]) -> None:
-        env = json.loads(frame.fields[0])
-        pid = os.fork()
-        if pid:
-            os.close(fd)
-            ctrl.send(P.encode(P.FORKED, (), frame.a, pid))
-            return
-        code = 0
-        try:
-            _die_with_parent()
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for wfd in wake:
-                os.close(wfd)
-            ctrl.close()
-            sock = socket.socket(fileno=fd)
-            self.become_worker(env)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            sock.sendall(P.encode(P.INIT_OK, (b"",), 0, peak))
-            self.serve(sock)
-        except SystemExit as exc:  # sys.exit() in the handler: exit as the interpreter would
-            code = _exit_status(exc)
-        except BaseException:
-            traceback.print_exc()
-            code = 70
-        finally:
-            for stream in (sys.stdout, sys.stderr):
+    def _forked_worker(self, env: dict[str, Any], sock: socket.socket) -> None:
+        self.become_worker(env)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        sock.sendall(P.encode(P.INIT_OK, (b"",), 0, peak))
+        self.serve(sock)
+
+
+def serve_forks(
+    ctrl: socket.socket, run_child: Callable[[dict[str, Any], socket.socket], None]
+) -> None:
+    """Fork a child per FORK frame on the seqpacket ``ctrl``: it runs ``run_child(env, sock)``
+    on the frame's socket, then exits; FORKED answers with its pid, EXITED reports its end
+    (the engine is not the children's parent, so it cannot wait for them itself)."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    signal.set_wakeup_fd(wake_w)
+    while True:
+        readable, _, _ = select.select([ctrl.fileno(), wake_r], [], [])
+        if wake_r in readable:
+            while True:
                 try:
-                    stream.flush()
-                except Exception:
-                    pass
-            os._exit(code)
+                    if not os.read(wake_r, 512):
+                        break
+                except BlockingIOError:
+                    break
+            _reap(ctrl)
+        if ctrl.fileno() in readable:
+            msg, fds, _, _ = socket.recv_fds(ctrl, P.MAX_BODY, 1)
+            if not msg:
+                return
+            frame = P.decode(msg)
+            if frame.kind != P.FORK or len(fds) != 1:
+                raise P.ProtocolError(f"expected FORK with one fd, got {frame!r}")
+            _fork(ctrl, frame, fds[0], (wake_r, wake_w), run_child)
 
-    def _reap(self, ctrl: socket.socket) -> None:
-        while True:
+
+def _fork(
+    ctrl: socket.socket,
+    frame: P.Frame,
+    fd: int,
+    wake: tuple[int, int],
+    run_child: Callable[[dict[str, Any], socket.socket], None],
+) -> None:
+    env = json.loads(frame.fields[0])
+    pid = os.fork()
+    if pid:
+        os.close(fd)
+        ctrl.send(P.encode(P.FORKED, (), frame.a, pid))
+        return
+    code = 0
+    try:
+        _die_with_parent()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for wfd in wake:
+            os.close(wfd)
+        ctrl.close()
+        run_child(env, socket.socket(fileno=fd))
+    except SystemExit as exc:  # sys.exit() in the handler: exit as the interpreter would
+        code = _exit_status(exc)
+    except BaseException:
+        traceback.print_exc()
+        code = 70
+    finally:
+        for stream in (sys.stdout, sys.stderr):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if not pid:
-                return
-            ctrl.send(P.encode(P.EXITED, (), pid, status))
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def _reap(ctrl: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+        ctrl.send(P.encode(P.EXITED, (), pid, status))
 
 
 def _exit_status(exc: SystemExit) -> int:
@@ -509,7 +531,7 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``__main__.py --fd N --mode worker|template [--engine-pid P]``."""
+    """``__main__.py --fd N --mode worker|template|sandbox [--engine-pid P]``."""
     # The engine owns this process's lifetime.  A Ctrl-C at a terminal reaches the whole
     # foreground process group: it is for the engine (which drains, then stops us), not for us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -517,26 +539,50 @@ def main(argv: list[str]) -> int:
     fd = int(args["--fd"])
     mode = args.get("--mode", "worker")
     _die_with_parent()
-    kind = socket.SOCK_SEQPACKET if mode == "template" else socket.SOCK_STREAM
-    sock = socket.socket(socket.AF_UNIX, kind, fileno=fd)
-    if mode == "template":
-        frame = P.decode(sock.recv(P.MAX_BODY))
-    else:
-        frame = P.read_frame(sock.makefile("rb", buffering=0).read)
+    if mode == "worker":
+        return _run_worker(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=fd)
+    if mode == "sandbox":
+        serve_forks(sock, _sandboxed)
+        return 0
+    agent, took, log, error = _initialize(P.decode(sock.recv(P.MAX_BODY)))
+    if error is not None:
+        sock.send(P.encode(P.INIT_ERROR, (error, log), took))
+        return 1
+    sock.send(P.encode(P.INIT_OK, (log,), took, 0))
+    agent.serve_template(sock)
+    return 0
+
+
+def _initialize(frame: P.Frame) -> tuple[Agent, int, bytes, bytes | None]:
+    """Lambda's init phase for an INIT frame: the agent, its duration, log and error body."""
     if frame.kind != P.INIT:
         raise P.ProtocolError(f"expected INIT, got {frame!r}")
     agent = Agent(json.loads(frame.fields[0]))
     agent.setup()
     took, log, error = agent.init()
+    return agent, took, log, error
+
+
+def _run_worker(sock: socket.socket) -> int:
+    """INIT from the stream socket, then serve invocations until it closes."""
+    agent, took, log, error = _initialize(P.read_frame(sock.makefile("rb", buffering=0).read))
     if error is not None:
         sock.send(P.encode(P.INIT_ERROR, (error, log), took))
         return 1
-    if mode == "template":
-        sock.send(P.encode(P.INIT_OK, (log,), took, 0))
-        agent.serve_template(sock)
-        return 0
     agent.become_worker(agent.cfg["env"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sock.sendall(P.encode(P.INIT_OK, (log,), took, peak))
     agent.serve(sock)
     return 0
+
+
+def _sandboxed(env: dict[str, Any], sock: socket.socket) -> None:
+    """A child of a sandbox (a container's first process): a worker that waits for its INIT.
+
+    The sandbox never imports a function, so one started ahead of demand (a stem cell) can
+    become any function's environment, and a worker killed in it is replaced by a fresh one
+    in the same container (its /tmp intact)."""
+    code = _run_worker(sock)
+    if code:
+        raise SystemExit(code)

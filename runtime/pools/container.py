@@ -1,23 +1,32 @@
 """Container backend: one container per environment on a real Docker Engine (aiodocker).
 
     engine ── start_worker ──▶ ContainerBackend ── create/start (≤ start_cap in flight) ──▶ dockerd
-      ▲                            │ listens on <env dir>/agent.sock            │
-      │                            │◀── connect ── bootstrap (python3 -c) ──────┘
-      │                            │             └─ execs the agent: --fd <that socket>
-      └── INVOKE / RESULT frames ──┴── ContainerWorker (a Worker; pid = the container's host pid)
+      ▲                          │ listens on <sandbox dir>/agent.sock             │
+      │                          │◀── connect (seqpacket) ── bootstrap (python3 -c) ┘
+      │                          │        └─ runs the agent in sandbox mode: the container's
+      │                          │           first process, which imports no function
+      │   Sandbox (a ForkServer) ├── FORK(fd) ──▶ sandbox ── fork ──▶ worker: INIT, INVOKE…
+      └── INVOKE / RESULT frames ┴──────────────────────────────────────┘  (ContainerWorker)
 
-Mounts: the environment's directory read-write at /var/runtime-sock (the socket and the log
-files), the agent folder read-only at /opt/warmstart/agent, the function's code read-only at
-/var/task, a tmpfs /tmp of ``ephemeral_storage_mb``, and any ``host_binds`` read-only at the
-same path (an image that runs the host's interpreter, as the test image does).  Limits: Memory
-(no swap), CPU shares in Lambda's proportion, a pid limit, no network unless asked, a read-only
-root, no capabilities, no new privileges.
+A container is a sandbox: its first process forks the environment's worker and reports its
+exit.  A worker that is killed (a timeout) or dies is replaced by a fresh one in the same
+container when the environment starts again, so /tmp survives as it does in Lambda, and the
+next call is cold.  A *stem cell* is a sandbox started ahead of demand for an (image, memory,
+storage, network) key with the code store mounted instead of one function's code: a cold start
+takes one, and only initializes the function (OpenWhisk's prewarm); the pool refills behind it.
+
+Mounts: the sandbox's directory read-write at /var/runtime-sock (sockets and log files), the
+agent folder read-only at /opt/warmstart/agent, the function's code (or the code store, for a
+stem cell) read-only at /var/task, a tmpfs /tmp of ``ephemeral_storage_mb``, and any
+``host_binds`` read-only at the same path (an image that runs the host's interpreter, as the
+test image does).  Limits: Memory (no swap), CPU shares in Lambda's proportion, a pid limit, no
+network unless asked, a read-only root, no capabilities, no new privileges.
 
 A task per container learns of its end from the kernel (a pidfd on the host pid, so a live
-container holds no connection to the daemon), then awaits ``container.wait()``, reads
-``State.OOMKilled``, removes the container and only then resolves ``worker.exited``
-(``-SIGKILL`` for an OOM kill, with ``worker.oom_killed`` set): a stopped environment leaves
-nothing behind.  ``cleanup_leftovers`` removes what a node that died left.
+container holds no connection to the daemon), then reads ``State.OOMKilled``, removes the
+container and only then resolves what still waited on it: a stopped environment leaves nothing
+behind.  A worker killed by the container's OOM killer is told from the cgroup's ``oom_kill``
+counter.  ``cleanup_leftovers`` removes what a node that died left.
 """
 
 from __future__ import annotations
@@ -26,9 +35,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
+import struct
+import tempfile
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,36 +49,41 @@ import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
 
-from .process import EXIT_WAIT_S, FunctionSpec, Worker, WorkerOwner
+from .process import EXIT_WAIT_S, ForkServer, FunctionSpec, Worker, WorkerOwner
 
 AGENT_DIR = str(Path(__file__).resolve().parent.parent / "agent")
 SOCK_DIR = "/var/runtime-sock"
 SOCK_PATH = f"{SOCK_DIR}/agent.sock"
+LOG_NAME = "output.log"
 AGENT_MOUNT = "/opt/warmstart/agent"
 TASK_ROOT = "/var/task"
-#: what the agent's stdout and stderr are until it captures them into the log file
+#: what the sandbox's stdout and stderr are (a worker captures its own into the log file)
 BOOT_LOG = "agent.err"
 LABEL = "warmstart"
 NODE_LABEL = "warmstart.node"
 ENV_LABEL = "warmstart.env"
 FUNCTION_LABEL = "warmstart.function"
+STEM_LABEL = "warmstart.stem"
 #: image label (scripts/docker-up writes it): host paths to bind read-only, ':'-separated
 BINDS_LABEL = "warmstart.host-binds"
 MB = 1024 * 1024
 #: Lambda gives a function one vCPU at 1,769 MB and CPU in proportion to memory
 MB_PER_VCPU = 1769
 PIDS_LIMIT = 1024
+_UCRED = struct.Struct("3i")
 
-# Connects to the bind-mounted socket, then becomes the agent with that socket as its --fd.
-# Stdlib only, any Python 3.9+; argv: socket path, agent main, boot log.
+# Connects to the bind-mounted socket, then runs the agent in sandbox mode in this same
+# interpreter (no second interpreter start).  Stdlib only, any Python 3.9+; argv: socket path,
+# agent main, boot log.
 BOOTSTRAP = (
-    "import os,socket,sys\n"
+    "import os,runpy,socket,sys\n"
     "path,agent,boot=sys.argv[1:4]\n"
     "fd=os.open(boot,os.O_WRONLY|os.O_CREAT|os.O_APPEND,0o600)\n"
     "os.dup2(fd,1);os.dup2(fd,2);os.close(fd)\n"
-    "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.connect(path)\n"
-    "fd=s.detach();os.set_inheritable(fd,True)\n"
-    "os.execv(sys.executable,[sys.executable,agent,'--fd',str(fd),'--mode','worker'])\n"
+    "s=socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET);s.connect(path)\n"
+    "sys.argv=[agent,'--fd',str(s.detach()),'--mode','sandbox']\n"
+    "sys.path[:]=[p for p in sys.path if p]\n"
+    "runpy.run_path(agent,run_name='__main__')\n"
 )
 
 
@@ -73,16 +91,37 @@ class ContainerStartError(Exception):
     """The container could not be created, or exited before its agent connected."""
 
 
-class ContainerWorker(Worker):
-    """A Worker whose process is a container's init: ``pid`` is its pid on the host."""
+@dataclass(frozen=True)
+class SandboxKey:
+    """What a container is made with, before any function: stem cells are kept per key."""
 
-    def __init__(self, owner: WorkerOwner, loop: asyncio.AbstractEventLoop) -> None:
+    image: str
+    memory_mb: int = 128
+    ephemeral_storage_mb: int = 512
+    network: bool = False
+    python: str = "python3"
+
+
+class ContainerWorker(Worker):
+    """A Worker forked in a sandbox: ``pid`` is its pid on the host."""
+
+    def __init__(
+        self, owner: WorkerOwner, loop: asyncio.AbstractEventLoop, sandbox: Sandbox
+    ) -> None:
         super().__init__(owner, loop)
-        self.container_id = ""
-        #: the container's memory cgroup directory on the host, when it could be found
-        self.cgroup = ""
-        #: the create request, which a cancelled start still waits for to remove what it made
-        self.create: asyncio.Future[DockerContainer] | None = None
+        self.sandbox = sandbox
+        #: the host path of the log file the worker writes (in the sandbox's directory)
+        self.log_path = os.path.join(sandbox.dir, LOG_NAME)
+        #: the cgroup's oom_kill count when the worker started
+        self.oom_base = 0
+
+    @property
+    def container_id(self) -> str:
+        return self.sandbox.container_id
+
+    @property
+    def cgroup(self) -> str:
+        return self.sandbox.cgroup
 
     def __repr__(self) -> str:
         state = "exited" if self.exited.done() else ("closing" if self.closing else "live")
@@ -90,18 +129,89 @@ class ContainerWorker(Worker):
         return f"<ContainerWorker {self.container_id[:12]} pid={self.pid} {state}{oom}>"
 
 
+class Sandbox(ForkServer):
+    """One container whose first process is the agent in sandbox mode."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: SandboxKey, root: str) -> None:
+        super().__init__(loop)
+        self.key = key
+        #: the host directory mounted at /var/runtime-sock
+        self.dir = tempfile.mkdtemp(prefix="sandbox-", dir=root)
+        self.container_id = ""
+        #: the host pid of the container's first process, and its memory cgroup
+        self.pid = 0
+        self.cgroup = ""
+        #: where function code is inside: TASK_ROOT, or the code store of a stem cell
+        self.stem = False
+        self.create: asyncio.Future[DockerContainer] | None = None
+        #: resolved once the container is gone and removed
+        self.gone: asyncio.Future[None] = loop.create_future()
+        self.oom_killed = False
+        self.peak_fd = -1
+
+    def watch(self, pid: int) -> None:
+        """The container's first process has connected: find its cgroup."""
+        self.pid = pid
+        self.cgroup = memory_cgroup(pid) if pid else ""
+        if self.cgroup:
+            self.peak_fd = _open_peak(self.cgroup)
+
+    @property
+    def usable(self) -> bool:
+        return self._ctrl is not None and not self.gone.done()
+
+    def _worker_exited(self, worker: Worker, code: int) -> None:
+        if self.cgroup and oom_kills(self.cgroup) > getattr(worker, "oom_base", 0):
+            worker.oom_killed = True
+        if worker.oom_killed:
+            code = -signal.SIGKILL
+        worker.exited.set_result(code)
+
+    def _lost(self) -> None:
+        """The sandbox process ended: its workers died with it (PDEATHSIG).  Until the
+        container's state is read (``ended``), their exits wait, so an OOM kill is known."""
+        if self._ctrl is not None:
+            self.loop.remove_reader(self._ctrl.fileno())
+            self._ctrl.close()
+            self._ctrl = None
+        error = EOFError("the container's sandbox process exited")
+        for fut in self._forks.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._forks.clear()
+        for worker in self._workers.values():
+            worker.kill()
+        if self.gone.done():
+            self._end_workers()
+
+    def ended(self, oom_killed: bool) -> None:
+        """The container is gone (and removed): every worker still waited on has ended."""
+        self.oom_killed = oom_killed
+        if self.peak_fd >= 0:
+            os.close(self.peak_fd)
+            self.peak_fd = -1
+        if self._ctrl is not None:
+            super()._lost()
+        if not self.gone.done():
+            self.gone.set_result(None)
+        self._end_workers()
+
+    def _end_workers(self) -> None:
+        for worker in list(self._workers.values()):
+            worker.oom_killed = worker.oom_killed or self.oom_killed
+            if not worker.exited.done():
+                self._worker_exited(worker, -signal.SIGKILL)
+        self._workers.clear()
+
+    def __repr__(self) -> str:
+        state = "usable" if self.usable else ("gone" if self.gone.done() else "ending")
+        kind = " stem" if self.stem else ""
+        return f"<Sandbox {self.container_id[:12]}{kind} pid={self.pid} {state}>"
+
+
 def cpu_shares(memory_mb: int) -> int:
     """Docker CPU shares (1024 = one CPU) in Lambda's proportion to memory."""
     return max(2, memory_mb * 1024 // MB_PER_VCPU)
-
-
-def exit_code(status: int, oom_killed: bool) -> int:
-    """Docker's StatusCode as the process backend reports it: a signal as its negative."""
-    if oom_killed:
-        return -signal.SIGKILL
-    if 128 < status <= 128 + 64:
-        return -(status - 128)
-    return status
 
 
 def local_node_id() -> str:
@@ -130,30 +240,26 @@ def _start_ticks(pid: int) -> str:
 
 
 def container_paths(
-    init_config: dict[str, Any], env_config: dict[str, Any]
+    init_config: dict[str, Any], env_config: dict[str, Any], task_root: str = TASK_ROOT
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """INIT's configuration and the environment's, with the paths seen inside the container.
 
-    The environment's log file must lie in its directory (it is mounted at /var/runtime-sock);
-    the agent sets no address-space limit, since the container's memory cgroup is the limit.
+    The worker's log file is the sandbox's (``ContainerWorker.log_path`` on the host); the
+    agent sets no address-space limit, since the container's memory cgroup is the limit.
     """
-    env_dir = env_config["dir"]
-    log = os.path.relpath(env_config["log_path"], env_dir)
-    if log.startswith(".."):
-        raise ValueError(f"log_path {env_config['log_path']!r} is outside {env_dir!r}")
     environ = dict(
-        init_config["environ"], LAMBDA_TASK_ROOT=TASK_ROOT, LAMBDA_RUNTIME_DIR="/opt/warmstart"
+        init_config["environ"], LAMBDA_TASK_ROOT=task_root, LAMBDA_RUNTIME_DIR="/opt/warmstart"
     )
-    init = dict(init_config, task_root=TASK_ROOT, log_path=f"{SOCK_DIR}/init.log", environ=environ)
+    init = dict(init_config, task_root=task_root, log_path=f"{SOCK_DIR}/init.log", environ=environ)
     env = {k: v for k, v in env_config.items() if k not in ("dir", "memory_limit_bytes")}
     env["environ"] = dict(env_config.get("environ", {}), TMPDIR="/tmp")
-    env["log_path"] = f"{SOCK_DIR}/{log}"
+    env["log_path"] = f"{SOCK_DIR}/{LOG_NAME}"
     return init, env
 
 
 def container_config(
     code_dir: str,
-    env_dir: str,
+    sandbox_dir: str,
     *,
     image: str,
     memory_mb: int,
@@ -163,9 +269,9 @@ def container_config(
     labels: dict[str, str],
     host_binds: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The create request of one environment's container."""
+    """The create request of one sandbox's container (``code_dir`` is mounted at /var/task)."""
     binds = [
-        f"{env_dir}:{SOCK_DIR}:rw",
+        f"{sandbox_dir}:{SOCK_DIR}:rw",
         f"{AGENT_DIR}:{AGENT_MOUNT}:ro",
         f"{code_dir}:{TASK_ROOT}:ro",
         *(f"{path}:{path}:ro" for path in host_binds),
@@ -226,32 +332,157 @@ def _read_peak(cgroup: str) -> int | None:
     return None
 
 
+def _reset_peak(cgroup: str) -> None:
+    """Start a new high-water mark (cgroup v1 resets it on a write; v2's is per reader)."""
+    with (
+        contextlib.suppress(OSError),
+        open(os.path.join(cgroup, "memory.max_usage_in_bytes"), "wb") as f,
+    ):
+        f.write(b"0")
+
+
+def oom_kills(cgroup: str) -> int:
+    """How many processes the cgroup's OOM killer has killed (v1 oom_control, v2 events)."""
+    for name in ("memory.oom_control", "memory.events"):
+        try:
+            with open(os.path.join(cgroup, name), "rb") as f:
+                for line in f:
+                    if line.startswith(b"oom_kill "):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _open_peak(cgroup: str) -> int:
+    """A descriptor of the cgroup's high-water mark file, kept open: a pread of it costs
+    under a microsecond where an open and a read cost tens (this is on every result)."""
+    for name in ("memory.max_usage_in_bytes", "memory.peak"):
+        try:
+            return os.open(os.path.join(cgroup, name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+    return -1
+
+
 def cgroup_peak_mb(worker: ContainerWorker) -> int:
     """The container's peak memory (its cgroup's high-water mark), in MB rounded up; 0 if
-    unknown.  A synchronous file read, for the engine's timeout path."""
-    peak = _read_peak(worker.cgroup) if worker.cgroup else None
-    return -(-(peak or 0) // MB)
+    unknown."""
+    fd = worker.sandbox.peak_fd
+    if fd < 0:
+        return 0
+    try:
+        return -(-int(os.pread(fd, 32, 0)) // MB)
+    except (OSError, ValueError):
+        return 0
+
+
+def host_pid(init_pid: int, inner_pid: int) -> int:
+    """The host pid of the child ``inner_pid`` (as the container sees it) of ``init_pid``."""
+    try:
+        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return 0
+    for child in children:
+        try:
+            with open(f"/proc/{child}/status") as f:
+                for line in f:
+                    if line.startswith("NSpid:"):
+                        if int(line.split()[-1]) == inner_pid:
+                            return int(child)
+                        break
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def _peer_pid(conn: socket.socket) -> int:
+    """The pid (in our namespace) of the process at the other end of a unix socket."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(creds)[0])
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _copy_code(code_dir: str, store: str, name: str) -> None:
+    """Copy ``code_dir`` to ``store/name`` whole or not at all (a rename of a finished copy)."""
+    target = os.path.join(store, name)
+    if os.path.isdir(target):
+        return
+    os.makedirs(store, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".stage-", dir=store)
+    try:
+        shutil.copytree(code_dir, os.path.join(staging, "code"), copy_function=_link_or_copy)
+        with contextlib.suppress(OSError):  # another copy finished first
+            os.rename(os.path.join(staging, "code"), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class StemCells:
+    """The ready stem cells of one key, and how many more are on their way."""
+
+    def __init__(self, key: SandboxKey, count: int, host_binds: Sequence[str]) -> None:
+        self.key = key
+        self.count = count
+        self.host_binds = tuple(host_binds)
+        self.ready: list[Sandbox] = []
+        self.filling = 0
+        self.taken = 0
+        self.error = ""
+
+    def __repr__(self) -> str:
+        key = self.key
+        return f"<StemCells {key.image} {key.memory_mb}MB ready={len(self.ready)}/{self.count}>"
+
+    def forget(self, sandbox: Sandbox) -> None:
+        if sandbox in self.ready:
+            self.ready.remove(sandbox)
 
 
 class ContainerBackend:
     """Starts environments as containers; one aiodocker client, a cap on starts in flight.
 
     Use as ``async with ContainerBackend() as backend`` (or ``await backend.close()``), inside
-    the loop that runs the workers.
+    the loop that runs the workers.  ``root`` holds the sandboxes' directories and the code
+    store (a fresh temporary directory by default, removed on close).
     """
 
     def __init__(
-        self, *, start_cap: int = 8, connect_timeout: float = 30.0, url: str | None = None
+        self,
+        *,
+        start_cap: int = 8,
+        connect_timeout: float = 30.0,
+        url: str | None = None,
+        root: str | None = None,
+        node_id: str = "",
     ) -> None:
         self.start_cap = start_cap
         self.connect_timeout = connect_timeout
+        self.node_id = node_id or local_node_id()
         self._url = url
         self._docker: aiodocker.Docker | None = None
         # Python >= 3.10: a Semaphore binds to the loop that first waits on it, not this one
         self._starts = asyncio.Semaphore(start_cap)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._live: dict[str, ContainerWorker] = {}
+        self._live: dict[str, Sandbox] = {}
+        #: environment directory → the sandbox that serves it
+        self._bound: dict[str, Sandbox] = {}
+        self._stems: dict[SandboxKey, StemCells] = {}
+        self._staged: dict[tuple[str, int], str] = {}
         self._starting = 0
+        if root is None:
+            self.root, self._own_root = tempfile.mkdtemp(prefix="warmstart-containers-"), True
+        else:
+            os.makedirs(root, exist_ok=True)
+            self.root, self._own_root = root, False
+        self.store = os.path.join(self.root, "code")
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -267,8 +498,14 @@ class ContainerBackend:
 
     async def close(self) -> None:
         """Kill every container this backend started, wait until they are removed."""
-        for worker in list(self._live.values()):
-            worker.kill()
+        for stems in self._stems.values():
+            stems.count = 0
+        for sandbox in list(self._live.values()):
+            for worker in list(sandbox._workers.values()):
+                worker.kill()
+            if sandbox.pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(sandbox.pid, signal.SIGKILL)
         await self._settle()
         if self._live:  # not ended by a signal to their host pid: ask the daemon
             await asyncio.gather(*(self._remove(cid) for cid in list(self._live)))
@@ -280,6 +517,8 @@ class ContainerBackend:
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     async def _settle(self) -> None:
         if self._tasks:
@@ -301,6 +540,8 @@ class ContainerBackend:
         value = (await self.image_labels(image)).get(BINDS_LABEL, "")
         return tuple(path for path in value.split(":") if path)
 
+    # -- environments -----------------------------------------------------------------------
+
     async def start_worker(
         self,
         spec: FunctionSpec,
@@ -313,47 +554,199 @@ class ContainerBackend:
         ephemeral_storage_mb: int,
         network: bool = False,
         python: str = "python3",
-        node_id: str,
         env_id: int = 0,
         host_binds: Sequence[str] = (),
     ) -> ContainerWorker:
-        """A container running the agent, initialized and ready for its first invocation.
+        """A worker initialized and ready for its first invocation.
 
+        The environment's sandbox if it still runs (a worker restarted after a timeout or a
+        crash: same container, same /tmp), else a stem cell of the key, else a new container.
         Raises InitFailed when the handler cannot initialize, ContainerStartError when the
         container cannot start or its agent never connects.
         """
-        init, env = container_paths(spec.init_config, env_config)
-        labels = {
-            LABEL: "1",
-            NODE_LABEL: node_id,
-            ENV_LABEL: str(env_id),
-            FUNCTION_LABEL: spec.name,
-        }
-        config = container_config(
-            spec.code_dir,
-            env_config["dir"],
-            image=image,
-            memory_mb=memory_mb,
-            ephemeral_storage_mb=ephemeral_storage_mb,
-            network=network,
-            python=python,
-            labels=labels,
-            host_binds=host_binds,
-        )
-        docker = self.docker
-        worker = ContainerWorker(owner, loop)
-        self._starting += 1
+        key = SandboxKey(image, memory_mb, ephemeral_storage_mb, network, python)
+        env_dir = env_config["dir"]
+        sandbox = self._bound.get(env_dir)
+        task_root = TASK_ROOT
         try:
-            async with self._starts:
-                await self._start(docker, worker, loop, env_config["dir"], config)
+            if sandbox is None or not sandbox.usable:
+                sandbox = await self._take_stem(key) or await self._new_sandbox(
+                    key, spec.code_dir, self._labels(env_id, spec.name), host_binds
+                )
+                self._bound[env_dir] = sandbox
+            if sandbox.stem:
+                task_root = f"{TASK_ROOT}/{await self._stage(spec)}"
+            return await self._fork(sandbox, spec, owner, loop, env_config, env_id, task_root)
+        except BaseException:
+            self._bound.pop(env_dir, None)
+            if sandbox is not None:
+                await asyncio.shield(self._spawn(self._discard(sandbox)))
+            raise
+
+    async def _fork(
+        self,
+        sandbox: Sandbox,
+        spec: FunctionSpec,
+        owner: WorkerOwner,
+        loop: asyncio.AbstractEventLoop,
+        env_config: dict[str, Any],
+        env_id: int,
+        task_root: str,
+    ) -> ContainerWorker:
+        worker = ContainerWorker(owner, loop, sandbox)
+        if sandbox.cgroup:
+            worker.oom_base = oom_kills(sandbox.cgroup)
+            _reset_peak(sandbox.cgroup)
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(worker.log_path, 0)
+        inner = await sandbox.fork_worker(worker, env_id, {})
+        worker.pid = host_pid(sandbox.pid, inner)
+        init, env = container_paths(spec.init_config, env_config, task_root)
+        try:
             await worker.initialize(dict(init, env=env))
         except BaseException:
             worker.kill()
-            await asyncio.shield(self._spawn(self._discard(worker)))
+            raise
+        return worker
+
+    def _labels(self, env_id: int, function: str) -> dict[str, str]:
+        return {
+            LABEL: "1",
+            NODE_LABEL: self.node_id,
+            ENV_LABEL: str(env_id),
+            FUNCTION_LABEL: function,
+        }
+
+    async def stop_worker(self, worker: ContainerWorker, grace: float = EXIT_WAIT_S) -> int:
+        """The environment ends: close the worker's socket, wait, then kill; returns once its
+        container is removed."""
+        sandbox = worker.sandbox
+        for env_dir, bound in list(self._bound.items()):
+            if bound is sandbox:
+                del self._bound[env_dir]
+        try:
+            return await worker.stop(grace)
+        except asyncio.TimeoutError:
+            return -signal.SIGKILL
+        finally:
+            await self._discard(sandbox)
+
+    async def peak_memory_mb(self, worker: ContainerWorker) -> int:
+        """The container's peak memory (its cgroup's high-water mark), in MB rounded up."""
+        peak = _read_peak(worker.cgroup) if worker.cgroup else None
+        if peak is None and worker.container_id and not worker.sandbox.gone.done():
+            with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
+                container = self.docker.containers.container(worker.container_id)
+                stats = await container.stats(stream=False)
+                memory = stats[0].get("memory_stats", {}) if stats else {}
+                peak = memory.get("max_usage") or memory.get("usage")
+        return -(-int(peak or 0) // MB)
+
+    # -- stem cells -------------------------------------------------------------------------
+
+    def keep_stem_cells(self, key: SandboxKey, count: int, host_binds: Sequence[str] = ()) -> None:
+        """Keep ``count`` started sandboxes of ``key`` ready for cold starts (0 stops)."""
+        stems = self._stems.get(key)
+        if stems is None:
+            stems = self._stems[key] = StemCells(key, count, host_binds)
+        stems.count = count
+        while len(stems.ready) > count:
+            self._spawn(self._discard(stems.ready.pop()))
+        self._fill(stems)
+
+    def stem_cells(self, key: SandboxKey) -> StemCells | None:
+        return self._stems.get(key)
+
+    async def stem_cells_ready(self, key: SandboxKey, timeout: float = 60.0) -> None:
+        """Wait until every stem cell of ``key`` is started (for tests and warm-up)."""
+        stems = self._stems[key]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(stems.ready) < stems.count:
+            if stems.error:
+                raise ContainerStartError(stems.error)
+            if loop.time() > deadline:
+                raise asyncio.TimeoutError(f"{stems!r} not ready within {timeout:g} s")
+            await asyncio.sleep(0.01)
+
+    async def _take_stem(self, key: SandboxKey) -> Sandbox | None:
+        stems = self._stems.get(key)
+        if stems is None:
+            return None
+        while stems.ready:
+            sandbox = stems.ready.pop()
+            if sandbox.usable:
+                stems.taken += 1
+                self._fill(stems)
+                return sandbox
+        self._fill(stems)
+        return None
+
+    def _fill(self, stems: StemCells) -> None:
+        while len(stems.ready) + stems.filling < stems.count:
+            stems.filling += 1
+            self._spawn(self._grow(stems))
+
+    async def _grow(self, stems: StemCells) -> None:
+        labels = {LABEL: "1", NODE_LABEL: self.node_id, STEM_LABEL: stems.key.image}
+        os.makedirs(self.store, exist_ok=True)
+        try:
+            sandbox = await self._new_sandbox(stems.key, self.store, labels, stems.host_binds)
+        except (ContainerStartError, OSError) as exc:
+            stems.error = str(exc)  # not retried in a loop: the next take tries again
+            return
+        finally:
+            stems.filling -= 1
+        sandbox.stem = True
+        stems.error = ""
+        if len(stems.ready) < stems.count:
+            stems.ready.append(sandbox)
+            sandbox.gone.add_done_callback(lambda _: stems.forget(sandbox))
+        else:
+            await self._discard(sandbox)
+
+    async def _stage(self, spec: FunctionSpec) -> str:
+        """The function's code copied (hard-linked where it can be) into the code store that
+        stem cells mount; returns its folder's name there."""
+        name = self._staged.get((spec.name, spec.generation))
+        if name is None:
+            name = f"{spec.name}-{spec.generation}"
+            await asyncio.to_thread(_copy_code, spec.code_dir, self.store, name)
+            self._staged[(spec.name, spec.generation)] = name
+        return name
+
+    # -- containers -------------------------------------------------------------------------
+
+    async def _new_sandbox(
+        self,
+        key: SandboxKey,
+        code_dir: str,
+        labels: dict[str, str],
+        host_binds: Sequence[str],
+    ) -> Sandbox:
+        loop = asyncio.get_running_loop()
+        sandbox = Sandbox(loop, key, self.root)
+        config = container_config(
+            code_dir,
+            sandbox.dir,
+            image=key.image,
+            memory_mb=key.memory_mb,
+            ephemeral_storage_mb=key.ephemeral_storage_mb,
+            network=key.network,
+            python=key.python,
+            labels=labels,
+            host_binds=host_binds,
+        )
+        self._starting += 1
+        try:
+            async with self._starts:
+                await self._start(sandbox, config)
+        except BaseException:
+            await asyncio.shield(self._spawn(self._discard(sandbox)))
             raise
         finally:
             self._starting -= 1
-        return worker
+        return sandbox
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A task close() waits for: exit watches and removals outlive a cancelled start."""
@@ -362,56 +755,42 @@ class ContainerBackend:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _start(
-        self,
-        docker: aiodocker.Docker,
-        worker: ContainerWorker,
-        loop: asyncio.AbstractEventLoop,
-        env_dir: str,
-        config: dict[str, Any],
-    ) -> None:
-        """Create and start the container, accept its agent's connection, learn its pid."""
-        path = os.path.join(env_dir, "agent.sock")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    async def _start(self, sandbox: Sandbox, config: dict[str, Any]) -> None:
+        """Create and start the container, accept its sandbox's connection, learn its pid."""
+        loop = sandbox.loop
+        path = os.path.join(sandbox.dir, "agent.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             listener.bind(path)
             listener.listen(1)
             listener.setblocking(False)
             try:
-                worker.create = asyncio.ensure_future(docker.containers.create(config))
-                container = await asyncio.shield(worker.create)
-                worker.container_id = container.id
+                sandbox.create = asyncio.ensure_future(self.docker.containers.create(config))
+                container = await asyncio.shield(sandbox.create)
+                sandbox.container_id = container.id
+                self._live[container.id] = sandbox
                 await container.start()
-                state = (await container.show())["State"]
             except aiodocker.DockerError as exc:
                 raise ContainerStartError(f"docker: {exc.message}") from None
-            worker.pid = int(state.get("Pid") or 0)
-            worker.cgroup = memory_cgroup(worker.pid) if worker.pid else ""
-            self._live[container.id] = worker
-            self._spawn(self._wait_exit(container, worker))
-            conn = await self._accept(loop, listener, worker, env_dir)
+            conn = await self._accept(loop, listener, container, sandbox.dir)
         finally:
             listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        try:
-            await loop.create_unix_connection(lambda: worker, sock=conn)
-        except BaseException:
-            conn.close()
-            raise
+        sandbox.watch(_peer_pid(conn))
+        sandbox.attach(conn)
+        self._spawn(self._wait_exit(container, sandbox))
 
     async def _accept(
         self,
         loop: asyncio.AbstractEventLoop,
         listener: socket.socket,
-        worker: ContainerWorker,
-        env_dir: str,
+        container: DockerContainer,
+        sandbox_dir: str,
     ) -> socket.socket:
-        """The agent's connection, unless the container exits or the timeout passes first."""
+        """The sandbox's connection, unless the container exits or the timeout passes first."""
         accept = asyncio.ensure_future(loop.sock_accept(listener))
-        exited = asyncio.shield(worker.exited)
+        exited = asyncio.ensure_future(container.wait())
         try:
             done, _ = await asyncio.wait(
                 (accept, exited), timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED
@@ -419,75 +798,67 @@ class ContainerBackend:
         except BaseException:
             _drop(accept)
             raise
-        if accept not in done:
-            _drop(accept)
+        finally:
+            if not exited.done():
+                exited.cancel()
         if accept in done:
             return accept.result()[0]
-        boot = _tail(os.path.join(env_dir, BOOT_LOG))
+        _drop(accept)
+        boot = _tail(os.path.join(sandbox_dir, BOOT_LOG))
         if exited in done:
+            try:
+                status = f"code {int(exited.result()['StatusCode'])}"
+            except (aiodocker.DockerError, aiohttp.ClientError, KeyError, ValueError) as exc:
+                status = f"an unknown status ({exc})"
             raise ContainerStartError(
-                f"the container exited with code {exited.result()} before its agent connected{boot}"
+                f"the container exited with {status} before its agent connected{boot}"
             )
         raise ContainerStartError(
             f"the container's agent did not connect within {self.connect_timeout:g} s{boot}"
         )
 
-    async def _wait_exit(self, container: DockerContainer, worker: ContainerWorker) -> None:
-        """Await the container's end, read how it ended, remove it, then resolve ``exited``.
+    async def _wait_exit(self, container: DockerContainer, sandbox: Sandbox) -> None:
+        """Await the container's end, read how it ended, remove it, then end its sandbox.
 
-        The kernel says when the container's init exits (a pidfd), so a live container holds
-        no connection to the daemon; ``wait()`` then only syncs with the daemon's record.
+        The kernel says when the container's first process exits (a pidfd), so a live
+        container holds no connection to the daemon; ``wait()`` then only syncs with the
+        daemon's record.
         """
-        status, oom = -signal.SIGKILL, False
+        oom = False
         try:
-            if worker.pid:
-                await _process_gone(worker.pid)
-            status = int((await container.wait())["StatusCode"])
+            await _process_gone(sandbox.pid)
+            await container.wait()
             state = (await container.show())["State"]
             oom = bool(state.get("OOMKilled"))
         except (aiodocker.DockerError, aiohttp.ClientError, OSError, KeyError, ValueError):
-            worker.kill()  # we can no longer tell: make sure it is gone
+            pass  # we can no longer tell: the removal below makes sure it is gone
         finally:
             await self._remove(container.id)
             self._live.pop(container.id, None)
-            worker.oom_killed = oom
-            if not worker.exited.done():
-                worker.exited.set_result(exit_code(status, oom))
+            sandbox.ended(oom)
+            shutil.rmtree(sandbox.dir, ignore_errors=True)
 
-    async def _discard(self, worker: ContainerWorker) -> None:
-        """Remove the container of a failed start, once its create request has answered."""
-        if worker.container_id in self._live:
-            return  # started: its _wait_exit removes it once the kill has ended it
-        if not worker.container_id and worker.create is not None:
+    async def _discard(self, sandbox: Sandbox) -> None:
+        """Remove a sandbox's container (once its create request has answered) and wait
+        until it is gone."""
+        if not sandbox.container_id and sandbox.create is not None:
             try:
-                worker.container_id = (await worker.create).id
+                sandbox.container_id = (await sandbox.create).id
             except (aiodocker.DockerError, aiohttp.ClientError, OSError):
-                return
-        if worker.container_id:  # force-removal also ends a container that never connected
-            await self._remove(worker.container_id)
+                pass
+        if sandbox.container_id:  # force-removal also ends a container that never connected
+            await self._remove(sandbox.container_id)
+        if sandbox.container_id in self._live and sandbox.pid:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sandbox.gone), EXIT_WAIT_S)
+        else:
+            self._live.pop(sandbox.container_id, None)
+            sandbox.ended(False)
+            shutil.rmtree(sandbox.dir, ignore_errors=True)
 
     async def _remove(self, container_id: str) -> None:
         with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
             await self.docker.containers.container(container_id).delete(force=True)
-
-    async def stop_worker(self, worker: ContainerWorker, grace: float = EXIT_WAIT_S) -> int:
-        """Close the socket, wait, then kill; returns once the container is removed."""
-        try:
-            return await worker.stop(grace)
-        except asyncio.TimeoutError:
-            await self._remove(worker.container_id)
-            return await asyncio.wait_for(asyncio.shield(worker.exited), EXIT_WAIT_S)
-
-    async def peak_memory_mb(self, worker: ContainerWorker) -> int:
-        """The container's peak memory (its cgroup's high-water mark), in MB rounded up."""
-        peak = _read_peak(worker.cgroup) if worker.cgroup else None
-        if peak is None and not worker.exited.done():
-            with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
-                container = self.docker.containers.container(worker.container_id)
-                stats = await container.stats(stream=False)
-                memory = stats[0].get("memory_stats", {}) if stats else {}
-                peak = memory.get("max_usage") or memory.get("usage")
-        return -(-int(peak or 0) // MB)
 
     async def cleanup_leftovers(self, node_id: str) -> list[str]:
         """Remove warmstart containers of nodes that no longer run (not ``node_id``'s own).
@@ -506,9 +877,10 @@ class ContainerBackend:
         return dead
 
     def __repr__(self) -> str:
+        stems = sum(len(s.ready) for s in self._stems.values())
         return (
             f"<ContainerBackend live={len(self._live)} starting={self._starting} "
-            f"cap={self.start_cap}>"
+            f"stem={stems} cap={self.start_cap}>"
         )
 
 

@@ -243,16 +243,16 @@ def _check_init(frame: P.Frame) -> None:
         raise P.ProtocolError(f"expected INIT_OK, got {frame!r}")
 
 
-class Template:
-    """One template process: the function imported once, forking warm workers on request."""
+class ForkServer:
+    """The engine's end of a process that forks workers on request (a template or a
+    container's sandbox): FORK(env, fd) → FORKED(pid), and EXITED(pid, status) for each child.
 
-    def __init__(self, spec: FunctionSpec, loop: asyncio.AbstractEventLoop) -> None:
-        self.spec = spec
+    Pids are as the server sees them (its pid namespace); ``_workers`` is keyed by them.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.proc: Child | None = None
         self._ctrl: socket.socket | None = None
-        self._ready: asyncio.Future[None] | None = None
-        self._init: asyncio.Future[P.Frame] | None = None
         self._forks: dict[int, asyncio.Future[int]] = {}
         self._workers: dict[int, Worker] = {}
 
@@ -260,59 +260,33 @@ class Template:
     def workers(self) -> int:
         return len(self._workers)
 
-    async def ensure(self) -> None:
-        """Start the template once; concurrent cold starts share the one start."""
-        if self._ready is None:
-            self._ready = asyncio.ensure_future(self._start())
-        try:
-            await asyncio.shield(self._ready)
-        except BaseException:
-            if self._ready is not None and self._ready.done():
-                self._ready = None  # the next cold start tries again, as Lambda re-runs init
-            raise
+    def attach(self, ctrl: socket.socket) -> None:
+        """Take the server's seqpacket control socket and listen on it."""
+        ctrl.setblocking(False)
+        self._ctrl = ctrl
+        self.loop.add_reader(ctrl.fileno(), self._readable)
 
-    async def _start(self) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            err = os.path.join(self.spec.work_dir, f"template-{self.spec.generation}.err")
-            self.proc = await _spawn(self.spec, child, "template", err)
-        finally:
-            child.close()
-        parent.setblocking(False)
-        self._ctrl = parent
-        self._init = self.loop.create_future()
-        self.loop.add_reader(parent.fileno(), self._readable)
-        parent.send(P.encode(P.INIT, (orjson.dumps(self.spec.init_config),)))
-        try:
-            _check_init(await self._init)
-        except BaseException:
-            await self.close()
-            raise
-
-    async def fork(self, owner: WorkerOwner, env_id: int, env_config: dict[str, Any]) -> Worker:
-        """A new worker forked from the template, ready for its first invocation."""
-        await self.ensure()
+    async def fork_worker(self, worker: Worker, token: int, env_config: dict[str, Any]) -> int:
+        """Fork a child that serves ``worker``'s socket; returns its pid (the server's view)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        worker = Worker(owner, self.loop)
-        forked = self.loop.create_future()
-        self._forks[env_id] = forked
+        forked: asyncio.Future[int] = self.loop.create_future()
+        self._forks[token] = forked
         try:
             await self.loop.create_unix_connection(lambda: worker, sock=ours)
-            msg = P.encode(P.FORK, (orjson.dumps(env_config),), env_id)
+            msg = P.encode(P.FORK, (orjson.dumps(env_config),), token)
             fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))]
             if self._ctrl is None:
-                raise EOFError("the template process exited")
+                raise EOFError("the process that forks workers exited")
             self._ctrl.sendmsg([msg], fds)
             theirs.close()
-            worker.pid = await forked
-            self._workers[worker.pid] = worker
-            _check_init(await worker.handshake())
+            pid = await forked
         except BaseException:
-            self._forks.pop(env_id, None)
+            self._forks.pop(token, None)
             theirs.close()
             worker.kill()  # without a pid yet, closing the socket makes the child exit
             raise
-        return worker
+        self._workers[pid] = worker
+        return pid
 
     def _readable(self) -> None:
         assert self._ctrl is not None
@@ -340,20 +314,23 @@ class Template:
         elif frame.kind == P.EXITED:
             worker = self._workers.pop(frame.a, None)
             if worker is not None and not worker.exited.done():
-                worker.exited.set_result(os.waitstatus_to_exitcode(frame.b))
-        elif self._init is not None and not self._init.done():
-            self._init.set_result(frame)
+                self._worker_exited(worker, os.waitstatus_to_exitcode(frame.b))
+        else:
+            self._other(frame)
+
+    def _worker_exited(self, worker: Worker, code: int) -> None:
+        worker.exited.set_result(code)
+
+    def _other(self, frame: P.Frame) -> None:
+        raise P.ProtocolError(f"unexpected {frame!r} from a fork server")
 
     def _lost(self) -> None:
-        """The template died or closed: its children were killed with it (PDEATHSIG)."""
-        self._ready = None
+        """The server died or closed: its children were killed with it (PDEATHSIG)."""
         if self._ctrl is not None:
             self.loop.remove_reader(self._ctrl.fileno())
             self._ctrl.close()
             self._ctrl = None
-        error = EOFError("the template process exited")
-        if self._init is not None and not self._init.done():
-            self._init.set_exception(error)
+        error = EOFError("the process that forks workers exited")
         for fut in self._forks.values():
             if not fut.done():
                 fut.set_exception(error)
@@ -361,8 +338,68 @@ class Template:
         for worker in list(self._workers.values()):
             worker.kill()
             if not worker.exited.done():
-                worker.exited.set_result(-signal.SIGKILL)
+                self._worker_exited(worker, -signal.SIGKILL)
         self._workers.clear()
+
+
+class Template(ForkServer):
+    """One template process: the function imported once, forking warm workers on request."""
+
+    def __init__(self, spec: FunctionSpec, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.spec = spec
+        self.proc: Child | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._init: asyncio.Future[P.Frame] | None = None
+
+    async def ensure(self) -> None:
+        """Start the template once; concurrent cold starts share the one start."""
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(self._start())
+        try:
+            await asyncio.shield(self._ready)
+        except BaseException:
+            if self._ready is not None and self._ready.done():
+                self._ready = None  # the next cold start tries again, as Lambda re-runs init
+            raise
+
+    async def _start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            err = os.path.join(self.spec.work_dir, f"template-{self.spec.generation}.err")
+            self.proc = await _spawn(self.spec, child, "template", err)
+        finally:
+            child.close()
+        self._init = self.loop.create_future()
+        self.attach(parent)
+        parent.send(P.encode(P.INIT, (orjson.dumps(self.spec.init_config),)))
+        try:
+            _check_init(await self._init)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def fork(self, owner: WorkerOwner, env_id: int, env_config: dict[str, Any]) -> Worker:
+        """A new worker forked from the template, ready for its first invocation."""
+        await self.ensure()
+        worker = Worker(owner, self.loop)
+        worker.pid = await self.fork_worker(worker, env_id, env_config)
+        try:
+            _check_init(await worker.handshake())
+        except BaseException:
+            worker.kill()
+            raise
+        return worker
+
+    def _other(self, frame: P.Frame) -> None:
+        if self._init is not None and not self._init.done():
+            self._init.set_result(frame)
+
+    def _lost(self) -> None:
+        self._ready = None
+        if self._init is not None and not self._init.done():
+            self._init.set_exception(EOFError("the template process exited"))
+        super()._lost()
 
     async def close(self) -> None:
         """Stop the template (its forked workers go with it)."""
