@@ -1,0 +1,55 @@
+"""Long jobs and async invocations: AWS Batch's job model and Lambda's async retries, kept in
+a durable store (DESIGN.md section 5).
+
+- :mod:`.model`: the Batch API's shapes and their validation (:class:`ClientException`);
+- :mod:`.rules`: Batch's rules as pure functions (retries, array parents, dependencies);
+- :mod:`.events`: async invocation records and Lambda's retry / maximum-age rules;
+- :mod:`.store`: the :class:`Store` interface and :class:`SqliteStore`.
+"""
+
+from .events import AsyncEvent, EventClaim, EventInvokeConfig, invocation_record
+from .model import (
+    Claim,
+    ClientException,
+    CreateJobQueueRequest,
+    Finish,
+    JobDefinition,
+    JobDetail,
+    JobQueueDetail,
+    JobSummary,
+    KillOrder,
+    Recovery,
+    RegisterJobDefinitionRequest,
+    SubmitJobRequest,
+    SubmitJobResponse,
+    UpdateJobQueueRequest,
+    parse,
+)
+from .store import Page, SqliteStore, Store, default_data_dir, default_store_path
+
+__all__ = [
+    "AsyncEvent",
+    "Claim",
+    "ClientException",
+    "CreateJobQueueRequest",
+    "EventClaim",
+    "EventInvokeConfig",
+    "Finish",
+    "JobDefinition",
+    "JobDetail",
+    "JobQueueDetail",
+    "JobSummary",
+    "KillOrder",
+    "Page",
+    "Recovery",
+    "RegisterJobDefinitionRequest",
+    "SqliteStore",
+    "Store",
+    "SubmitJobRequest",
+    "SubmitJobResponse",
+    "UpdateJobQueueRequest",
+    "default_data_dir",
+    "default_store_path",
+    "invocation_record",
+    "parse",
+]
