@@ -29,7 +29,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import aiodocker
 import aiohttp
@@ -67,12 +67,31 @@ from .wording import (
     exit_description,
     iso_now,
     peak_rss_mb,
+    request_id,
     too_large,
 )
 
 SYNC_PAYLOAD_LIMIT = 6_291_456
 ASYNC_PAYLOAD_LIMIT = 1_048_576
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+
+class JobHandle(Protocol):
+    """A batch job a call became: its id, and its end awaited (see runtime.batch)."""
+
+    job_id: str
+
+
+class Backlog(Protocol):
+    """Where the engine sends what it does not run at once: Event invocations (durably, before
+    Invoke answers 202) and calls of batch functions, or of ``spill_on_timeout`` functions that
+    timed out (a batch job each, once).  ``runtime.batch`` provides one."""
+
+    async def put_event(self, function: str, payload: bytes, request_id: str) -> None: ...
+
+    async def spill(
+        self, function: str, payload: bytes, *, origin: str, request_id: str
+    ) -> JobHandle: ...
 
 
 class Engine:
@@ -102,6 +121,8 @@ class Engine:
         #: names this engine's containers (their labels), so a later run can remove leftovers
         self.node_id = local_node_id()
         self.log_listeners: list[Any] = []
+        #: the durable queue for Event invocations and batch work (runtime.batch), if attached
+        self.backlog: Backlog | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -463,7 +484,10 @@ class Engine:
         if client_context is not None or identity is not None:
             context = orjson.dumps({"client_context": client_context, "identity": identity})
         if invocation_type == "Event":
-            self._spawn_task(self._invoke_event(fn, body, context))
+            if self.backlog is not None:  # durable: accepted means stored
+                await self.backlog.put_event(name, body, request_id())
+            else:
+                self._spawn_task(self._invoke_event(fn, body, context))
             return InvokeResult(b"", status_code=202)
         return await self._enqueue(fn, body, context)
 
@@ -495,7 +519,7 @@ class Engine:
         return body
 
     async def _invoke_event(self, fn: FunctionState, body: bytes, context: bytes) -> None:
-        """In-process asynchronous invocation (not durable until a batch queue is attached)."""
+        """In-process asynchronous invocation (without a backlog: not durable)."""
         with contextlib.suppress(WarmstartError):
             await self._enqueue(fn, body, context)
 
@@ -692,6 +716,9 @@ class Engine:
 
     def _spill(self, req: int) -> None:
         call = self._calls.pop(req)
+        if self.backlog is not None:
+            self._spawn_task(self._submit_spilled(call, "invoke"))
+            return
         if not call.future.done():
             call.future.set_exception(
                 BatchUnavailableException(
@@ -700,6 +727,24 @@ class Engine:
                     "batch function, and no batch queue is attached to this engine"
                 )
             )
+
+    async def _submit_spilled(self, call: Call, origin: str) -> None:
+        """Submit a call as a batch job; a spilled invoke answers 202 with the job's id."""
+        assert self.backlog is not None
+        try:
+            job = await self.backlog.spill(
+                call.fn.config.name, call.payload, origin=origin, request_id=call.request_id
+            )
+        except Exception as exc:
+            if not call.future.done():
+                call.future.set_exception(exc)
+            return
+        if origin == "invoke" and not call.future.done():
+            call.future.set_result(
+                InvokeResult(orjson.dumps({"jobId": job.job_id}), status_code=202, job=job)
+            )
+        elif call.future.done():
+            call.future.result().job = job
 
     def _kill(self, env_id: int, req: int, reason: int) -> None:
         env = self._envs[env_id]
@@ -731,6 +776,8 @@ class Engine:
         if env.status is EnvStatus.BUSY:
             env.to(EnvStatus.READY)
         self._finish(call, error_doc("Sandbox.Timedout", message), "Unhandled", log, report, env)
+        if reason == S.R_TIMEOUT and config.spill_on_timeout and self.backlog is not None:
+            self._spawn_task(self._submit_spilled(call, "spill_on_timeout"))
 
     def _stop(self, env_id: int) -> None:
         env = self._envs.pop(env_id, None)

@@ -67,7 +67,16 @@ class InvokeResult:
     it (``START``, the function's output, ``END``, ``REPORT``), formatted when first read.
     """
 
-    __slots__ = ("_log", "function_error", "output", "payload", "preamble", "report", "status_code")
+    __slots__ = (
+        "_log",
+        "function_error",
+        "job",
+        "output",
+        "payload",
+        "preamble",
+        "report",
+        "status_code",
+    )
 
     def __init__(
         self,
@@ -77,8 +86,11 @@ class InvokeResult:
         output: bytes = b"",
         status_code: int = 200,
         preamble: bytes = b"",
+        job: Any = None,
     ) -> None:
         self.payload = payload
+        #: the batch job this call became (a spilled call, or a timeout resubmitted), if any
+        self.job = job
         self.function_error = function_error
         self.report = report
         self.output = output
