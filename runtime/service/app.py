@@ -4,6 +4,7 @@
       /2015-03-31/… /2016-08-19/… /2017-10-31/… /2019-09-30/…   Lambda API (lambda_api.py)
       /warmstart/logs/{name}                                    recent log text, or followed
       /healthz  /metrics                                        health, Prometheus text
+      POST / with X-Amz-Target                                  JSON 1.1 APIs: ECS (json_rpc.py)
       anything else                                             front_door (API Gateway routes)
 
     serve(config): engine up, functions registered, listen; on SIGTERM/SIGINT stop accepting,
@@ -29,8 +30,11 @@ import orjson
 from aiohttp import web
 
 from ..configfile import ConfigFile
+from ..ecs import Ecs
 from ..engine import Engine
 from . import gateway
+from .ecs_api import serve_ecs
+from .json_rpc import JsonRpc, is_json_rpc
 from .lambda_api import Authenticate, LambdaApi
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .shapes import JSON, UnknownOperationException, error_response
@@ -38,6 +42,7 @@ from .shapes import JSON, UnknownOperationException, error_response
 __all__ = [
     "API",
     "CONFIG",
+    "ECS",
     "ENGINE",
     "METRICS",
     "FrontDoor",
@@ -53,6 +58,7 @@ ENGINE = web.AppKey("warmstart.engine", Engine)
 CONFIG = web.AppKey("warmstart.config", ConfigFile)
 METRICS = web.AppKey("warmstart.metrics", ServiceMetrics)
 API = web.AppKey("warmstart.lambda_api", LambdaApi)
+ECS = web.AppKey("warmstart.ecs", Ecs)
 
 #: AWS-style API paths start with an API version date: /2015-03-31/, /2018-06-01/, …
 _VERSIONED = re.compile(r"^/\d{4}-\d{2}-\d{2}(?:/|$)")
@@ -87,17 +93,20 @@ def create_app(
         front_door = gateway.front_door(engine, config)
     metrics = ServiceMetrics(engine)
     api = LambdaApi(engine, config.service, metrics, authenticate)
+    rpc = JsonRpc(authenticate)
     app = web.Application()
     app[ENGINE] = engine
     app[CONFIG] = config
     app[METRICS] = metrics
     app[API] = api
+    app[ECS] = serve_ecs(rpc, config.pool)
     app.router.add_routes(api.routes())
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_route("*", "/{tail:.*}", _fallback(front_door))
+    app.router.add_route("*", "/{tail:.*}", _fallback(front_door, rpc))
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close_api)
+    app.on_cleanup.append(_close_ecs)
     return app
 
 
@@ -112,8 +121,10 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def _fallback(front_door: FrontDoor | None) -> FrontDoor:
+def _fallback(front_door: FrontDoor | None, rpc: JsonRpc) -> FrontDoor:
     async def fallback(request: web.Request) -> web.StreamResponse:
+        if is_json_rpc(request):  # AWS's JSON 1.1 APIs all POST to "/"
+            return await rpc.handle(request)
         path = request.path
         if path in _EXACT:
             raise web.HTTPMethodNotAllowed(request.method, ["GET"])
@@ -134,6 +145,10 @@ async def _end_streams(app: web.Application) -> None:
 
 async def _close_api(app: web.Application) -> None:
     await app[API].close()
+
+
+async def _close_ecs(app: web.Application) -> None:
+    await app[ECS].close()
 
 
 # -- serving --------------------------------------------------------------------------------------
