@@ -1,0 +1,263 @@
+"""AWS Batch's API (REST-JSON: every operation a ``POST /v1/<operation>``) over the batch store.
+
+    boto3.client("batch") ── POST /v1/submitjob … ──▶ read_body ──▶ authenticate ──▶ store
+                                                                        └─ terminate: kill orders
+                                                                           to the runner
+
+Operations and shapes are botocore's ``batch`` model (2016-08-10): SubmitJob, DescribeJobs,
+ListJobs, TerminateJob, CancelJob, RegisterJobDefinition, DeregisterJobDefinition,
+DescribeJobDefinitions, CreateJobQueue, DescribeJobQueues, UpdateJobQueue, DeleteJobQueue.
+Errors are ``ClientException`` (400) and ``ServerException`` (500), with ``x-amzn-ErrorType``.
+The store's calls are short transactions, run in a thread so a 10,000-child array submit does
+not hold up the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from ..batch.model import (
+    ClientException,
+    CreateJobQueueRequest,
+    KillOrder,
+    RegisterJobDefinitionRequest,
+    SubmitJobRequest,
+    UpdateJobQueueRequest,
+    parse,
+)
+from ..batch.store import Store
+from ..errors import RequestTooLargeException, WarmstartError
+from .body import read_body
+from .lambda_api import Authenticate
+from .shapes import JSON
+
+log = logging.getLogger("warmstart.service")
+
+#: SubmitJob's largest request is far smaller; an oversized body is refused before it is read
+BODY_LIMIT = 1_048_576
+#: a job's default status filter in ListJobs, as AWS answers without one
+DEFAULT_LIST_STATUS = "RUNNING"
+
+
+class ServerException(WarmstartError):
+    code = "ServerException"
+    status = 500
+
+
+class Killer(Protocol):
+    """Whoever runs the attempts: told which ones TerminateJob (or DeleteJobQueue) ends."""
+
+    def kill(self, orders: list[KillOrder]) -> None: ...
+
+
+Operation = Callable[[dict[str, Any]], Any]
+
+
+class BatchApi:
+    """The operations over ``store``; ``routes()`` lists them for aiohttp."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        killer: Killer | None = None,
+        authenticate: Authenticate | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.killer = killer
+        self.authenticate = authenticate
+        self.clock = clock
+
+    def routes(self) -> list[web.RouteDef]:
+        table: dict[str, Operation] = {
+            "submitjob": self.submit_job,
+            "describejobs": self.describe_jobs,
+            "listjobs": self.list_jobs,
+            "terminatejob": self.terminate_job,
+            "canceljob": self.cancel_job,
+            "registerjobdefinition": self.register_job_definition,
+            "deregisterjobdefinition": self.deregister_job_definition,
+            "describejobdefinitions": self.describe_job_definitions,
+            "createjobqueue": self.create_job_queue,
+            "describejobqueues": self.describe_job_queues,
+            "updatejobqueue": self.update_job_queue,
+            "deletejobqueue": self.delete_job_queue,
+        }
+        return [web.post(f"/v1/{path}", self._handler(op)) for path, op in table.items()]
+
+    def _handler(self, op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(request: web.Request) -> web.Response:
+            try:
+                body = await read_body(request, BODY_LIMIT, _too_large)
+                if self.authenticate is not None:
+                    await self.authenticate(request, body)
+                params = _json_object(body)
+                result = await asyncio.to_thread(op, params)
+            except Exception as exc:
+                return _failed(exc)
+            return web.Response(body=orjson.dumps(result), headers={"Content-Type": JSON})
+
+        return handler
+
+    # -- operations (run in a worker thread: each is one store transaction) ---------------------
+
+    def submit_job(self, params: dict[str, Any]) -> Any:
+        request = parse(SubmitJobRequest, params)
+        return _plain(self.store.submit_job(request, self.clock()))
+
+    def describe_jobs(self, params: dict[str, Any]) -> Any:
+        ids = _strings(params, "jobs", required=True)
+        if len(ids) > 100:
+            raise ClientException("jobs: at most 100 job ids per request")
+        return {"jobs": _plain(self.store.describe_jobs(ids))}
+
+    def list_jobs(self, params: dict[str, Any]) -> Any:
+        array = params.get("arrayJobId")
+        queue = params.get("jobQueue")
+        if not queue and not array and not params.get("multiNodeJobId"):
+            raise ClientException("jobQueue, arrayJobId or multiNodeJobId is required")
+        status = params.get("jobStatus") or (None if array else DEFAULT_LIST_STATUS)
+        page = self.store.list_jobs(
+            job_queue=queue,
+            array_job_id=array,
+            job_status=status,
+            max_results=_max_results(params),
+            next_token=params.get("nextToken"),
+        )
+        return _page("jobSummaryList", page)
+
+    def terminate_job(self, params: dict[str, Any]) -> Any:
+        job_id, reason = _job_and_reason(params)
+        orders = self.store.terminate_job(job_id, reason, self.clock())
+        if orders and self.killer is not None:
+            self.killer.kill(orders)
+        return {}
+
+    def cancel_job(self, params: dict[str, Any]) -> Any:
+        job_id, reason = _job_and_reason(params)
+        self.store.cancel_job(job_id, reason, self.clock())
+        return {}
+
+    def register_job_definition(self, params: dict[str, Any]) -> Any:
+        request = parse(RegisterJobDefinitionRequest, params)
+        definition = self.store.register_job_definition(request, self.clock())
+        return {
+            "jobDefinitionName": definition.job_definition_name,
+            "jobDefinitionArn": definition.job_definition_arn,
+            "revision": definition.revision,
+        }
+
+    def deregister_job_definition(self, params: dict[str, Any]) -> Any:
+        self.store.deregister_job_definition(_string(params, "jobDefinition"))
+        return {}
+
+    def describe_job_definitions(self, params: dict[str, Any]) -> Any:
+        page = self.store.describe_job_definitions(
+            _strings(params, "jobDefinitions") or None,
+            job_definition_name=params.get("jobDefinitionName"),
+            status=params.get("status"),
+            max_results=_max_results(params),
+            next_token=params.get("nextToken"),
+        )
+        return _page("jobDefinitions", page)
+
+    def create_job_queue(self, params: dict[str, Any]) -> Any:
+        detail = self.store.create_job_queue(parse(CreateJobQueueRequest, params), self.clock())
+        return {"jobQueueName": detail.job_queue_name, "jobQueueArn": detail.job_queue_arn}
+
+    def describe_job_queues(self, params: dict[str, Any]) -> Any:
+        page = self.store.describe_job_queues(
+            _strings(params, "jobQueues") or None,
+            max_results=_max_results(params),
+            next_token=params.get("nextToken"),
+        )
+        return _page("jobQueues", page)
+
+    def update_job_queue(self, params: dict[str, Any]) -> Any:
+        detail = self.store.update_job_queue(parse(UpdateJobQueueRequest, params), self.clock())
+        return {"jobQueueName": detail.job_queue_name, "jobQueueArn": detail.job_queue_arn}
+
+    def delete_job_queue(self, params: dict[str, Any]) -> Any:
+        orders = self.store.delete_job_queue(_string(params, "jobQueue"), self.clock())
+        if orders and self.killer is not None:
+            self.killer.kill(orders)
+        return {}
+
+
+def _too_large(size: int) -> WarmstartError:
+    return RequestTooLargeException(f"Request must be smaller than {BODY_LIMIT} bytes")
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        params = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise ClientException(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise ClientException("The request body must be a JSON object")
+    return params
+
+
+def _string(params: dict[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise ClientException(f"{key} is required and must be a string")
+    return value
+
+
+def _strings(params: dict[str, Any], key: str, *, required: bool = False) -> list[str]:
+    value = params.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ClientException(f"{key} must be a list of strings")
+    return value
+
+
+def _job_and_reason(params: dict[str, Any]) -> tuple[str, str]:
+    return _string(params, "jobId"), _string(params, "reason")
+
+
+def _max_results(params: dict[str, Any]) -> int | None:
+    value = params.get("maxResults")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ClientException("maxResults must be an integer from 1 to 1000")
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """A store record as the API's JSON (camelCase, absent fields omitted)."""
+    return msgspec.to_builtins(value)
+
+
+def _page(key: str, page: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {key: _plain(page.items)}
+    if page.next_token:
+        out["nextToken"] = page.next_token
+    return out
+
+
+def _failed(exc: Exception) -> web.Response:
+    if not isinstance(exc, WarmstartError):
+        if isinstance(exc, msgspec.ValidationError):
+            exc = ClientException(str(exc))
+        else:
+            log.exception("unexpected error in a Batch API operation", exc_info=exc)
+            exc = ServerException(f"{type(exc).__name__}: {exc}")
+    body = orjson.dumps({"__type": exc.code, "message": exc.message})
+    return web.Response(
+        body=body,
+        status=exc.status,
+        headers={"x-amzn-ErrorType": exc.code, "Content-Type": JSON},
+    )
