@@ -16,6 +16,7 @@ from typing import Any
 from . import numbers
 from .errors import ClientException, InvalidParameterException
 from .schema import CONTAINER_OVERRIDE_KEPT, TASK_OVERRIDE_KEPT, Schema, kept
+from .taskdef import variable
 
 _CONTAINER_NUMBERS = ("cpu", "memory", "memoryReservation")
 
@@ -86,18 +87,13 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _variable(item: Any, name: str) -> dict[str, str]:
-    if (
-        not isinstance(item, dict)
-        or not isinstance(item.get("name"), str)
-        or not item["name"]
-        or "=" in item["name"]
-        or not isinstance(item.get("value", ""), str)
-    ):
+    checked = variable(item)
+    if checked is None:
         raise InvalidParameterException(
             f"Invalid environment override for container {name}: each variable needs a 'name' "
             "(no '=') and a string 'value'."
         )
-    return {"name": item["name"], "value": item.get("value", "")}
+    return checked
 
 
 def effective_containers(

@@ -318,8 +318,9 @@ def _strings(value: Any, name: str, field: str) -> list[str]:
     return list(value)
 
 
-def _variable(item: Any, name: str) -> dict[str, str]:
-    """One ``{"name": ..., "value": ...}`` of ``environment`` (or of an override's)."""
+def variable(item: Any) -> dict[str, str] | None:
+    """One ``{"name": ..., "value": ...}`` of ``environment`` (or of an override's), or None
+    when it is not one: a non-empty name without '=' and a string value."""
     if (
         not isinstance(item, dict)
         or not isinstance(item.get("name"), str)
@@ -327,11 +328,18 @@ def _variable(item: Any, name: str) -> dict[str, str]:
         or "=" in item["name"]
         or not isinstance(item.get("value", ""), str)
     ):
+        return None
+    return {"name": item["name"], "value": item.get("value", "")}
+
+
+def _variable(item: Any, name: str) -> dict[str, str]:
+    checked = variable(item)
+    if checked is None:
         raise ClientException(
             f"Invalid 'environment' setting for container '{name}'. Each variable needs a "
             "'name' (no '=') and a string 'value'."
         )
-    return {"name": item["name"], "value": item.get("value", "")}
+    return checked
 
 
 def _port_mapping(raw: Any, name: str, network_mode: str) -> dict[str, Any]:
