@@ -16,3 +16,12 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = new_event_loop()
     yield loop
     loop.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Benchmarks that start a service keep its durable store out of the user's data dir."""
+    path = str(tmp_path_factory.mktemp("data"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WARMSTART_DATA_DIR", path)
+        yield path

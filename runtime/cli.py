@@ -14,6 +14,7 @@ from .harness.command import add_parser as add_bench_parser
 from .loop import run
 from .service.commands import add_parsers as add_service_parsers
 from .service.commands import read_payload
+from .service.jobs_commands import add_parser as add_jobs_parser
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(func=_local)
     add_bench_parser(commands)
     add_service_parsers(commands)
+    add_jobs_parser(commands)
     return parser
 
 

@@ -245,3 +245,52 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """``arn:aws:lambda:<region>:<account>:function:<name>``, in this pool's region and
         account."""
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+
+
+def _default_vcpus() -> float:
+    return float(os.cpu_count() or 1)
+
+
+def _default_batch_memory_mib() -> int:
+    return _default_memory_budget_mb() or 4096
+
+
+class BatchConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The embedded batch queue (``[batch]``): its SQLite file and its compute environment.
+
+    The compute environment is AWS Batch's managed one in miniature: jobs run on capacity of
+    their own (never the invocation pool's environments) between ``min_vcpus`` and
+    ``max_vcpus`` and within ``memory_mib``; a job starts only when its vCPUs and memory fit
+    what is free.  There is nothing to provision, so the desired capacity (what RUNNABLE jobs
+    ask for, clamped to the range) is reported, and free capacity is ``max_vcpus`` minus what
+    runs.
+    """
+
+    #: run the batch queue (and its runner) with the engine
+    enabled: bool = True
+    #: the directory of ``batch.sqlite3``; runtime.batch.store's default_data_dir() when unset
+    data_dir: str | None = None
+    min_vcpus: float = 0.0
+    #: one vCPU per CPU of this machine by default
+    max_vcpus: float = msgspec.field(default_factory=_default_vcpus)
+    #: the memory jobs may reserve together; 80% of this machine's memory by default
+    memory_mib: int = msgspec.field(default_factory=_default_batch_memory_mib)
+    #: a stopped attempt (timeout, TerminateJob) gets SIGTERM, then SIGKILL this much later
+    #: (ECS's default stopTimeout)
+    kill_grace_s: float = 30.0
+    #: multiplies every attemptDurationSeconds; tests use a small value, since Batch's own
+    #: minimum is 60 s
+    timeout_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _range("min_vcpus", self.min_vcpus, 0)
+        _range("max_vcpus", self.max_vcpus, 0.01)
+        if self.min_vcpus > self.max_vcpus:
+            raise InvalidParameterValueException(
+                f"min_vcpus: {self.min_vcpus:g} exceeds max_vcpus {self.max_vcpus:g}"
+            )
+        _range("memory_mib", self.memory_mib, 4, integer=True)
+        _range("kill_grace_s", self.kill_grace_s, 0)
+        _range("timeout_scale", self.timeout_scale, 0.0001)
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
+            raise InvalidParameterValueException("data_dir: expected a directory path")

@@ -21,6 +21,16 @@ api_keys = ["a-long-random-api-key"]
 [routes."GET /hello"]       # RouteConfig: an API Gateway route; the route key is the table key
 function = "hello"
 payload_format = "2.0"
+
+[schedules.nightly]         # ScheduleConfig: an EventBridge schedule rule; the name is the key
+expression = "cron(0 3 * * ? *)"
+function = "hello"
+input = { report = "daily" }  # optional: sent instead of the Scheduled Event (or a JSON string)
+
+[batch]                     # BatchConfig: the embedded batch queue and its compute environment
+data_dir = "data"           # relative to this file; holds batch.sqlite3
+max_vcpus = 8
+memory_mib = 16384
 ```
 
 ``load(path)`` returns a ``ConfigFile``.  Every rejection (a missing or unreadable file, bad
@@ -42,9 +52,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import orjson
 
-from .config import FunctionConfig, PoolConfig, _range
+from .config import BatchConfig, FunctionConfig, PoolConfig, _range
 from .errors import InvalidParameterValueException
+from .schedule import ScheduleExpressionError
+from .schedule import parse as parse_schedule
 from .service.apigw_routes import (
     DEFAULT_TIMEOUT_MS,
     TIMEOUT_MS_RANGE,
@@ -153,6 +166,43 @@ class RouteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         _range("timeout_ms", self.timeout_ms, *TIMEOUT_MS_RANGE, integer=True)
 
 
+_RULE_NAME = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
+
+
+class ScheduleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An EventBridge schedule rule (``[schedules.NAME]``) whose one target is ``function``.
+
+    Rules from the file are upserted into the service's rule store at start (the store's
+    rules that left the file are deleted; rules created through the API are kept).
+    """
+
+    name: str
+    #: ``rate(5 minutes)`` or ``cron(0 12 * * ? *)``, EventBridge's syntax, UTC
+    expression: str
+    function: str
+    #: JSON text sent instead of EventBridge's Scheduled Event (an inline table is encoded)
+    input: str | None = None
+    enabled: bool = True
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _RULE_NAME.fullmatch(self.name):
+            raise InvalidParameterValueException(
+                "a schedule name is 1-64 letters, digits, '.', '-' or '_'"
+            )
+        try:
+            parse_schedule(self.expression)
+        except ScheduleExpressionError as exc:
+            raise InvalidParameterValueException(f"expression: {exc.reason}") from None
+        if self.input is not None:
+            try:
+                orjson.loads(self.input)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidParameterValueException(f"input: not valid JSON ({exc})") from None
+        if self.description is not None and len(self.description) > 512:
+            raise InvalidParameterValueException("description: at most 512 characters")
+
+
 @dataclass(frozen=True)
 class ConfigFile:
     """What a configuration file declares."""
@@ -164,6 +214,9 @@ class ConfigFile:
     auth: AuthConfig = field(default_factory=AuthConfig)
     #: route key (``GET /hello``) -> route, in file order
     routes: dict[str, RouteConfig] = field(default_factory=dict)
+    #: schedule rule name -> rule, in file order
+    schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
+    batch: BatchConfig = field(default_factory=BatchConfig)
 
 
 def load(path: str | os.PathLike[str]) -> ConfigFile:
@@ -214,6 +267,14 @@ def _cross_check(config: ConfigFile) -> None:
                 config.path,
                 f"{_route_where(key)}.api_key_required",
                 "the route requires an API key but [auth] has no api_keys",
+            )
+    for name, schedule in config.schedules.items():
+        if schedule.function not in config.functions:
+            declared = ", ".join(sorted(config.functions)) or "none"
+            raise ConfigFileError(
+                config.path,
+                f"{_schedule_where(name)}.function",
+                f"{schedule.function!r} is not declared in [functions] (declared: {declared})",
             )
 
 
@@ -301,12 +362,41 @@ def _route_key(key: str, path: str, where: str) -> RouteKey:
         raise ConfigFileError(path, where, reason) from None
 
 
+def _load_schedules(table: Any, path: str, base: str) -> dict[str, ScheduleConfig]:
+    table = _table(table, path, "schedules")
+    schedules = {}
+    for name, spec in table.items():
+        where = _schedule_where(name)
+        spec = _table(spec, path, where)
+        if "name" in spec:
+            raise ConfigFileError(path, f"{where}.name", "the name is the table key; remove 'name'")
+        _check_keys(spec, ScheduleConfig, path, where)
+        if isinstance(spec.get("input"), dict):
+            spec["input"] = orjson.dumps(spec["input"]).decode()
+        schedules[name] = _convert({"name": name, **spec}, ScheduleConfig, path, where)
+    return schedules
+
+
+def _schedule_where(name: str) -> str:
+    return f"schedules.{name}" if _BARE_KEY.fullmatch(name) else f'schedules."{name}"'
+
+
+def _load_batch(table: Any, path: str, base: str) -> BatchConfig:
+    table = _table(table, path, "batch")
+    _check_keys(table, BatchConfig, path, "batch", hidden=frozenset())
+    if isinstance(table.get("data_dir"), str) and table["data_dir"]:
+        table["data_dir"] = _resolve(base, table["data_dir"])
+    return _convert(table, BatchConfig, path, "batch")
+
+
 SECTIONS: dict[str, Callable[[Any, str, str], Any]] = {
     "pool": _load_pool,
     "functions": _load_functions,
     "service": _load_service,
     "auth": _load_auth,
     "routes": _load_routes,
+    "schedules": _load_schedules,
+    "batch": _load_batch,
 }
 
 

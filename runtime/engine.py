@@ -67,9 +67,9 @@ from .wording import (
     exit_description,
     iso_now,
     peak_rss_mb,
-    request_id,
     too_large,
 )
+from .wording import request_id as new_request_id
 
 SYNC_PAYLOAD_LIMIT = 6_291_456
 ASYNC_PAYLOAD_LIMIT = 1_048_576
@@ -101,9 +101,16 @@ class Engine:
     """
 
     def __init__(
-        self, pool: PoolConfig | None = None, *, scheduler: type[S.SchedulerPy] | None = None
+        self,
+        pool: PoolConfig | None = None,
+        *,
+        scheduler: type[S.SchedulerPy] | None = None,
+        spill: bool = True,
     ) -> None:
         self.pool = pool or PoolConfig()
+        #: False runs batch functions (timeout_s > 900) here like any other: the batch runner's
+        #: own engine, which must not hand its work back to the queue it serves
+        self.spill = spill
         self._core_cls = scheduler or S.Scheduler
         self._core: S.SchedulerPy | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -367,8 +374,7 @@ class Engine:
                 f" (the account keeps {floor} unreserved)"
             )
 
-    @staticmethod
-    def _core_args(config: FunctionConfig) -> tuple[int, float, float, int, int, int, bool]:
+    def _core_args(self, config: FunctionConfig) -> tuple[int, float, float, int, int, int, bool]:
         return (
             config.memory_mb,
             float(config.timeout_s),
@@ -376,7 +382,7 @@ class Engine:
             -1 if config.reserved_concurrency is None else config.reserved_concurrency,
             config.provisioned_concurrency,
             config.max_uses or 0,
-            config.is_batch,
+            config.is_batch and self.spill,
         )
 
     def _new_spec(self, fn: FunctionState) -> None:
@@ -465,8 +471,12 @@ class Engine:
         *,
         client_context: dict[str, Any] | None = None,
         identity: dict[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> InvokeResult:
-        """Invoke ``name`` with a JSON event (bytes, str, or a JSON-serializable object)."""
+        """Invoke ``name`` with a JSON event (bytes, str, or a JSON-serializable object).
+
+        ``request_id`` names the call (one is made up otherwise): :meth:`signal_call` reaches
+        the worker running it by that name."""
         if self._closed:
             raise ServiceException("the engine is closed")
         fn = self._functions.get(name)
@@ -485,11 +495,11 @@ class Engine:
             context = orjson.dumps({"client_context": client_context, "identity": identity})
         if invocation_type == "Event":
             if self.backlog is not None:  # durable: accepted means stored
-                await self.backlog.put_event(name, body, request_id())
+                await self.backlog.put_event(name, body, request_id or new_request_id())
             else:
                 self._spawn_task(self._invoke_event(fn, body, context))
             return InvokeResult(b"", status_code=202)
-        return await self._enqueue(fn, body, context)
+        return await self._enqueue(fn, body, context, request_id)
 
     @staticmethod
     def _payload_bytes(payload: Any, limit: int, invocation_type: str) -> bytes:
@@ -524,16 +534,34 @@ class Engine:
             await self._enqueue(fn, body, context)
 
     def _enqueue(
-        self, fn: FunctionState, body: bytes, context: bytes
+        self, fn: FunctionState, body: bytes, context: bytes, rid: str | None = None
     ) -> asyncio.Future[InvokeResult]:
         """Hand a new call to the core; the future resolves with its result."""
         loop = self._loop
         assert loop is not None
         req = next(self._req_ids)
         call = Call(req, fn, body, context, loop.create_future())
+        if rid is not None:
+            call.request_id, call.rid = rid, rid.encode()
         self._calls[req] = call
         self._apply(self._core.submit(req, fn.config.name, loop.time()))  # type: ignore[union-attr]
         return call.future
+
+    def signal_call(self, request_id: str, signum: int) -> bool:
+        """Send ``signum`` to the worker process running the call ``request_id``; False when
+        no worker runs it (yet, or any more). The batch runner stops a function job this way
+        (SIGTERM, then SIGKILL); the worker's end is then answered as any crash is."""
+        for env in self._envs.values():
+            call, worker = env.call, env.worker
+            if call is not None and worker is not None and call.request_id == request_id:
+                if not worker.pid or worker.exited.done():
+                    return False
+                try:
+                    os.kill(worker.pid, signum)
+                except (ProcessLookupError, PermissionError):
+                    return False
+                return True
+        return False
 
     # -- carrying out the core's actions ----------------------------------------------------
 

@@ -42,6 +42,19 @@ def Scheduler(request: pytest.FixtureRequest) -> type:
 
 
 @pytest.fixture(autouse=True)
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Every test gets a durable store of its own, never the user's data directory."""
+    path = str(tmp_path_factory.mktemp("data"))
+    before = os.environ.get("WARMSTART_DATA_DIR")
+    os.environ["WARMSTART_DATA_DIR"] = path
+    yield path
+    if before is None:
+        os.environ.pop("WARMSTART_DATA_DIR", None)
+    else:
+        os.environ["WARMSTART_DATA_DIR"] = before
+
+
+@pytest.fixture(autouse=True)
 def no_leaked_processes() -> Iterator[None]:
     """Every test must leave no template or worker process behind."""
     yield

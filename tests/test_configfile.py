@@ -166,3 +166,123 @@ def test_bad_toml_names_the_line(tmp_path: Path) -> None:
         load(path)
     assert str(caught.value).startswith(f"{path}: not valid TOML: ")
     assert "line 2" in caught.value.reason
+
+
+# -- [schedules] ------------------------------------------------------------------------------
+
+SCHEDULE = FN + '[schedules.nightly]\nfunction = "hello"\n'
+
+
+def test_schedules(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        SCHEDULE
+        + 'expression = "cron(0 3 * * ? *)"\ninput = { report = "daily", n = [1, 2] }\n'
+        + '[schedules."every-5.min"]\nfunction = "hello"\nexpression = "rate(5 minutes)"\n'
+        + 'input = \'{"raw": true}\'\nenabled = false\ndescription = "five"\n',
+    )
+    config = load(path)
+    assert list(config.schedules) == ["nightly", "every-5.min"]
+    nightly, five = config.schedules.values()
+    assert (nightly.name, nightly.expression, nightly.function, nightly.enabled) == (
+        "nightly",
+        "cron(0 3 * * ? *)",
+        "hello",
+        True,
+    )
+    assert nightly.input == '{"report":"daily","n":[1,2]}'
+    assert nightly.description is None
+    assert (five.input, five.enabled, five.description) == ('{"raw": true}', False, "five")
+
+
+SCHEDULE_REJECTIONS = [
+    (
+        SCHEDULE + 'expression = "cron(0 12 * * * *)"\n',
+        "schedules.nightly.expression",
+        "Day-of-month '*' and Day-of-week '*' are both specified; one of them must be '?'",
+    ),
+    (
+        SCHEDULE + 'expression = "rate(0 minutes)"\n',
+        "schedules.nightly.expression",
+        "rate value '0' is not a positive integer",
+    ),
+    (SCHEDULE, "schedules.nightly.expression", "required, but missing"),
+    (
+        FN + '[schedules.nightly]\nfunction = "nope"\nexpression = "rate(1 hour)"\n',
+        "schedules.nightly.function",
+        "'nope' is not declared in [functions] (declared: hello)",
+    ),
+    (
+        SCHEDULE + 'expression = "rate(1 hour)"\ninput = "{not json"\n',
+        "schedules.nightly.input",
+        "not valid JSON",
+    ),
+    (SCHEDULE + 'expression = "rate(1 hour)"\nevery = 5\n', "schedules.nightly.every", "unknown"),
+    (SCHEDULE + 'expression = "rate(1 hour)"\nname = "x"\n', "schedules.nightly.name", "table key"),
+    (
+        FN + '[schedules."bad name"]\nfunction = "hello"\nexpression = "rate(1 hour)"\n',
+        'schedules."bad name"',
+        "1-64 letters",
+    ),
+    (SCHEDULE + "expression = 5\n", "schedules.nightly.expression", "expected `str`"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "reason"), SCHEDULE_REJECTIONS)
+def test_schedule_rejections_name_the_key_and_reason(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigFileError) as caught:
+        load(path)
+    assert caught.value.key == key
+    assert reason in caught.value.reason
+
+
+# -- [batch] ----------------------------------------------------------------------------------
+
+
+def test_batch_table(tmp_path: Path) -> None:
+    text = (
+        '[batch]\ndata_dir = "state/batch"\nmin_vcpus = 1\nmax_vcpus = 4.5\n'
+        "memory_mib = 8192\nkill_grace_s = 10\n"
+    )
+    batch = load(write(tmp_path, text)).batch
+    assert batch.data_dir == str(tmp_path / "state" / "batch")
+    assert (batch.min_vcpus, batch.max_vcpus, batch.memory_mib) == (1.0, 4.5, 8192)
+    assert (batch.kill_grace_s, batch.enabled, batch.timeout_scale) == (10.0, True, 1.0)
+
+
+def test_batch_defaults(tmp_path: Path) -> None:
+    batch = load(write(tmp_path, "")).batch
+    assert batch.enabled
+    assert batch.data_dir is None
+    assert batch.max_vcpus == float(os.cpu_count() or 1)
+    assert (batch.min_vcpus, batch.kill_grace_s) == (0.0, 30.0)
+    assert batch.memory_mib >= 4
+
+
+BATCH_REJECTIONS = [
+    ("batch = 1\n", "batch", "expected a table, got an integer"),
+    ("[batch]\nmax_cpus = 4\n", "batch.max_cpus", "unknown key"),
+    ("[batch]\nmax_vcpus = 0\n", "batch.max_vcpus", "outside the allowed range"),
+    ('[batch]\nmax_vcpus = "8"\n', "batch.max_vcpus", "expected `float`, got `str`"),
+    ("[batch]\nmin_vcpus = -1\n", "batch.min_vcpus", "outside the allowed range"),
+    ("[batch]\nmin_vcpus = 8\nmax_vcpus = 4\n", "batch.min_vcpus", "exceeds max_vcpus 4"),
+    ("[batch]\nmemory_mib = 2\n", "batch.memory_mib", "outside the allowed range"),
+    ("[batch]\nmemory_mib = 1.5\n", "batch.memory_mib", "expected `int`, got `float`"),
+    ("[batch]\nkill_grace_s = -1\n", "batch.kill_grace_s", "outside the allowed range"),
+    ("[batch]\nenabled = 1\n", "batch.enabled", "expected `bool`, got `int`"),
+    ('[batch]\ndata_dir = ""\n', "batch.data_dir", "expected a directory path"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "reason"), BATCH_REJECTIONS)
+def test_batch_rejections_name_the_key_and_reason(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigFileError) as caught:
+        load(path)
+    assert (caught.value.path, caught.value.key) == (str(path), key)
+    assert reason in caught.value.reason

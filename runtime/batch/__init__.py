@@ -4,7 +4,10 @@ a durable store (DESIGN.md section 5).
 - :mod:`.model`: the Batch API's shapes and their validation (:class:`ClientException`);
 - :mod:`.rules`: Batch's rules as pure functions (retries, array parents, dependencies);
 - :mod:`.events`: async invocation records and Lambda's retry / maximum-age rules;
-- :mod:`.store`: the :class:`Store` interface and :class:`SqliteStore`.
+- :mod:`.store`: the :class:`Store` interface and :class:`SqliteStore`;
+- :mod:`.capacity`, :mod:`.executors`, :mod:`.runner`: the :class:`JobRunner` that runs jobs on
+  a compute environment of its own (function jobs in worker processes, container jobs);
+- :mod:`.queue`: :class:`BatchQueue`, the engine's backlog and the library's entry point.
 """
 
 from .events import AsyncEvent, EventClaim, EventInvokeConfig, invocation_record
@@ -25,19 +28,25 @@ from .model import (
     UpdateJobQueueRequest,
     parse,
 )
-from .store import Page, SqliteStore, Store, default_data_dir, default_store_path
+from .queue import BatchQueue, JobHandle
+from .runner import JobRunner
+from .store import Demand, Page, SqliteStore, Store, default_data_dir, default_store_path
 
 __all__ = [
     "AsyncEvent",
+    "BatchQueue",
     "Claim",
     "ClientException",
     "CreateJobQueueRequest",
+    "Demand",
     "EventClaim",
     "EventInvokeConfig",
     "Finish",
     "JobDefinition",
     "JobDetail",
+    "JobHandle",
     "JobQueueDetail",
+    "JobRunner",
     "JobSummary",
     "KillOrder",
     "Page",

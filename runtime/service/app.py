@@ -4,11 +4,18 @@
       /2015-03-31/… /2016-08-19/… /2017-10-31/… /2019-09-30/…   Lambda API (lambda_api.py)
       /warmstart/logs/{name}                                    recent log text, or followed
       /healthz  /metrics                                        health, Prometheus text
-      POST / with X-Amz-Target                                  JSON 1.1 APIs: ECS (json_rpc.py)
+      POST /v1/submitjob … /v1/deletejobqueue                   AWS Batch API (batch_api.py)
+      POST / with X-Amz-Target                                  JSON 1.1 APIs: ECS, EventBridge
       anything else                                             front_door (API Gateway routes)
 
-    serve(config): engine up, functions registered, listen; on SIGTERM/SIGINT stop accepting,
-    let in-flight requests and invocations finish (bounded), stop every environment, return 0.
+    serve(config): engine up, functions registered, background up, listen; on SIGTERM/SIGINT
+    stop accepting, let in-flight requests and invocations finish (bounded), stop the
+    background, stop every environment, return 0.
+
+The background (``Background``, beside the HTTP front while the service runs): the durable
+store in the data directory (``[batch] data_dir``, else ``runtime.batch.store``'s default),
+the batch queue as the engine's backlog (Event invocations are stored before 202), the
+async-invocation dispatcher, and the schedule rules with their runner.
 
 Hooks for the modules wired in by the integration: ``authenticate`` (``async (request, body)``,
 raising an error with ``.code``, ``.message`` and ``.status``) runs before every AWS-style
@@ -25,15 +32,25 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import orjson
 from aiohttp import web
 
+from ..batch.dispatch import EventBacklog, EventDispatcher, offload
+from ..batch.queue import STORE_FILE, BatchQueue
+from ..batch.rules_store import RuleStore
+from ..batch.schedules import ScheduleRunner, sync_config
+from ..batch.store import SqliteStore, Store, default_data_dir
 from ..configfile import ConfigFile
 from ..ecs import Ecs
 from ..engine import Engine
 from . import gateway
+from .batch_api import PATHS as BATCH_PATHS
+from .batch_api import BatchApi
 from .ecs_api import serve_ecs
+from .events_api import EventsApi, serve_events
 from .json_rpc import JsonRpc, is_json_rpc
 from .lambda_api import Authenticate, LambdaApi
 from .metrics import CONTENT_TYPE, ServiceMetrics
@@ -41,10 +58,14 @@ from .shapes import JSON, UnknownOperationException, error_response
 
 __all__ = [
     "API",
+    "BACKGROUND",
+    "BATCH",
     "CONFIG",
     "ECS",
     "ENGINE",
+    "EVENTS",
     "METRICS",
+    "Background",
     "FrontDoor",
     "create_app",
     "is_reserved_path",
@@ -59,6 +80,8 @@ CONFIG = web.AppKey("warmstart.config", ConfigFile)
 METRICS = web.AppKey("warmstart.metrics", ServiceMetrics)
 API = web.AppKey("warmstart.lambda_api", LambdaApi)
 ECS = web.AppKey("warmstart.ecs", Ecs)
+EVENTS = web.AppKey("warmstart.events", EventsApi)
+BATCH = web.AppKey("warmstart.batch_api", BatchApi)
 
 #: AWS-style API paths start with an API version date: /2015-03-31/, /2018-06-01/, …
 _VERSIONED = re.compile(r"^/\d{4}-\d{2}-\d{2}(?:/|$)")
@@ -68,7 +91,12 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 def is_reserved_path(path: str) -> bool:
     """Paths the service answers itself; everything else belongs to the front door."""
-    return path in _EXACT or path.startswith("/warmstart/") or _VERSIONED.match(path) is not None
+    return (
+        path in _EXACT
+        or path in BATCH_PATHS
+        or path.startswith("/warmstart/")
+        or _VERSIONED.match(path) is not None
+    )
 
 
 def create_app(
@@ -100,7 +128,10 @@ def create_app(
     app[METRICS] = metrics
     app[API] = api
     app[ECS] = serve_ecs(rpc, config.pool)
+    app[EVENTS] = serve_events(rpc, config.pool)
+    app[BATCH] = batch = BatchApi(authenticate=authenticate)
     app.router.add_routes(api.routes())
+    app.router.add_routes(batch.routes())
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_route("*", "/{tail:.*}", _fallback(front_door, rpc))
@@ -169,6 +200,102 @@ async def start_engine(config: ConfigFile) -> Engine:
     return engine
 
 
+class Background:
+    """What runs beside the HTTP front: the durable store, the batch queue attached as the
+    engine's backlog (``[batch] enabled = false``: an events-only backlog), the dispatcher of
+    async invocations, the schedule rules (the config's ``[schedules]`` upserted) and their
+    runner. ``close`` stops them in that order's reverse and closes the store."""
+
+    def __init__(self, engine: Engine, config: ConfigFile, data_dir: str | None = None) -> None:
+        self.engine = engine
+        self.config = config
+        self.data_dir = Path(data_dir or config.batch.data_dir or default_data_dir())
+        self.queue: BatchQueue | None = None
+        self.backlog: BatchQueue | EventBacklog | None = None
+        self.store: Store | None = None
+        self.rules: RuleStore | None = None
+        self.dispatcher: EventDispatcher | None = None
+        self.schedules: ScheduleRunner | None = None
+        #: the store and rule calls of the dispatcher and the schedules: threads of their own,
+        #: joined at close (the loop's default executor may be gone by then)
+        self.executor: ThreadPoolExecutor | None = None
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file of the store and of the rules."""
+        return self.data_dir / STORE_FILE
+
+    async def start(self) -> Background:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        engine, config = self.engine, self.config
+        pool = engine.pool
+        threads = self.executor = ThreadPoolExecutor(2, thread_name_prefix="warmstart-events")
+        if config.batch.enabled:
+            self.queue = BatchQueue.open(engine, self.data_dir, config=config.batch)
+            self.backlog, self.store = self.queue, self.queue.store
+        else:
+            store = SqliteStore(self.path, region=pool.region, account_id=pool.account_id)
+            self.backlog, self.store = EventBacklog(store, executor=threads), store
+        self.rules = await offload(threads, RuleStore, self.path)
+        await offload(threads, sync_config, self.rules, config.schedules, pool, time.time())
+        self.dispatcher = EventDispatcher(engine, self.store, executor=threads)
+        self.backlog.event_listeners.append(self.dispatcher.wake)
+        if self.queue is not None:
+            await self.queue.start()  # attaches itself as the engine's backlog
+        else:
+            engine.backlog = self.backlog
+        await self.dispatcher.start()
+        self.schedules = ScheduleRunner(self.backlog, self.rules, pool, executor=threads)
+        self.schedules.start()
+
+    def attach(self, app: web.Application) -> None:
+        """Give the app's APIs their stores (an app not made by ``create_app`` lacks them)."""
+        app[BACKGROUND] = self
+        api, events = app.get(API), app.get(EVENTS)
+        if api is not None:
+            api.event_store = self.store
+        if events is not None and self.rules is not None and self.schedules is not None:
+            events.bind(self.rules, self.schedules.wake)
+        batch = app.get(BATCH)
+        if batch is not None and self.queue is not None:
+            batch.bind(self.queue.store, self.queue.runner, self.queue.runner.wake)
+
+    async def close(self, drain_s: float = 0.0) -> None:
+        """Stop firing schedules; let running events finish for ``drain_s`` and hand the rest
+        back to the store; stop the batch queue (its running jobs get what is left of
+        ``drain_s``); close the store and the rules."""
+        deadline = time.monotonic() + drain_s
+        if self.schedules is not None:
+            await self.schedules.close()
+            self.schedules = None
+        if self.dispatcher is not None:
+            await self.dispatcher.close(drain_s)
+            self.dispatcher = None
+        if self.engine.backlog is self.backlog:
+            self.engine.backlog = None
+        if self.queue is not None:
+            await self.queue.close(max(0.0, deadline - time.monotonic()))  # closes its store
+        elif self.store is not None:
+            self.store.close()
+        self.queue = self.backlog = self.store = None
+        if self.rules is not None:
+            self.rules.close()
+            self.rules = None
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
+
+
+BACKGROUND = web.AppKey("warmstart.background", Background)
+
+
 @contextlib.asynccontextmanager
 async def running(
     config: ConfigFile,
@@ -176,17 +303,23 @@ async def running(
     port: int | None = None,
     *,
     app_factory: AppFactory = create_app,
+    data_dir: str | None = None,
 ) -> AsyncIterator[str]:
     """The service up on ``host:port`` (the config's by default); yields its base URL.
 
-    On exit: stop accepting, wait for in-flight requests and invocations (at most the config's
-    ``shutdown_timeout_s``), close the engine (every environment stops).
+    ``data_dir`` (default: ``[batch] data_dir``, else ``$WARMSTART_DATA_DIR`` or the XDG data
+    directory) holds the durable store. On exit: stop accepting, wait for in-flight requests
+    and invocations (at most the config's ``shutdown_timeout_s``), stop the background (see
+    :class:`Background`), close the engine (every environment stops).
     """
     settings = config.service
     engine = await start_engine(config)
+    background = Background(engine, config, data_dir)
     runner: web.AppRunner | None = None
     try:
+        await background.start()
         app = app_factory(engine, config)
+        background.attach(app)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
         )
@@ -196,10 +329,13 @@ async def running(
         yield _url(runner)
     finally:
         deadline = time.monotonic() + settings.shutdown_timeout_s
-        if runner is not None:
-            await runner.cleanup()
-        await drain(engine, deadline)
-        await engine.close()
+        try:
+            if runner is not None:
+                await runner.cleanup()
+            await background.close(max(0.0, deadline - time.monotonic()))
+            await drain(engine, deadline)
+        finally:
+            await engine.close()
 
 
 def _url(runner: web.AppRunner) -> str:

@@ -8,6 +8,8 @@ Operations and shapes are botocore's ``batch`` model (2016-08-10): SubmitJob, De
 ListJobs, TerminateJob, CancelJob, RegisterJobDefinition, DeregisterJobDefinition,
 DescribeJobDefinitions, CreateJobQueue, DescribeJobQueues, UpdateJobQueue, DeleteJobQueue.
 Errors are ``ClientException`` (400) and ``ServerException`` (500), with ``x-amzn-ErrorType``.
+warmstart adds ``GET /warmstart/jobs/{jobId}/logs[?attempt=N]``: the kept output of an attempt
+(Batch sends it to CloudWatch Logs, which warmstart does not have), as text.
 The store's calls are short transactions, run in a thread so a 10,000-child array submit does
 not hold up the loop.
 """
@@ -25,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from ..batch.model import (
+    MAX_ATTEMPTS,
     ClientException,
     CreateJobQueueRequest,
     KillOrder,
@@ -35,6 +38,7 @@ from ..batch.model import (
 )
 from ..batch.store import Store
 from ..errors import RequestTooLargeException, WarmstartError
+from .auth import AuthError
 from .body import read_body
 from .lambda_api import Authenticate
 from .shapes import JSON
@@ -62,37 +66,49 @@ Operation = Callable[[dict[str, Any]], Any]
 
 
 class BatchApi:
-    """The operations over ``store``; ``routes()`` lists them for aiohttp."""
+    """The operations over ``store``; ``routes()`` lists them for aiohttp.
+
+    The service makes it before its durable store is open and ``bind``s the store (and the
+    runner, told of terminations and woken by submits) once it is; until then every operation
+    answers ServerException.
+    """
 
     def __init__(
         self,
-        store: Store,
+        store: Store | None = None,
         *,
         killer: Killer | None = None,
         authenticate: Authenticate | None = None,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
         self.killer = killer
         self.authenticate = authenticate
         self.clock = clock
+        self.on_change = on_change
+
+    def bind(
+        self,
+        store: Store | None,
+        killer: Killer | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._store, self.killer, self.on_change = store, killer, on_change
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise ServerException("the batch queue is not running on this service")
+        return self._store
 
     def routes(self) -> list[web.RouteDef]:
-        table: dict[str, Operation] = {
-            "submitjob": self.submit_job,
-            "describejobs": self.describe_jobs,
-            "listjobs": self.list_jobs,
-            "terminatejob": self.terminate_job,
-            "canceljob": self.cancel_job,
-            "registerjobdefinition": self.register_job_definition,
-            "deregisterjobdefinition": self.deregister_job_definition,
-            "describejobdefinitions": self.describe_job_definitions,
-            "createjobqueue": self.create_job_queue,
-            "describejobqueues": self.describe_job_queues,
-            "updatejobqueue": self.update_job_queue,
-            "deletejobqueue": self.delete_job_queue,
-        }
-        return [web.post(f"/v1/{path}", self._handler(op)) for path, op in table.items()]
+        routes = [
+            web.post(f"/v1/{name}", self._handler(getattr(self, method_name)))
+            for name, method_name in _METHODS.items()
+        ]
+        routes.append(web.get("/warmstart/jobs/{jobId}/logs", self._log_handler))
+        return routes
 
     def _handler(self, op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
@@ -104,11 +120,29 @@ class BatchApi:
                 result = await asyncio.to_thread(op, params)
             except Exception as exc:
                 return _failed(exc)
+            if self.on_change is not None:
+                self.on_change()  # a submit or a queue change: the runner looks again now
             return web.Response(body=orjson.dumps(result), headers={"Content-Type": JSON})
 
         return handler
 
+    async def _log_handler(self, request: web.Request) -> web.Response:
+        try:
+            body = await read_body(request, BODY_LIMIT, _too_large)
+            if self.authenticate is not None:
+                await self.authenticate(request, body)
+            attempt = _attempt(request.query.get("attempt"))
+            log = await asyncio.to_thread(self.job_log, request.match_info["jobId"], attempt)
+        except Exception as exc:
+            return _failed(exc)
+        return web.Response(body=log, content_type="text/plain", charset="utf-8")
+
     # -- operations (run in a worker thread: each is one store transaction) ---------------------
+
+    def job_log(self, job_id: str, attempt: int | None = None) -> bytes:
+        """The kept output of attempt ``attempt`` (1-based; None: the latest) of ``job_id``:
+        empty while it runs, or when it printed nothing. An unknown job is a ClientException."""
+        return self.store.read_log(job_id, attempt)
 
     def submit_job(self, params: dict[str, Any]) -> Any:
         request = parse(SubmitJobRequest, params)
@@ -193,6 +227,24 @@ class BatchApi:
         return {}
 
 
+_METHODS = {
+    "submitjob": "submit_job",
+    "describejobs": "describe_jobs",
+    "listjobs": "list_jobs",
+    "terminatejob": "terminate_job",
+    "canceljob": "cancel_job",
+    "registerjobdefinition": "register_job_definition",
+    "deregisterjobdefinition": "deregister_job_definition",
+    "describejobdefinitions": "describe_job_definitions",
+    "createjobqueue": "create_job_queue",
+    "describejobqueues": "describe_job_queues",
+    "updatejobqueue": "update_job_queue",
+    "deletejobqueue": "delete_job_queue",
+}
+#: the operations' paths (``POST /v1/<operation>``, botocore's batch model)
+PATHS = frozenset(f"/v1/{name}" for name in _METHODS)
+
+
 def _too_large(size: int) -> WarmstartError:
     return RequestTooLargeException(f"Request must be smaller than {BODY_LIMIT} bytes")
 
@@ -227,6 +279,14 @@ def _job_and_reason(params: dict[str, Any]) -> tuple[str, str]:
     return _string(params, "jobId"), _string(params, "reason")
 
 
+def _attempt(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_ATTEMPTS:
+        raise ClientException(f"attempt {value!r} must be an integer from 1 to {MAX_ATTEMPTS}")
+    return int(value)
+
+
 def _max_results(params: dict[str, Any]) -> int | None:
     value = params.get("maxResults")
     if value is None:
@@ -249,15 +309,21 @@ def _page(key: str, page: Any) -> dict[str, Any]:
 
 
 def _failed(exc: Exception) -> web.Response:
+    if isinstance(exc, AuthError):  # the authenticate hook's refusal, with AWS's own code
+        return _error(exc.code, exc.message, exc.status)
     if not isinstance(exc, WarmstartError):
         if isinstance(exc, msgspec.ValidationError):
             exc = ClientException(str(exc))
         else:
             log.exception("unexpected error in a Batch API operation", exc_info=exc)
             exc = ServerException(f"{type(exc).__name__}: {exc}")
-    body = orjson.dumps({"__type": exc.code, "message": exc.message})
+    return _error(exc.code, exc.message, exc.status)
+
+
+def _error(code: str, message: str, status: int) -> web.Response:
+    body = orjson.dumps({"__type": code, "message": message})
     return web.Response(
         body=body,
-        status=exc.status,
-        headers={"x-amzn-ErrorType": exc.code, "Content-Type": JSON},
+        status=status,
+        headers={"x-amzn-ErrorType": code, "Content-Type": JSON},
     )

@@ -1,8 +1,10 @@
-"""``warmstart serve``, ``invoke``, ``functions list|create|delete`` and ``logs``.
+"""``warmstart serve``, ``invoke``, ``functions list|create|delete``, ``logs`` and ``dlq``.
 
-Every command but ``serve`` talks to a service: the one at ``--endpoint URL``, or, without it,
-an embedded one started for the command on a free loopback port from ``--config`` (then gone
-when the command ends, so its functions and logs last only that long).
+``invoke``, ``functions`` and ``logs`` talk to a service: the one at ``--endpoint URL``, or,
+without it, an embedded one started for the command on a free loopback port from ``--config``
+(then gone when the command ends, so its functions and logs last only that long).  ``dlq``
+reads and changes the durable store in the data directory itself (SQLite is shared safely
+with a running service, whose dispatcher finds redriven events within a second).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,6 +27,7 @@ from ..harness.command import interruptible
 from ..loop import run
 
 if TYPE_CHECKING:  # aiohttp is imported only by the commands that talk to a service
+    from ..batch.events import AsyncEvent
     from .client import Invocation, LambdaClient
 
 DEFAULT_CONFIG = "warmstart.toml"
@@ -67,6 +72,19 @@ Logs live in the service that ran the invocations: this is mostly useful with --
 embedded engine only has the logs of what ran within the same command, which is nothing)."""
 
 
+DLQ_EPILOG = """\
+examples:
+  warmstart dlq list
+  warmstart dlq list --function hello --json
+  warmstart dlq redrive 0c9e6f1e-0d6b-4f43-9d1b-8f7e1c2a3b4c
+  warmstart dlq redrive --all --data-dir /var/lib/warmstart
+
+The dead-letter list holds async invocations that ran out of retries or of age and had no
+OnFailure destination. Redriven events start over (retries and age reset) and run on the
+service using that data directory. The data directory is --data-dir, else --config's (or
+./warmstart.toml's) [batch] data_dir, else $WARMSTART_DATA_DIR, else ~/.local/share/warmstart."""
+
+
 # -- parsers --------------------------------------------------------------------------------------
 
 
@@ -76,6 +94,7 @@ def add_parsers(commands: Any) -> None:
     _invoke_parser(commands)
     _functions_parser(commands)
     _logs_parser(commands)
+    _dlq_parser(commands)
 
 
 def _parser(commands: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
@@ -161,6 +180,30 @@ def _logs_parser(commands: Any) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new invocations")
     _target_options(p)
     p.set_defaults(func=logs_command)
+
+
+def _dlq_parser(commands: Any) -> None:
+    p = _parser(commands, "dlq", "list or redrive dead-lettered async invocations", DLQ_EPILOG)
+    actions = p.add_subparsers(dest="action", required=True)
+    listing = _parser(actions, "list", "list dead-lettered events, oldest first", DLQ_EPILOG)
+    listing.add_argument("--function", help="only this function's events")
+    listing.add_argument("--limit", type=int, default=100, help="at most N events (default 100)")
+    listing.add_argument("--json", action="store_true", help="print JSON, payloads included")
+    _store_options(listing)
+    listing.set_defaults(func=dlq_list_command)
+    redrive = _parser(actions, "redrive", "run dead-lettered events again", DLQ_EPILOG)
+    which = redrive.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", default=[], metavar="ID", help="event ids to redrive")
+    which.add_argument("--all", action="store_true", help="every dead-lettered event")
+    _store_options(redrive)
+    redrive.set_defaults(func=dlq_redrive_command)
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR", help="the directory of batch.sqlite3")
+    parser.add_argument(
+        "--config", metavar="FILE", help=f"read [batch] data_dir (default ./{DEFAULT_CONFIG})"
+    )
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -360,3 +403,93 @@ def logs_command(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, work)
+
+
+# -- dlq ----------------------------------------------------------------------------------------
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    """``batch.sqlite3`` in ``--data-dir``, else the config's [batch] data_dir, else the
+    default data directory."""
+    from ..batch.store import default_data_dir
+
+    folder = args.data_dir or load_config(args.config).batch.data_dir or default_data_dir()
+    return Path(folder) / "batch.sqlite3"
+
+
+def dlq_list_command(args: argparse.Namespace) -> int:
+    from ..batch.store import SqliteStore
+
+    path = store_path(args)
+    if not path.exists():
+        sys.stderr.write(f"warmstart: no store at {path}: nothing is dead-lettered\n")
+        events = []
+    else:
+        with SqliteStore(path) as store:
+            events = store.dlq_list(args.function, args.limit)
+    if args.json:
+        docs = [_dead_doc(event) for event in events]
+        sys.stdout.buffer.write(orjson.dumps(docs, option=orjson.OPT_INDENT_2) + b"\n")
+    elif events:
+        sys.stdout.write(render_dead(events))
+    return 0
+
+
+def _dead_doc(event: AsyncEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "function": event.function,
+        "condition": event.condition,
+        "error": event.error,
+        "invocations": event.invocations,
+        "retries": event.retries,
+        "createdAt": _iso(event.created_at),
+        "deadAt": _iso(event.next_attempt_at),
+        "payload": orjson.Fragment(event.payload),
+    }
+
+
+def render_dead(events: list[AsyncEvent]) -> str:
+    """One line per event: id, function, condition, tries, when it died, the last error."""
+    header = ("ID", "FUNCTION", "CONDITION", "TRIES", "DEAD AT", "ERROR")
+    rows = [header] + [
+        (
+            e.id,
+            e.function,
+            e.condition or "",
+            str(e.invocations),
+            _iso(e.next_attempt_at),
+            _short(e.error or ""),
+        )
+        for e in events
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def dlq_redrive_command(args: argparse.Namespace) -> int:
+    from ..batch.store import SqliteStore
+
+    path = store_path(args)
+    if not path.exists():
+        sys.stderr.write(f"warmstart: no store at {path}\n")
+        return 2
+    with SqliteStore(path) as store:
+        count = store.dlq_redrive(None if args.all else args.ids, time.time())
+    sys.stderr.write(f"warmstart: redriven {count} event(s)\n")
+    if not args.all and count < len(set(args.ids)):
+        sys.stderr.write("warmstart: some ids are not in the dead-letter list\n")
+        return 1
+    return 0
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _short(text: str, width: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -14,23 +14,30 @@ GetAccountSettings.  Differences from AWS, all deliberate:
 - There are no published versions or aliases: the one qualifier is ``$LATEST``.
 - ``Runtime`` accepts ``python3.x`` names and is reported as given; functions run on the
   service's interpreter.
-- Event invocations run in-process and are not durable (the durable queue comes later).
+- Event invocations are durable when the service has a backlog (``warmstart serve`` always
+  does: ``runtime.batch``); an engine without one runs them in-process.
+- Put/Get/Update/DeleteFunctionEventInvokeConfig (and List…) keep the settings in the durable
+  store; destinations must be functions of this service (Lambda also takes SQS, SNS, S3 and
+  EventBridge ARNs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..batch import events as ev
 from ..config import FunctionConfig
 from ..configfile import ServiceConfig
 from ..engine import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT
@@ -54,7 +61,10 @@ from .lambda_params import (
     code_info,
     config_changes,
     decode_marker,
+    destination_function,
+    destinations_of,
     encode_marker,
+    event_invoke_config,
     json_object,
     local_code,
     query_int,
@@ -73,6 +83,7 @@ from .shapes import (
 )
 
 if TYPE_CHECKING:
+    from ..batch.store import Store
     from ..engine import Engine
     from .metrics import ServiceMetrics
 
@@ -111,6 +122,8 @@ class LambdaApi:
         self.authenticate = authenticate
         self.records: dict[str, FunctionRecord] = {}
         self.followers = LogFollowers(engine)
+        #: where event invoke configs live (the service's durable store), once attached
+        self.event_store: Store | None = None
         self._code_root: str | None = None
 
     async def close(self) -> None:
@@ -126,6 +139,7 @@ class LambdaApi:
         v2017 = "/2017-10-31/functions/{name}"
         v2019 = "/2019-09-30/functions/{name}"
         settings = "/2016-08-19/account-settings"
+        invoke_config = "/2019-09-25/functions/{name}/event-invoke-config"
         code = self.settings.code_upload_limit_bytes
         small = MANAGEMENT_BODY_LIMIT
         table: list[tuple[str, str, Operation, int]] = [
@@ -143,6 +157,11 @@ class LambdaApi:
             ("PUT", v2019 + "/provisioned-concurrency", self.put_provisioned, small),
             ("GET", v2019 + "/provisioned-concurrency", self.get_provisioned, 0),
             ("DELETE", v2019 + "/provisioned-concurrency", self.delete_provisioned, 0),
+            ("PUT", invoke_config, self.put_function_event_invoke_config, small),
+            ("POST", invoke_config, self.update_function_event_invoke_config, small),
+            ("GET", invoke_config, self.get_function_event_invoke_config, 0),
+            ("DELETE", invoke_config, self.delete_function_event_invoke_config, 0),
+            ("GET", invoke_config + "/list", self.list_function_event_invoke_configs, 0),
             ("GET", settings, self.get_account_settings, 0),
             ("GET", settings + "/", self.get_account_settings, 0),
             ("GET", "/warmstart/logs/{name}", self.logs, 0),
@@ -291,6 +310,9 @@ class LambdaApi:
         await self.engine.unregister(name)
         self.records.pop(name, None)
         self.metrics.forget(name)
+        if self.event_store is not None:  # Lambda deletes a function's async settings with it
+            with contextlib.suppress(ResourceNotFoundException):
+                await asyncio.to_thread(self.event_store.delete_event_invoke_config, name)
         return web.Response(status=204)
 
     async def update_function_code(self, request: web.Request, body: bytes) -> web.Response:
@@ -401,6 +423,97 @@ class LambdaApi:
             "Status": "READY" if allocated >= requested else "IN_PROGRESS",
             "LastModified": record.provisioned_modified or record.last_modified,
         }
+
+    # -- async invocation settings ------------------------------------------------------------
+
+    async def put_function_event_invoke_config(
+        self, request: web.Request, body: bytes
+    ) -> web.Response:
+        """Replaces the whole config: settings left out are removed."""
+        name, store, config = self._event_invoke_request(request, body)
+        saved = await asyncio.to_thread(store.put_event_invoke_config, name, config, time.time())
+        return json_response(self._event_invoke_shape(name, saved))
+
+    async def update_function_event_invoke_config(
+        self, request: web.Request, body: bytes
+    ) -> web.Response:
+        """Changes only the settings given."""
+        name, store, config = self._event_invoke_request(request, body)
+        saved = await asyncio.to_thread(store.update_event_invoke_config, name, config, time.time())
+        return json_response(self._event_invoke_shape(name, saved))
+
+    async def get_function_event_invoke_config(
+        self, request: web.Request, body: bytes
+    ) -> web.Response:
+        name, store = self._event_invoke_target(request)
+        config = await asyncio.to_thread(store.get_event_invoke_config, name)
+        return json_response(self._event_invoke_shape(name, config))
+
+    async def delete_function_event_invoke_config(
+        self, request: web.Request, body: bytes
+    ) -> web.Response:
+        name, store = self._event_invoke_target(request)
+        await asyncio.to_thread(store.delete_event_invoke_config, name)
+        return web.Response(status=204)
+
+    async def list_function_event_invoke_configs(
+        self, request: web.Request, body: bytes
+    ) -> web.Response:
+        """The one config of ``$LATEST``, if there is one (there are no other versions)."""
+        query_int(request, "MaxItems", 50, 1, 50)
+        name, store = self._event_invoke_target(request)
+        try:
+            configs = [await asyncio.to_thread(store.get_event_invoke_config, name)]
+        except ResourceNotFoundException:
+            configs = []
+        shapes = [self._event_invoke_shape(name, config) for config in configs]
+        return json_response({"FunctionEventInvokeConfigs": shapes})
+
+    def _event_invoke_target(self, request: web.Request) -> tuple[str, Store]:
+        """The function (which must exist) and the store its settings live in."""
+        name = self.engine.get_function(self._name(request)).name
+        if self.event_store is None:
+            raise ServiceException(
+                "async invocation settings need the service's durable store (warmstart serve)"
+            )
+        return name, self.event_store
+
+    def _event_invoke_request(
+        self, request: web.Request, body: bytes
+    ) -> tuple[str, Store, ev.EventInvokeConfig]:
+        name, store = self._event_invoke_target(request)
+        config = event_invoke_config(json_object(body))
+        ev.check_event_invoke_config(config)
+        names = {c.name for c in self.engine.functions()}
+        for member, arn in destinations_of(config):
+            function = destination_function(arn, self.engine.pool)
+            if function is None:
+                raise InvalidParameterValueException(
+                    f"{member}: {arn!r} is not a function of this service (warmstart delivers "
+                    f"to Lambda functions in {self.engine.pool.region}, account "
+                    f"{self.engine.pool.account_id})"
+                )
+            if function not in names:
+                raise InvalidParameterValueException(
+                    f"{member}: the function {function} does not exist"
+                )
+        return name, store, config
+
+    def _event_invoke_shape(self, name: str, config: ev.EventInvokeConfig) -> dict[str, Any]:
+        """FunctionEventInvokeConfig as Lambda answers it (LastModified in epoch seconds)."""
+        shape: dict[str, Any] = {
+            "FunctionArn": f"{self._arn(name)}:$LATEST",
+            "LastModified": config.last_modified,
+            "DestinationConfig": {"OnSuccess": {}, "OnFailure": {}},
+        }
+        if config.maximum_retry_attempts is not None:
+            shape["MaximumRetryAttempts"] = config.maximum_retry_attempts
+        if config.maximum_event_age_in_seconds is not None:
+            shape["MaximumEventAgeInSeconds"] = config.maximum_event_age_in_seconds
+        for member, arn in destinations_of(config):
+            kind = member.split(".")[1]
+            shape["DestinationConfig"][kind] = {"Destination": arn}
+        return shape
 
     # -- account and logs ---------------------------------------------------------------------
 

@@ -16,11 +16,13 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
+from ..batch.events import DestinationConfig, EventInvokeConfig
 from ..code import prepare_code
-from ..config import FunctionConfig
+from ..config import FunctionConfig, PoolConfig
 from ..errors import InvalidParameterValueException, InvalidRequestContentException
 from .shapes import (
     DEFAULT_ROLE,
@@ -244,3 +246,49 @@ def code_info(code: str) -> CodeInfo:
 def _read_file(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+# -- async invocation settings (Put/Get/Update/DeleteFunctionEventInvokeConfig) ------------------
+
+
+def event_invoke_config(doc: dict[str, Any]) -> EventInvokeConfig:
+    """The settings of a Put/UpdateFunctionEventInvokeConfig body (ranges are the store's)."""
+    for member in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+        value = doc.get(member)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidParameterValueException(f"{member}: expected an integer, got {value!r}")
+    destinations = doc.get("DestinationConfig")
+    try:
+        parsed = None if destinations is None else msgspec.convert(destinations, DestinationConfig)
+    except msgspec.ValidationError as exc:
+        raise InvalidParameterValueException(f"DestinationConfig: {exc}") from None
+    return EventInvokeConfig(
+        maximum_retry_attempts=doc.get("MaximumRetryAttempts"),
+        maximum_event_age_in_seconds=doc.get("MaximumEventAgeInSeconds"),
+        destination_config=parsed,
+    )
+
+
+def destinations_of(config: EventInvokeConfig) -> list[tuple[str, str]]:
+    """(member, ARN) of each destination the config names."""
+    found = []
+    if config.destination_config is not None:
+        for member, target in (
+            ("DestinationConfig.OnSuccess.Destination", config.destination_config.on_success),
+            ("DestinationConfig.OnFailure.Destination", config.destination_config.on_failure),
+        ):
+            if target is not None and target.destination is not None:
+                found.append((member, target.destination))
+    return found
+
+
+def destination_function(arn: str, pool: PoolConfig) -> str | None:
+    """The name of the function ``arn`` names in this service's region and account (with no
+    qualifier or ``$LATEST``), else None."""
+    prefix = pool.function_arn("")
+    if not arn.startswith(prefix):
+        return None
+    name, _, qualifier = arn[len(prefix) :].partition(":")
+    if not name or qualifier not in ("", "$LATEST"):
+        return None
+    return name

@@ -1,0 +1,495 @@
+"""EventBridge schedule rules and their targets, kept durably beside the batch store.
+
+The rules live in the same SQLite file as :class:`~runtime.batch.store.SqliteStore`, in their
+own tables (``schedule_rules``, ``schedule_targets``) over their own connection (WAL, like the
+batch store's). ``SqliteStore`` owns the file's ``PRAGMA user_version``, so this schema keeps
+its version in a ``warmstart_meta`` table, one row per component.
+
+A rule records three instants (epoch seconds), which is all :mod:`runtime.schedule` needs to
+fire it once per instant and once after downtime:
+
+- ``created_at``: the anchor of a ``rate(...)`` schedule (EventBridge counts from creation);
+- ``changed_at``: the last time the expression changed or the rule was enabled; firings before
+  it are not owed (a rule enabled after a week off does not fire for that week);
+- ``last_fired``: the instant of the last firing.
+
+Nothing here reads a clock: every call that changes state takes ``now``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+
+from ..errors import ResourceNotFoundException, ServiceException, WarmstartError
+from ..schedule import Schedule, parse
+
+ENABLED: Final = "ENABLED"
+DISABLED: Final = "DISABLED"
+STATES: Final = (ENABLED, DISABLED)
+#: EventBridge's limit of targets per rule
+MAX_TARGETS: Final = 5
+#: ``ManagedBy`` of the rules declared in the configuration file's ``[schedules]``
+CONFIG_MANAGER: Final = "warmstart.config"
+COMPONENT: Final = "schedule_rules"
+
+_SCHEMA_V1 = (
+    """CREATE TABLE schedule_rules (
+        name TEXT PRIMARY KEY,
+        expression TEXT NOT NULL,
+        state TEXT NOT NULL,
+        description TEXT,
+        created_at REAL NOT NULL,
+        changed_at REAL NOT NULL,
+        last_fired REAL,
+        managed_by TEXT
+    ) WITHOUT ROWID""",
+    """CREATE TABLE schedule_targets (
+        rule TEXT NOT NULL,
+        id TEXT NOT NULL,
+        arn TEXT NOT NULL,
+        input TEXT,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (rule, id)
+    ) WITHOUT ROWID""",
+)
+#: MIGRATIONS[i] takes the rule tables from version i to i + 1
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_RULE_COLUMNS = (
+    "name, expression, state, description, created_at, changed_at, last_fired, managed_by"
+)
+
+
+class ValidationException(WarmstartError):
+    code = "ValidationException"
+    status = 400
+
+
+class LimitExceededException(WarmstartError):
+    code = "LimitExceededException"
+    status = 400
+
+
+class ManagedRuleException(WarmstartError):
+    """A rule owned by the configuration file (``ManagedBy``) changed through the API."""
+
+    code = "ManagedRuleException"
+    status = 400
+
+
+def utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def instant(now: float) -> float:
+    """A rule's times are kept to the millisecond, so that an anchor read back as a datetime
+    (microseconds) is the same instant."""
+    return round(now, 3)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a firing goes: ``arn`` names a Lambda function (an ARN or a plain name);
+    ``input`` is the JSON text sent instead of the Scheduled Event, when given."""
+
+    id: str
+    arn: str
+    input: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A schedule rule as stored (see the module docstring for the three instants)."""
+
+    name: str
+    expression: str
+    state: str
+    created_at: float
+    changed_at: float
+    description: str | None = None
+    last_fired: float | None = None
+    managed_by: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.state == ENABLED
+
+    @property
+    def fired_through(self) -> float:
+        """Firings at or before this instant are done or not owed."""
+        return self.changed_at if self.last_fired is None else max(self.changed_at, self.last_fired)
+
+    def schedule(self) -> Schedule:
+        """The parsed expression; a rate counts from the rule's creation."""
+        if self.expression.startswith("rate("):
+            return parse(self.expression, anchor=utc(self.created_at))
+        return parse(self.expression)
+
+
+def target_function(arn: str) -> str | None:
+    """The function name a target ARN (or a plain function name) names; None for anything
+    that is not a Lambda function."""
+    if not arn.startswith("arn:"):
+        return arn if arn and ":" not in arn else None
+    if not arn.startswith("arn:aws:lambda:"):
+        return None
+    parts = arn.split(":")
+    if len(parts) not in (7, 8) or parts[5] != "function" or not parts[6]:
+        return None
+    return parts[6]
+
+
+def check_expression(expression: str) -> None:
+    """The schedule parser's ValidationException, with its precise reason."""
+    try:
+        parse(expression)
+    except ValueError as exc:  # ScheduleExpressionError, worded with the expression
+        raise ValidationException(str(exc)) from None
+
+
+class RuleStore:
+    """Schedule rules in the SQLite file at ``path`` (shared with the batch store).
+
+    One connection, calls serialized by a lock: use it from any thread, one call at a time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> RuleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise ServiceException(f"the rule store is busy: {exc}") from exc
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for reads of several statements."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS warmstart_meta"
+                " (component TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            row = db.execute(
+                "SELECT version FROM warmstart_meta WHERE component = ?", (COMPONENT,)
+            ).fetchone()
+            version = 0 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise ServiceException(
+                    f"{self.path} has schedule rule schema version {version}; this warmstart "
+                    f"knows up to {SCHEMA_VERSION}"
+                )
+            for target in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[target]:
+                    db.execute(statement)
+            db.execute(
+                "INSERT INTO warmstart_meta (component, version) VALUES (?, ?)"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (COMPONENT, SCHEMA_VERSION),
+            )
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT version FROM warmstart_meta WHERE component = ?", (COMPONENT,)
+            ).fetchone()
+        return int(row[0])
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def put_rule(
+        self,
+        name: str,
+        expression: str,
+        now: float,
+        *,
+        state: str = ENABLED,
+        description: str | None = None,
+        managed_by: str | None = None,
+    ) -> Rule:
+        """Create the rule, or replace its expression, state and description (PutRule).
+
+        An update keeps the creation time (the rate anchor); a new expression, or a rule
+        enabled again, counts its firings from ``now``.
+        """
+        check_expression(expression)
+        now = instant(now)
+        if state not in STATES:
+            raise ValidationException(f"State {state!r} must be one of {', '.join(STATES)}")
+        with self._write() as db:
+            old = _rule(db, name)
+            if old is None:
+                rule = Rule(name, expression, state, now, now, description, None, managed_by)
+            else:
+                rearm = old.expression != expression or (not old.enabled and state == ENABLED)
+                rule = replace(
+                    old,
+                    expression=expression,
+                    state=state,
+                    description=description,
+                    changed_at=now if rearm else old.changed_at,
+                    managed_by=managed_by,
+                )
+            _save(db, rule)
+        return rule
+
+    def get_rule(self, name: str) -> Rule:
+        with self._read() as db:
+            return _existing(db, name)
+
+    def list_rules(
+        self, prefix: str | None = None, limit: int = 100, next_token: str | None = None
+    ) -> tuple[list[Rule], str | None]:
+        """Rules by name, ``limit`` a page; pass the returned token back for the next."""
+        after = _decode_token(next_token)
+        start = prefix or ""
+        with self._read() as db:
+            if after and after >= start:
+                where, bound = "name > ?", after
+            else:
+                where, bound = "name >= ?", start
+            rows = db.execute(
+                f"SELECT {_RULE_COLUMNS} FROM schedule_rules WHERE {where} ORDER BY name LIMIT ?",
+                (bound, limit + 1),
+            ).fetchall()
+        rules = [_rule_row(row) for row in rows]
+        if prefix:
+            rules = [rule for rule in rules if rule.name.startswith(prefix)]
+        token = _encode_token(rules[limit - 1].name) if len(rules) > limit else None
+        return rules[:limit], token
+
+    def set_state(self, name: str, state: str, now: float) -> Rule:
+        """EnableRule / DisableRule: an enabled rule owes no firing from while it was off."""
+        with self._write() as db:
+            old = _existing(db, name)
+            rule = replace(old, state=state)
+            if state == ENABLED and not old.enabled:
+                rule = replace(rule, changed_at=instant(now))
+            _save(db, rule)
+        return rule
+
+    def delete_rule(self, name: str) -> None:
+        """DeleteRule: refused while the rule has targets, as EventBridge does; deleting a
+        rule that does not exist succeeds."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM schedule_targets WHERE rule = ?", (name,)).fetchone():
+                raise ValidationException("Rule can't be deleted since it has targets.")
+            db.execute("DELETE FROM schedule_rules WHERE name = ?", (name,))
+
+    def mark_fired(self, name: str, fired_at: float) -> None:
+        """Record a firing (a rule deleted meanwhile is left deleted)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE schedule_rules SET last_fired = MAX(COALESCE(last_fired, ?), ?)"
+                " WHERE name = ?",
+                (fired_at, fired_at, name),
+            )
+
+    # -- targets --------------------------------------------------------------------------------
+
+    def put_targets(self, rule: str, targets: Sequence[Target]) -> None:
+        """Add targets, or replace those with the same Id; at most ``MAX_TARGETS`` a rule."""
+        with self._write() as db:
+            _existing(db, rule)
+            have = {t.id for t in _targets(db, rule)}
+            if len(have | {t.id for t in targets}) > MAX_TARGETS:
+                raise LimitExceededException(
+                    f"The requested resource exceeds the maximum number allowed: a rule has at "
+                    f"most {MAX_TARGETS} targets."
+                )
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM schedule_targets WHERE rule = ?", (rule,)
+            ).fetchone()[0]
+            for target in targets:
+                seq += 1
+                db.execute(
+                    "INSERT INTO schedule_targets (rule, id, arn, input, seq)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (rule, id) DO UPDATE SET"
+                    " arn = excluded.arn, input = excluded.input",
+                    (rule, target.id, target.arn, target.input, seq),
+                )
+
+    def remove_targets(self, rule: str, ids: Sequence[str]) -> None:
+        """Remove the targets named (an Id the rule lacks is no error)."""
+        with self._write() as db:
+            _existing(db, rule)
+            db.executemany(
+                "DELETE FROM schedule_targets WHERE rule = ? AND id = ?", [(rule, i) for i in ids]
+            )
+
+    def targets(self, rule: str) -> list[Target]:
+        with self._read() as db:
+            _existing(db, rule)
+            return _targets(db, rule)
+
+    def schedules(self) -> list[tuple[Rule, list[Target]]]:
+        """Every enabled rule with its targets (a rule without targets still fires: to
+        nobody, so that a target added later is owed no firing from before it)."""
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT {_RULE_COLUMNS} FROM schedule_rules WHERE state = ? ORDER BY name",
+                (ENABLED,),
+            ).fetchall()
+            rules = [_rule_row(row) for row in rows]
+            return [(rule, _targets(db, rule.name)) for rule in rules]
+
+    def sync_managed(
+        self, manager: str, wanted: Sequence[tuple[Rule, Target]], now: float
+    ) -> list[str]:
+        """Make the rules managed by ``manager`` exactly ``wanted`` (each with one target),
+        in one transaction; returns the names of the managed rules removed.
+
+        A rule created through the API under a name the configuration now claims becomes
+        managed; creation times (rate anchors) and firing records of kept rules survive.
+        """
+        for rule, _ in wanted:
+            check_expression(rule.expression)
+        names = {rule.name for rule, _ in wanted}
+        now = instant(now)
+        with self._write() as db:
+            stale = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM schedule_rules WHERE managed_by = ?", (manager,)
+                ).fetchall()
+                if row[0] not in names
+            ]
+            for name in stale:
+                db.execute("DELETE FROM schedule_targets WHERE rule = ?", (name,))
+                db.execute("DELETE FROM schedule_rules WHERE name = ?", (name,))
+            for rule, target in wanted:
+                _save(db, _merged(_rule(db, rule.name), rule, manager, now))
+                db.execute("DELETE FROM schedule_targets WHERE rule = ?", (rule.name,))
+                db.execute(
+                    "INSERT INTO schedule_targets (rule, id, arn, input, seq)"
+                    " VALUES (?, ?, ?, ?, 1)",
+                    (rule.name, target.id, target.arn, target.input),
+                )
+        return stale
+
+
+def _merged(old: Rule | None, new: Rule, manager: str, now: float) -> Rule:
+    if old is None:
+        return replace(new, created_at=now, changed_at=now, last_fired=None, managed_by=manager)
+    rearm = old.expression != new.expression or (not old.enabled and new.enabled)
+    return replace(
+        old,
+        expression=new.expression,
+        state=new.state,
+        description=new.description,
+        changed_at=now if rearm else old.changed_at,
+        managed_by=manager,
+    )
+
+
+def _rule(db: sqlite3.Connection, name: str) -> Rule | None:
+    row = db.execute(
+        f"SELECT {_RULE_COLUMNS} FROM schedule_rules WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else _rule_row(row)
+
+
+def _existing(db: sqlite3.Connection, name: str) -> Rule:
+    rule = _rule(db, name)
+    if rule is None:
+        raise ResourceNotFoundException(f"Rule {name} does not exist on EventBus default.")
+    return rule
+
+
+def _save(db: sqlite3.Connection, rule: Rule) -> None:
+    db.execute(
+        f"INSERT INTO schedule_rules ({_RULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET expression = excluded.expression,"
+        " state = excluded.state, description = excluded.description,"
+        " created_at = excluded.created_at, changed_at = excluded.changed_at,"
+        " last_fired = excluded.last_fired, managed_by = excluded.managed_by",
+        (
+            rule.name,
+            rule.expression,
+            rule.state,
+            rule.description,
+            rule.created_at,
+            rule.changed_at,
+            rule.last_fired,
+            rule.managed_by,
+        ),
+    )
+
+
+def _rule_row(row: Sequence[Any]) -> Rule:
+    name, expression, state, description, created, changed, fired, managed = row
+    return Rule(name, expression, state, created, changed, description, fired, managed)
+
+
+def _targets(db: sqlite3.Connection, rule: str) -> list[Target]:
+    rows = db.execute(
+        "SELECT id, arn, input FROM schedule_targets WHERE rule = ? ORDER BY seq", (rule,)
+    ).fetchall()
+    return [Target(*row) for row in rows]
+
+
+def _encode_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_token(token: str | None) -> str:
+    """The name a page starts after ("" for the first page)."""
+    if not token:
+        return ""
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationException(f"NextToken {token!r} is not a token this service gave") from None

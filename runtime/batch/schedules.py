@@ -1,0 +1,244 @@
+"""Schedules: EventBridge rules fired as durable async invocations.
+
+    RuleStore.schedules() ──▶ plan(rule, targets, now)  (pure: which instant is owed, what to send)
+                                  │ one Firing per owed instant: missed firings collapse into one
+                                  ▼
+    ScheduleRunner.run_due(now) ── backlog.put_event(function, payload, request_id) per target
+                                ── RuleStore.mark_fired(rule, instant)
+
+A firing is an async invocation of each target function, through the engine's backlog (stored
+before it counts as sent), with EventBridge's Scheduled Event as the payload, or the target's
+``Input`` when it has one. The request id of a firing is derived from the rule, the target and
+the instant, so a firing sent again after a crash (sent, then killed before ``mark_fired``) is
+the same event to the store, not a second one.
+
+Rules come from the API (:mod:`runtime.service.events_api`) and from the configuration file's
+``[schedules.NAME]`` tables (:func:`sync_config`), which own the rules they declare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from ..config import PoolConfig
+from ..schedule import scheduled_event
+from .dispatch import offload
+from .rules_store import (
+    CONFIG_MANAGER,
+    DISABLED,
+    ENABLED,
+    Rule,
+    RuleStore,
+    Target,
+    target_function,
+    utc,
+)
+
+log = logging.getLogger("warmstart.batch")
+
+#: firing ids are UUIDs in this namespace, from (rule ARN, target id, instant)
+_FIRING_NAMESPACE = uuid.UUID("6f1d7a52-3c1e-4c56-9a8e-2f0b7c9d1e40")
+
+
+class EventSink(Protocol):
+    """Where firings go: the engine's backlog (``runtime.engine.Backlog``'s ``put_event``)."""
+
+    async def put_event(self, function: str, payload: bytes, request_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Send:
+    """One async invocation of a firing."""
+
+    function: str
+    payload: bytes
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Firing:
+    """What ``plan`` owes for a rule at ``now``: fire at ``fire_at`` (epoch seconds; None:
+    nothing is owed) with ``sends``, then wait until ``next_at`` (None: never again)."""
+
+    fire_at: float | None
+    sends: tuple[Send, ...]
+    next_at: float | None
+
+
+def rule_arn(pool: PoolConfig, name: str) -> str:
+    """``arn:aws:events:<region>:<account>:rule/<name>``."""
+    return f"arn:aws:events:{pool.region}:{pool.account_id}:rule/{name}"
+
+
+def plan(rule: Rule, targets: list[Target], now: float, pool: PoolConfig) -> Firing:
+    """The firing owed for ``rule`` at ``now`` (sans-I/O): missed instants since the rule's
+    last firing (or its last change) collapse into the latest one."""
+    if not rule.enabled:
+        return Firing(None, (), None)
+    schedule = rule.schedule()
+    current = utc(now)
+    latest = schedule.last_at_or_before(current)
+    following = schedule.next_after(current)
+    next_at = None if following is None else following.timestamp()
+    if latest is None or latest.timestamp() <= rule.fired_through:
+        return Firing(None, (), next_at)
+    arn = rule_arn(pool, rule.name)
+    sends = tuple(
+        send
+        for target in targets
+        if (send := _send(arn, target, latest.timestamp(), pool)) is not None
+    )
+    return Firing(latest.timestamp(), sends, next_at)
+
+
+def _send(arn: str, target: Target, instant: float, pool: PoolConfig) -> Send | None:
+    function = target_function(target.arn)
+    if function is None:
+        return None
+    stamp = utc(instant).isoformat()
+    request_id = str(uuid.uuid5(_FIRING_NAMESPACE, f"{arn}|{target.id}|{stamp}"))
+    if target.input is not None:
+        payload = target.input.encode()
+    else:
+        event = scheduled_event(
+            arn,
+            utc(instant),
+            account=pool.account_id,
+            region=pool.region,
+            id=str(uuid.uuid5(_FIRING_NAMESPACE, f"{arn}|{stamp}")),
+        )
+        payload = orjson.dumps(event)
+    return Send(function, payload, request_id)
+
+
+class ScheduleRunner:
+    """Fires the stored rules at their instants into ``backlog``.
+
+    ``run_due(now)`` does one pass (tests drive it with virtual time); ``start()`` runs
+    passes in the background, sleeping until the next instant or until ``wake()`` (call it
+    after a rule changes: updates take effect at once).
+    """
+
+    def __init__(
+        self,
+        backlog: EventSink,
+        rules: RuleStore,
+        pool: PoolConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_sleep_s: float = 60.0,
+        executor: Executor | None = None,
+    ) -> None:
+        self.backlog = backlog
+        #: where rule store calls run (None: the loop's default executor)
+        self.executor = executor
+        self.rules = rules
+        self.pool = pool or PoolConfig()
+        self.clock = clock
+        #: the longest sleep between passes (the wall clock may jump)
+        self.max_sleep_s = max_sleep_s
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def run_due(self, now: float) -> float | None:
+        """Fire every rule owed a firing at ``now``; returns the next instant to look again
+        (None: no enabled rule fires again)."""
+        next_at = math.inf
+        for rule, targets in await offload(self.executor, self.rules.schedules):
+            firing = plan(rule, targets, now, self.pool)
+            if firing.fire_at is not None:
+                await self._fire(rule, firing)
+            if firing.next_at is not None:
+                next_at = min(next_at, firing.next_at)
+        return None if next_at == math.inf else next_at
+
+    async def _fire(self, rule: Rule, firing: Firing) -> None:
+        assert firing.fire_at is not None
+        for send in firing.sends:
+            try:
+                await self.backlog.put_event(send.function, send.payload, send.request_id)
+            except Exception:
+                # not marked fired: the next pass sends the firing again, under the same ids
+                log.exception(
+                    "schedule %s: could not send a firing to %s", rule.name, send.function
+                )
+                return
+        await offload(self.executor, self.rules.mark_fired, rule.name, firing.fire_at)
+
+    def start(self) -> None:
+        """Run passes in the background until ``close()``."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="warmstart-schedules")
+
+    def wake(self) -> None:
+        """Look at the rules again now (safe from any thread; a no-op when not started)."""
+        if self._loop is not None and self._wakeup is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loop = None
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            self._wakeup.clear()
+            try:
+                next_at = await self.run_due(self.clock())
+            except Exception:
+                log.exception("schedules: a pass failed")
+                next_at = None
+            delay = self.max_sleep_s if next_at is None else next_at - self.clock()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), min(max(delay, 0), self.max_sleep_s))
+
+
+# -- the configuration file's [schedules] ---------------------------------------------------------
+
+
+class ScheduleSpec(Protocol):
+    """A ``[schedules.NAME]`` table as ``runtime.configfile`` reads it."""
+
+    expression: str
+    function: str
+    input: str | None
+    enabled: bool
+    description: str | None
+
+
+def sync_config(
+    rules: RuleStore, schedules: Mapping[str, ScheduleSpec], pool: PoolConfig, now: float
+) -> list[str]:
+    """Make the configuration-managed rules exactly ``schedules`` (name -> ScheduleSpec):
+    each rule's one target is its function (target Id = the function name). Returns the
+    names of managed rules that left the configuration (deleted)."""
+    wanted = []
+    for name, spec in schedules.items():
+        rule = Rule(
+            name,
+            spec.expression,
+            ENABLED if spec.enabled else DISABLED,
+            now,
+            now,
+            spec.description,
+        )
+        target = Target(spec.function, pool.function_arn(spec.function), spec.input)
+        wanted.append((rule, target))
+    return rules.sync_managed(CONFIG_MANAGER, wanted, now)

@@ -1,0 +1,95 @@
+"""End to end on a real engine and a SQLite file: ``engine.invoke(..., "Event")`` answers 202
+once the event is stored, the dispatcher runs it, a failure goes to the OnFailure function."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from service_support import basic
+
+from runtime import Engine, FunctionConfig
+from runtime.batch import SqliteStore
+from runtime.batch.dispatch import EventBacklog, EventDispatcher
+from runtime.batch.events import DestinationConfig, DestinationTarget, EventInvokeConfig
+
+RECORDER = """\
+import json, os
+
+def record(event, context):
+    with open(os.environ["OUT"], "a") as f:
+        f.write(json.dumps(event) + "\\n")
+    return {"recorded": True}
+"""
+
+
+def recorder(tmp_path: Path, name: str) -> tuple[FunctionConfig, Path]:
+    code = tmp_path / "recorder"
+    code.mkdir(exist_ok=True)
+    (code / "app.py").write_text(RECORDER)
+    out = tmp_path / f"{name}.jsonl"
+    return FunctionConfig(
+        name=name, handler="app.record", code=str(code), environment={"OUT": str(out)}
+    ), out
+
+
+def read_lines(path: Path) -> list[Any]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def lines(path: Path, count: int, within: float = 10.0) -> list[Any]:
+    """The first ``count`` JSON lines of ``path``, waiting at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = read_lines(path)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} did not get {count} lines within {within} s")
+
+
+def test_event_invocations_run_durably_with_destinations(arun: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "data" / "batch.sqlite3")
+        try:
+            async with Engine() as engine:
+                backlog = EventBacklog(store)
+                engine.backlog = backlog
+                dispatcher = EventDispatcher(engine, store, concurrency=4)
+                backlog.event_listeners.append(dispatcher.wake)
+                rec, out = recorder(tmp_path, "rec")
+                sink, sink_out = recorder(tmp_path, "sink")
+                for config in (rec, sink, basic("fails", "flexible")):
+                    await engine.register(config)
+                failure = EventInvokeConfig(
+                    maximum_retry_attempts=0,
+                    destination_config=DestinationConfig(
+                        on_failure=DestinationTarget(destination=engine.pool.function_arn("sink"))
+                    ),
+                )
+                store.put_event_invoke_config("fails", failure, time.time())
+                await dispatcher.start()
+                try:
+                    accepted = await engine.invoke("rec", {"n": 1}, "Event")
+                    assert accepted.status_code == 202
+                    failed = await engine.invoke("fails", {"fail": True}, "Event")
+                    assert failed.status_code == 202
+                    assert await lines(out, 1) == [{"n": 1}]
+                    (record,) = await lines(sink_out, 1)
+                finally:
+                    await dispatcher.close()
+            assert record["requestContext"]["condition"] == "RetriesExhausted"
+            assert record["requestPayload"] == {"fail": True}
+            assert record["responseContext"]["functionError"] == "Unhandled"
+            assert record["responsePayload"]["errorMessage"] == "asked to fail"
+            assert store.dlq_list() == []
+            assert store.claim_events("after", time.time() + 1e6, 10).events == []
+        finally:
+            store.close()
+
+    arun(main(), timeout=60)
