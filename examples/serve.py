@@ -22,12 +22,17 @@ Try, from another terminal:
   curl -s -i -X POST {url}/2015-03-31/functions/hello-fail/invocations -d '{{}}'
   curl -s '{url}/hello?name=route'                          # API Gateway route, payload 2.0
   curl -s -X POST {url}/counter/mine -d '{{"n": 1}}'             # payload 1.0 route
+  curl -s -X POST {url}/2015-03-31/functions/report/invocations -d '{{"seconds": 1}}'  # 202, job
+  curl -s -X POST {url}/2015-03-31/functions/hello/invocations \
+      -H 'X-Amz-Invocation-Type: Event' -d '{{"name": "later"}}'      # stored, then run (202)
   curl -s {url}/healthz
   curl -s {url}/metrics | grep '^warmstart_invocations'
 
   {bin}/warmstart invoke hello '{{"x": 1}}' --tail --endpoint {url}
   {bin}/warmstart functions list --endpoint {url}
   {bin}/warmstart logs hello --follow --endpoint {url}
+  {bin}/warmstart jobs list --queue warmstart-default --all --endpoint {url}
+  {bin}/warmstart jobs describe JOB_ID --endpoint {url}
 
   {python} -c "import boto3; c = boto3.client('lambda', endpoint_url='{url}', \\
 region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x'); \\
