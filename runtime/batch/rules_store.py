@@ -22,16 +22,14 @@ import base64
 import binascii
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Final
 
 from ..errors import ResourceNotFoundException, ServiceException, WarmstartError
 from ..schedule import Schedule, parse
+from .sqlite import SqliteFile
 
 ENABLED: Final = "ENABLED"
 DISABLED: Final = "DISABLED"
@@ -158,63 +156,20 @@ def check_expression(expression: str) -> None:
         raise ValidationException(str(exc)) from None
 
 
-class RuleStore:
+class RuleStore(SqliteFile):
     """Schedule rules in the SQLite file at ``path`` (shared with the batch store).
 
     One connection, calls serialized by a lock: use it from any thread, one call at a time.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._migrate()
-        except BaseException:
-            self._db.close()
-            raise
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._open(path, busy_timeout_s)
 
     def __enter__(self) -> RuleStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise ServiceException(f"the rule store is busy: {exc}") from exc
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot for reads of several statements."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                db.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self._write() as db:

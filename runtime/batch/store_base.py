@@ -12,11 +12,8 @@ from __future__ import annotations
 import base64
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -29,6 +26,7 @@ from .model import (
     JobQueueDetail,
     JobSpec,
 )
+from .sqlite import SqliteFile
 
 T = TypeVar("T")
 #: (job seq, final status, statusReason or None to keep the current one)
@@ -257,8 +255,10 @@ def _log_stream(definition_arn: str, job_id: str, attempt: int) -> str:
     return f"{_definition_name(definition_arn)}/default/{job_id.replace(':', '-')}/{attempt}"
 
 
-class SqliteBase:
+class SqliteBase(SqliteFile):
     """The connection, its transactions and the schema; what every mixin builds on."""
+
+    kind = "batch store"
 
     def __init__(
         self,
@@ -270,59 +270,13 @@ class SqliteBase:
         log_cap_bytes: int = DEFAULT_LOG_CAP,
         busy_timeout_s: float = 10.0,
     ) -> None:
-        self.path = Path(path)
         self.region = region
         self.account_id = account_id
         #: AWS_BATCH_CE_NAME of a queue that names no compute environment
         self.compute_environment = compute_environment
         self.log_cap_bytes = log_cap_bytes
-        self._lock = threading.Lock()
         self._definitions: dict[int, JobDefinition] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        try:
-            self._migrate()
-        except BaseException:
-            self._db.close()
-            raise
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    # -- transactions -------------------------------------------------------------------------
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:  # another process held the lock too long
-                raise ServiceException(f"the batch store is busy: {exc}") from exc
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """A consistent snapshot for reads of several statements."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                db.execute("COMMIT")
+        self._open(path, busy_timeout_s, foreign_keys=True)
 
     def _migrate(self) -> None:
         with self._write() as db:

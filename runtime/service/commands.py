@@ -97,7 +97,9 @@ def add_parsers(commands: Any) -> None:
     _dlq_parser(commands)
 
 
-def _parser(commands: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
+def command_parser(
+    commands: Any, name: str, help_text: str, epilog: str
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=help_text,
@@ -124,7 +126,9 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve_parser(commands: Any) -> None:
-    p = _parser(commands, "serve", "run the invoker service: Lambda's API over HTTP", SERVE_EPILOG)
+    p = command_parser(
+        commands, "serve", "run the invoker service: Lambda's API over HTTP", SERVE_EPILOG
+    )
     p.add_argument("--config", metavar="FILE", help="TOML: [pool], [functions.*], [service], …")
     p.add_argument("--host", help="listen address (default: [service] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default: [service] port, 9000)")
@@ -132,7 +136,7 @@ def _serve_parser(commands: Any) -> None:
 
 
 def _invoke_parser(commands: Any) -> None:
-    p = _parser(commands, "invoke", "invoke a function and print its result", INVOKE_EPILOG)
+    p = command_parser(commands, "invoke", "invoke a function and print its result", INVOKE_EPILOG)
     p.add_argument("name", help="the function's name")
     p.add_argument("payload", nargs="?", default="{}", help="JSON event, or - for stdin ({})")
     p.add_argument(
@@ -147,13 +151,13 @@ def _invoke_parser(commands: Any) -> None:
 
 
 def _functions_parser(commands: Any) -> None:
-    p = _parser(commands, "functions", "list, create or delete functions", FUNCTIONS_EPILOG)
+    p = command_parser(commands, "functions", "list, create or delete functions", FUNCTIONS_EPILOG)
     actions = p.add_subparsers(dest="action", required=True)
-    listing = _parser(actions, "list", "list functions", FUNCTIONS_EPILOG)
+    listing = command_parser(actions, "list", "list functions", FUNCTIONS_EPILOG)
     listing.add_argument("--json", action="store_true", help="print Lambda's JSON")
     _target_options(listing)
     listing.set_defaults(func=functions_list_command)
-    create = _parser(
+    create = command_parser(
         actions, "create", "create a function from a directory or a .zip", FUNCTIONS_EPILOG
     )
     create.add_argument("name", help="the function's name")
@@ -168,14 +172,14 @@ def _functions_parser(commands: Any) -> None:
     )
     _target_options(create)
     create.set_defaults(func=functions_create_command)
-    delete = _parser(actions, "delete", "delete a function", FUNCTIONS_EPILOG)
+    delete = command_parser(actions, "delete", "delete a function", FUNCTIONS_EPILOG)
     delete.add_argument("name", help="the function's name")
     _target_options(delete)
     delete.set_defaults(func=functions_delete_command)
 
 
 def _logs_parser(commands: Any) -> None:
-    p = _parser(commands, "logs", "print a function's recent log", LOGS_EPILOG)
+    p = command_parser(commands, "logs", "print a function's recent log", LOGS_EPILOG)
     p.add_argument("name", help="the function's name")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new invocations")
     _target_options(p)
@@ -183,15 +187,17 @@ def _logs_parser(commands: Any) -> None:
 
 
 def _dlq_parser(commands: Any) -> None:
-    p = _parser(commands, "dlq", "list or redrive dead-lettered async invocations", DLQ_EPILOG)
+    p = command_parser(
+        commands, "dlq", "list or redrive dead-lettered async invocations", DLQ_EPILOG
+    )
     actions = p.add_subparsers(dest="action", required=True)
-    listing = _parser(actions, "list", "list dead-lettered events, oldest first", DLQ_EPILOG)
+    listing = command_parser(actions, "list", "list dead-lettered events, oldest first", DLQ_EPILOG)
     listing.add_argument("--function", help="only this function's events")
     listing.add_argument("--limit", type=int, default=100, help="at most N events (default 100)")
     listing.add_argument("--json", action="store_true", help="print JSON, payloads included")
     _store_options(listing)
     listing.set_defaults(func=dlq_list_command)
-    redrive = _parser(actions, "redrive", "run dead-lettered events again", DLQ_EPILOG)
+    redrive = command_parser(actions, "redrive", "run dead-lettered events again", DLQ_EPILOG)
     which = redrive.add_mutually_exclusive_group(required=True)
     which.add_argument("ids", nargs="*", default=[], metavar="ID", help="event ids to redrive")
     which.add_argument("--all", action="store_true", help="every dead-lettered event")

@@ -37,6 +37,7 @@ import orjson
 from ..batch.model import FAILED, FINAL_STATUSES, JOB_STATUSES, SUCCEEDED, ClientException
 from ..harness.command import interruptible
 from ..loop import run
+from .commands import command_parser
 
 if TYPE_CHECKING:  # the store, aiohttp and rich are imported only by the commands that use them
     from rich.progress import Progress
@@ -271,7 +272,7 @@ def _run(args: argparse.Namespace, work: Callable[[JobsClient], Coroutine[Any, A
 
 def add_parser(commands: Any) -> None:
     """Add ``jobs`` (submit, list, describe, logs, cancel, wait) to the ``warmstart`` commands."""
-    jobs = _parser(commands, "jobs", "submit, list, follow and stop batch jobs", JOBS_EPILOG)
+    jobs = command_parser(commands, "jobs", "submit, list, follow and stop batch jobs", JOBS_EPILOG)
     actions = jobs.add_subparsers(dest="action", required=True)
     _submit_parser(actions)
     _list_parser(actions)
@@ -279,17 +280,6 @@ def add_parser(commands: Any) -> None:
     _logs_parser(actions)
     _cancel_parser(actions)
     _wait_parser(actions)
-
-
-def _parser(commands: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name,
-        help=help_text,
-        description=help_text[:1].upper() + help_text[1:] + ".",
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    return parser
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:
@@ -343,7 +333,7 @@ def _wait_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _submit_parser(actions: Any) -> None:
-    p = _parser(actions, "submit", "submit a job (SubmitJob)", SUBMIT_EPILOG)
+    p = command_parser(actions, "submit", "submit a job (SubmitJob)", SUBMIT_EPILOG)
     p.add_argument("name", help="the jobName")
     p.add_argument("--queue", required=True, help="the job queue's name or ARN")
     p.add_argument("--definition", required=True, help="the job definition: name[:revision] or ARN")
@@ -370,7 +360,9 @@ def _submit_parser(actions: Any) -> None:
 
 
 def _list_parser(actions: Any) -> None:
-    p = _parser(actions, "list", "list the jobs of a queue or an array job (ListJobs)", LIST_EPILOG)
+    p = command_parser(
+        actions, "list", "list the jobs of a queue or an array job (ListJobs)", LIST_EPILOG
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--queue", help="the job queue's name or ARN")
     which.add_argument("--array-job", metavar="ID", help="an array job: list its children")
@@ -385,7 +377,7 @@ def _list_parser(actions: Any) -> None:
 
 
 def _describe_parser(actions: Any) -> None:
-    p = _parser(actions, "describe", "show jobs in full (DescribeJobs)", DESCRIBE_EPILOG)
+    p = command_parser(actions, "describe", "show jobs in full (DescribeJobs)", DESCRIBE_EPILOG)
     p.add_argument("job_ids", nargs="+", metavar="ID", help="job ids")
     p.add_argument("--json", action="store_true", help="print DescribeJobs' answer")
     _target_options(p)
@@ -393,7 +385,7 @@ def _describe_parser(actions: Any) -> None:
 
 
 def _logs_parser(actions: Any) -> None:
-    p = _parser(actions, "logs", "print the output of a job's attempt", LOGS_EPILOG)
+    p = command_parser(actions, "logs", "print the output of a job's attempt", LOGS_EPILOG)
     p.add_argument("job_id", metavar="ID", help="the job id")
     p.add_argument(
         "--attempt", type=_positive_int, metavar="N", help="1 for the first (default the latest)"
@@ -403,7 +395,7 @@ def _logs_parser(actions: Any) -> None:
 
 
 def _cancel_parser(actions: Any) -> None:
-    p = _parser(actions, "cancel", "cancel or terminate a job", CANCEL_EPILOG)
+    p = command_parser(actions, "cancel", "cancel or terminate a job", CANCEL_EPILOG)
     p.add_argument("job_id", metavar="ID", help="the job id")
     p.add_argument("--reason", required=True, help="the statusReason the job fails with")
     p.add_argument("--terminate", action="store_true", help="TerminateJob: stop a started job too")
@@ -412,7 +404,7 @@ def _cancel_parser(actions: Any) -> None:
 
 
 def _wait_parser(actions: Any) -> None:
-    p = _parser(actions, "wait", "wait until a job SUCCEEDED or FAILED", WAIT_EPILOG)
+    p = command_parser(actions, "wait", "wait until a job SUCCEEDED or FAILED", WAIT_EPILOG)
     p.add_argument("job_id", metavar="ID", help="the job id")
     _wait_option(p)
     _target_options(p)
