@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # aiohttp is imported only by the commands that talk to a ser
     from .client import Invocation, LambdaClient
 
 DEFAULT_CONFIG = "warmstart.toml"
+C = TypeVar("C")
 
 SERVE_EPILOG = """\
 examples:
@@ -264,15 +265,25 @@ def _region() -> str:
     return os.environ.get("WARMSTART_REGION", "us-east-1")
 
 
-def _run(args: argparse.Namespace, work: Callable[[LambdaClient], Coroutine[Any, Any, int]]) -> int:
+def run_connected(
+    connector: Callable[[argparse.Namespace], contextlib.AbstractAsyncContextManager[C]],
+    args: argparse.Namespace,
+    work: Callable[[C], Coroutine[Any, Any, int]],
+) -> int:
+    """Run ``work`` with the client ``connector`` makes for ``args``; Ctrl-C exits 130."""
+
     async def main() -> int:
-        async with connect(args) as client:
+        async with connector(args) as client:
             return await work(client)
 
     try:
         return run(interruptible(main()))
     except asyncio.CancelledError:
         return 130
+
+
+def _run(args: argparse.Namespace, work: Callable[[LambdaClient], Coroutine[Any, Any, int]]) -> int:
+    return run_connected(connect, args, work)
 
 
 def read_payload(arg: str) -> bytes:

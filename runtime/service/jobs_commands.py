@@ -35,9 +35,7 @@ from urllib.parse import quote
 import orjson
 
 from ..batch.model import FAILED, FINAL_STATUSES, JOB_STATUSES, SUCCEEDED, ClientException
-from ..harness.command import interruptible
-from ..loop import run
-from .commands import command_parser
+from .commands import command_parser, run_connected
 
 if TYPE_CHECKING:  # the store, aiohttp and rich are imported only by the commands that use them
     from rich.progress import Progress
@@ -257,14 +255,7 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[JobsClient]:
 
 
 def _run(args: argparse.Namespace, work: Callable[[JobsClient], Coroutine[Any, Any, int]]) -> int:
-    async def main() -> int:
-        async with connect(args) as client:
-            return await work(client)
-
-    try:
-        return run(interruptible(main()))
-    except asyncio.CancelledError:
-        return 130
+    return run_connected(connect, args, work)
 
 
 # -- parsers --------------------------------------------------------------------------------------
