@@ -6,9 +6,10 @@ create + start of the same image with the backend's own create request (``contai
 the same mounts and limits; only the command and the labels differ) until the Python in it has
 connected to a unix socket in the bind-mounted environment directory (ready).  The baseline
 removes the previous round's container in the round's untimed setup; warmstart removes its
-retired container in the background after the call has returned.  With a stem cell: the same
-cold function on an engine that keeps one started, generic container ready (refilled in the
-untimed setup), so a cold start only initializes the handler in it.  Warm: a container
+retired container in the background after the call has returned, and the round's untimed setup
+waits until that removal is done, so neither side's timing holds a removal.  With a stem cell:
+the same cold function on an engine that keeps one started, generic container ready (refilled
+in the untimed setup), so a cold start only initializes the handler in it.  Warm: a container
 environment's invoke beside a forked process environment's, the same no-op handler.
 """
 
@@ -88,9 +89,21 @@ def test_p4_cold_warmstart(benchmark: Any, loop: asyncio.AbstractEventLoop, engi
         assert result.report is not None
         assert result.report.cold
 
+    def settled() -> None:  # the previous round's container removed, as the baseline's is
+        loop.run_until_complete(_no_live_containers(engine))
+
     benchmark.group = "P4-container-cold"
     benchmark.extra_info.update(figure="P4", role="warmstart")
-    benchmark.pedantic(once, rounds=ROUNDS, warmup_rounds=1)
+    benchmark.pedantic(once, setup=settled, rounds=ROUNDS, warmup_rounds=1)
+
+
+async def _no_live_containers(engine: Engine) -> None:
+    backend = engine._containers
+    for _ in range(500):
+        if backend is None or "live=0 " in repr(backend):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"containers still live: {backend!r}")
 
 
 def test_p4_cold_stem_cell(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
