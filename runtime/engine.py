@@ -56,7 +56,6 @@ from .pools.container import (
     ContainerStartError,
     ContainerWorker,
     SandboxKey,
-    cgroup_peak_mb,
     local_node_id,
 )
 from .pools.process import FunctionSpec, InitFailed, Template, Worker, python_for, spawn_worker
@@ -66,7 +65,6 @@ from .wording import (
     error_doc,
     exit_description,
     iso_now,
-    peak_rss_mb,
     too_large,
 )
 from .wording import request_id as new_request_id
@@ -540,9 +538,7 @@ class Engine:
         loop = self._loop
         assert loop is not None
         req = next(self._req_ids)
-        call = Call(req, fn, body, context, loop.create_future())
-        if rid is not None:
-            call.request_id, call.rid = rid, rid.encode()
+        call = Call(req, fn, body, context, loop.create_future(), rid)
         self._calls[req] = call
         self._apply(self._core.submit(req, fn.config.name, loop.time()))  # type: ignore[union-attr]
         return call.future
@@ -782,12 +778,7 @@ class Engine:
             env.start_task = None
         peak_mb = 0
         if env.worker is not None:
-            worker = env.worker
-            peak_mb = (
-                cgroup_peak_mb(worker)
-                if isinstance(worker, ContainerWorker)
-                else peak_rss_mb(worker.pid)
-            )
+            peak_mb = env.worker.peak_now_mb()
             env.worker.kill()
         call = self._calls.get(req) if req >= 0 else None
         if call is None:
@@ -843,14 +834,8 @@ class Engine:
         env.call = None
         env.uses += 1
         config = call.fn.config
-        # Max Memory Used: the container's cgroup high-water mark, else the worker's peak RSS
-        peak_mb = cgroup_peak_mb(worker) if isinstance(worker, ContainerWorker) else 0
         report = Report(
-            call.request_id,
-            frame.a / 1e6,
-            config.memory_mb,
-            peak_mb or -(-frame.b // 1024),
-            call.cold_ms,
+            call.request_id, frame.a / 1e6, config.memory_mb, worker.peak_mb(frame.b), call.cold_ms
         )
         env.to(EnvStatus.READY)
         self._finish(call, body, None if frame.kind == P.RESULT else "Unhandled", log, report, env)

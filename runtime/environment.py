@@ -66,13 +66,14 @@ class Call:
         payload: bytes,
         context: bytes,
         future: asyncio.Future[InvokeResult],
+        rid: str | None = None,
     ):
         self.req = req
         self.fn = fn
         self.payload = payload
         self.context = context
         self.future = future
-        self.request_id = request_id()
+        self.request_id = rid or request_id()
         self.rid = self.request_id.encode()
         self.cold_ms: float | None = None
         #: perf_counter() when the invocation was sent to its worker

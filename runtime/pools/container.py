@@ -119,6 +119,13 @@ class ContainerWorker(Worker):
     def container_id(self) -> str:
         return self.sandbox.container_id
 
+    def peak_mb(self, reported_kb: int) -> int:
+        """The container's cgroup high-water mark (the worker's own peak if unreadable)."""
+        return cgroup_peak_mb(self) or super().peak_mb(reported_kb)
+
+    def peak_now_mb(self) -> int:
+        return cgroup_peak_mb(self)
+
     @property
     def cgroup(self) -> str:
         return self.sandbox.cgroup
@@ -141,7 +148,7 @@ class Sandbox(ForkServer):
         #: the host pid of the container's first process, and its memory cgroup
         self.pid = 0
         self.cgroup = ""
-        #: where function code is inside: TASK_ROOT, or the code store of a stem cell
+        #: started ahead of demand with the code store mounted (its code is not at TASK_ROOT)
         self.stem = False
         self.create: asyncio.Future[DockerContainer] | None = None
         #: resolved once the container is gone and removed
@@ -161,28 +168,22 @@ class Sandbox(ForkServer):
         return self._ctrl is not None and not self.gone.done()
 
     def _worker_exited(self, worker: Worker, code: int) -> None:
-        if self.cgroup and oom_kills(self.cgroup) > getattr(worker, "oom_base", 0):
+        if self.oom_killed or (
+            self.cgroup and oom_kills(self.cgroup) > getattr(worker, "oom_base", 0)
+        ):
             worker.oom_killed = True
         if worker.oom_killed:
             code = -signal.SIGKILL
         worker.exited.set_result(code)
 
-    def _lost(self) -> None:
-        """The sandbox process ended: its workers died with it (PDEATHSIG).  Until the
-        container's state is read (``ended``), their exits wait, so an OOM kill is known."""
-        if self._ctrl is not None:
-            self.loop.remove_reader(self._ctrl.fileno())
-            self._ctrl.close()
-            self._ctrl = None
-        error = EOFError("the container's sandbox process exited")
-        for fut in self._forks.values():
-            if not fut.done():
-                fut.set_exception(error)
-        self._forks.clear()
+    def _workers_lost(self) -> None:
+        """The sandbox process ended: its workers died with it (PDEATHSIG).  Their exits wait
+        until the container's state is read (``ended``), so an OOM kill of the whole container
+        is known."""
         for worker in self._workers.values():
             worker.kill()
         if self.gone.done():
-            self._end_workers()
+            super()._workers_lost()
 
     def ended(self, oom_killed: bool) -> None:
         """The container is gone (and removed): every worker still waited on has ended."""
@@ -190,18 +191,9 @@ class Sandbox(ForkServer):
         if self.peak_fd >= 0:
             os.close(self.peak_fd)
             self.peak_fd = -1
-        if self._ctrl is not None:
-            super()._lost()
         if not self.gone.done():
             self.gone.set_result(None)
-        self._end_workers()
-
-    def _end_workers(self) -> None:
-        for worker in list(self._workers.values()):
-            worker.oom_killed = worker.oom_killed or self.oom_killed
-            if not worker.exited.done():
-                self._worker_exited(worker, -signal.SIGKILL)
-        self._workers.clear()
+        self._lost()
 
     def __repr__(self) -> str:
         state = "usable" if self.usable else ("gone" if self.gone.done() else "ending")

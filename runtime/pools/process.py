@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..agent import protocol as P
+from ..wording import peak_rss_mb
 
 AGENT_MAIN = str(Path(__file__).resolve().parent.parent / "agent" / "__main__.py")
 EXIT_WAIT_S = 5.0
@@ -118,6 +119,14 @@ class Worker(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.close()
+
+    def peak_mb(self, reported_kb: int) -> int:
+        """Max Memory Used after an invocation, from the peak RSS (KB) its result reported."""
+        return -(-reported_kb // 1024)
+
+    def peak_now_mb(self) -> int:
+        """Max Memory Used of a worker stopped mid-call (a timeout: it reports nothing)."""
+        return peak_rss_mb(self.pid)
 
     def kill(self) -> None:
         self.closing = True
@@ -256,10 +265,6 @@ class ForkServer:
         self._forks: dict[int, asyncio.Future[int]] = {}
         self._workers: dict[int, Worker] = {}
 
-    @property
-    def workers(self) -> int:
-        return len(self._workers)
-
     def attach(self, ctrl: socket.socket) -> None:
         """Take the server's seqpacket control socket and listen on it."""
         ctrl.setblocking(False)
@@ -335,6 +340,10 @@ class ForkServer:
             if not fut.done():
                 fut.set_exception(error)
         self._forks.clear()
+        self._workers_lost()
+
+    def _workers_lost(self) -> None:
+        """The server is gone: its children were killed with it."""
         for worker in list(self._workers.values()):
             worker.kill()
             if not worker.exited.done():
