@@ -49,9 +49,13 @@ def exit_description(code: int) -> str:
     return f"exit status {code}"
 
 
-def iso_now() -> str:
-    now = time.time()
+def iso(now: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, as Lambda stamps its records."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def iso_now() -> str:
+    return iso(time.time())
 
 
 _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))

@@ -18,13 +18,13 @@ FunctionEventInvokeConfig (PascalCase keys).
 from __future__ import annotations
 
 import re
-import time
 from typing import Final
 
 import msgspec
 import orjson
 
 from ..errors import InvalidParameterValueException
+from ..wording import iso
 
 DUE: Final = "DUE"
 INFLIGHT: Final = "INFLIGHT"
@@ -151,7 +151,7 @@ def invocation_record(
         context["functionError"] = function_error
     record: dict[str, object] = {
         "version": "1.0",
-        "timestamp": _iso(now),
+        "timestamp": iso(now),
         "requestContext": {
             "requestId": event.id,
             "functionArn": f"{function_arn}:{executed_version}",
@@ -164,11 +164,6 @@ def invocation_record(
     if response is not None:
         record["responsePayload"] = orjson.Fragment(response)
     return orjson.dumps(record)
-
-
-def _iso(now: float) -> str:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-    return f"{stamp}.{int(now * 1000) % 1000:03d}Z"
 
 
 # -- per-function settings (Put/Get/Update/DeleteFunctionEventInvokeConfig) -------------------

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import re
 import signal
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,6 +38,7 @@ from ..errors import WarmstartError
 from ..pools.container import LABEL, NODE_LABEL, ContainerBackend, ContainerStartError
 from ..pools.container import _process_gone as process_gone
 from ..result import InvokeResult
+from ..wording import request_id
 from .model import Claim
 
 #: the longest container reason AWS keeps
@@ -180,7 +180,7 @@ class FunctionExecutor:
             return not_started(exc.code, exc.message)
         if not await control.started():
             return Outcome(None)
-        rid = str(uuid.uuid4())
+        rid = request_id()
         control.signaller = lambda signum: self.engine.signal_call(rid, signum)
         try:
             result = await self.engine.invoke(

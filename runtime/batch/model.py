@@ -97,8 +97,8 @@ class ResourceRequirement(Shape):
     value: str
 
 
-class ContainerProperties(Shape):
-    """The modeled part of ``containerProperties``."""
+class _Container(Shape):
+    """The members ``containerProperties`` and a job's ``container`` share, in AWS's order."""
 
     image: str | None = None
     vcpus: int | None = None
@@ -109,6 +109,11 @@ class ContainerProperties(Shape):
     job_role_arn: str | None = None
     execution_role_arn: str | None = None
     user: str | None = None
+
+
+class ContainerProperties(_Container):
+    """The modeled part of ``containerProperties``."""
+
     privileged: bool | None = None
     readonly_root_filesystem: bool | None = None
     instance_type: str | None = None
@@ -269,18 +274,9 @@ class AttemptDetail(Shape):
     status_reason: str | None = None
 
 
-class ContainerDetail(Shape):
+class ContainerDetail(_Container):
     """A job's container as it runs: the definition with the submit's overrides applied."""
 
-    image: str | None = None
-    vcpus: int | None = None
-    memory: int | None = None
-    command: list[str] | None = None
-    environment: list[KeyValuePair] | None = None
-    resource_requirements: list[ResourceRequirement] | None = None
-    job_role_arn: str | None = None
-    execution_role_arn: str | None = None
-    user: str | None = None
     instance_type: str | None = None
     exit_code: int | None = None
     reason: str | None = None

@@ -7,8 +7,8 @@ behaviour follows it; the few choices warmstart makes are said where they are ma
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Final, NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final, NamedTuple, TypeVar
 
 import orjson
 
@@ -32,10 +32,10 @@ from .model import (
     ContainerProperties,
     EvaluateOnExit,
     JobDependency,
-    KeyValuePair,
-    ResourceRequirement,
     RetryStrategy,
 )
+
+T = TypeVar("T")
 
 #: an attempt whose container exited, whatever the code (AWS's wording)
 ESSENTIAL_EXITED: Final = "Essential container in task exited"
@@ -286,9 +286,9 @@ def resolve_container(
         vcpus=over.vcpus if over.vcpus is not None else props.vcpus,
         memory=over.memory if over.memory is not None else props.memory,
         command=substitute(command or [], parameters),
-        environment=_merge_environment(props.environment, over.environment) or None,
-        resource_requirements=_merge_requirements(
-            props.resource_requirements, over.resource_requirements
+        environment=_merged(props.environment, over.environment, lambda pair: pair.name),
+        resource_requirements=_merged(
+            props.resource_requirements, over.resource_requirements, lambda req: req.type
         ),
         job_role_arn=props.job_role_arn,
         execution_role_arn=props.execution_role_arn,
@@ -297,22 +297,13 @@ def resolve_container(
     )
 
 
-def _merge_environment(
-    base: list[KeyValuePair] | None, extra: list[KeyValuePair] | None
-) -> list[KeyValuePair]:
-    merged = {pair.name: pair for pair in base or ()}
-    merged.update((pair.name, pair) for pair in extra or ())
-    return list(merged.values())
-
-
-def _merge_requirements(
-    base: list[ResourceRequirement] | None, extra: list[ResourceRequirement] | None
-) -> list[ResourceRequirement] | None:
-    if not base and not extra:
-        return None
-    merged = {req.type: req for req in base or ()}
-    merged.update((req.type, req) for req in extra or ())
-    return list(merged.values())
+def _merged(
+    base: Sequence[T] | None, extra: Sequence[T] | None, key: Callable[[T], str | None]
+) -> list[T] | None:
+    """``base`` with ``extra``'s items in place of those of the same ``key``; None if empty."""
+    merged = {key(item): item for item in base or ()}
+    merged.update((key(item), item) for item in extra or ())
+    return list(merged.values()) or None
 
 
 def container_resources(container: ContainerDetail | None) -> tuple[float, int, int]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import math
@@ -42,6 +41,7 @@ from ..config import BatchConfig, PoolConfig
 from ..engine import Engine
 from ..pools.container import local_node_id, node_alive
 from .capacity import BLOCKED_REASON, Capacity
+from .dispatch import offload
 from .executors import ContainerExecutor, Control, FunctionExecutor, Outcome, short
 from .model import Claim, ClientException, KillOrder
 from .store import DEFAULT_LOG_CAP, Store
@@ -398,8 +398,7 @@ class JobRunner:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A store call on the runner's own thread: the loop keeps serving workers while
         SQLite works, and the store's calls stay in order."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, functools.partial(fn, *args, **kwargs))
+        return await offload(self._thread, fn, *args, **kwargs)
 
     def _changed(self) -> None:
         for listener in self.listeners:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import events as ev
 from .model import (
@@ -203,11 +203,6 @@ class Store(Protocol):
 
 class SqliteStore(RunnerMixin, DescribeMixin, EventsMixin):
     """The batch store in one SQLite file (see the module docstring for its guarantees)."""
-
-    @classmethod
-    def open_default(cls, **options: Any) -> SqliteStore:
-        """The store at :func:`default_store_path`."""
-        return cls(default_store_path(), **options)
 
     def __enter__(self) -> SqliteStore:
         return self

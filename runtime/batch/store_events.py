@@ -5,13 +5,13 @@ per-function event invoke configs."""
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from ..errors import ResourceNotFoundException
+from ..wording import request_id as new_request_id
 from . import events as ev
 from .store_base import (
     SqliteBase,
@@ -45,7 +45,7 @@ class EventsMixin(SqliteBase):
         ``request_id`` already accepted returns the stored event (a producer may resend)."""
         ev.check_retries(max_retries)
         ev.check_max_age(max_age_s)
-        event_id = request_id or str(uuid.uuid4())
+        event_id = request_id or new_request_id()
         with self._write() as db:
             config = self._config(db, function) or ev.EventInvokeConfig()
             db.execute(
@@ -114,18 +114,11 @@ class EventsMixin(SqliteBase):
         """Dead-lettered events, oldest first (``next_attempt_at`` is when each was
         discarded)."""
         with self._read() as db:
-            if function is None:
-                rows = db.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE state = 'DEAD'"
-                    " ORDER BY seq LIMIT ?",
-                    (limit,),
-                ).fetchall()
-            else:
-                rows = db.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE state = 'DEAD' AND function = ?"
-                    " ORDER BY seq LIMIT ?",
-                    (function, limit),
-                ).fetchall()
+            rows = db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE state = 'DEAD'"
+                " AND (? IS NULL OR function = ?) ORDER BY seq LIMIT ?",
+                (function, function, limit),
+            ).fetchall()
         return [_event_row(row) for row in rows]
 
     def dlq_redrive(self, event_ids: Sequence[str] | None, now: float) -> int:

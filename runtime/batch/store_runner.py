@@ -358,22 +358,20 @@ class RunnerMixin(JobsMixin):
 
     def read_log(self, job_id: str, attempt: int | None = None) -> bytes:
         """The kept output of one attempt (default: the latest); empty when none was kept."""
-        with self._read() as db:
-            seq, _, _ = self._job_row(db, job_id)
-            row = db.execute(
-                "SELECT data FROM logs WHERE job = ? AND (? IS NULL OR n = ?)"
-                " ORDER BY n DESC LIMIT 1",
-                (seq, attempt, attempt),
-            ).fetchone()
-        return bytes(row[0]) if row else b""
+        data = self._latest(job_id, attempt, "logs")
+        return b"" if data is None else data
 
     def read_result(self, job_id: str, attempt: int | None = None) -> bytes | None:
         """What a function job's handler returned in one attempt (default: the latest that
         reported one): its JSON bytes, or Lambda's error document; None when none was kept."""
+        return self._latest(job_id, attempt, "results")
+
+    def _latest(self, job_id: str, attempt: int | None, table: str) -> bytes | None:
+        """``table``'s data of one attempt of the job (None: of its latest attempt there)."""
         with self._read() as db:
             seq, _, _ = self._job_row(db, job_id)
             row = db.execute(
-                "SELECT data FROM results WHERE job = ? AND (? IS NULL OR n = ?)"
+                f"SELECT data FROM {table} WHERE job = ? AND (? IS NULL OR n = ?)"
                 " ORDER BY n DESC LIMIT 1",
                 (seq, attempt, attempt),
             ).fetchone()
