@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import socket
 import stat
 import subprocess
@@ -109,13 +110,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def lambda_client(url: str, secret: str = "secret", **config: Any) -> Any:
-    """A boto3 Lambda client of ``url`` signing as AKIDTEST with ``secret``, never retrying."""
+def aws_client(service: str, url: str, secret: str = "secret", **config: Any) -> Any:
+    """A boto3 client of ``service`` at ``url`` signing as AKIDTEST with ``secret``, never
+    retrying."""
     import boto3
     import botocore.config
 
     return boto3.client(
-        "lambda",
+        service,
         endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="AKIDTEST",
@@ -124,9 +126,15 @@ def lambda_client(url: str, secret: str = "secret", **config: Any) -> Any:
     )
 
 
+def lambda_client(url: str, secret: str = "secret", **config: Any) -> Any:
+    """A boto3 Lambda client of ``url`` (see :func:`aws_client`)."""
+    return aws_client("lambda", url, secret, **config)
+
+
 @contextlib.asynccontextmanager
-async def boto(url: str, **config: Any) -> AsyncIterator[Any]:
-    client = await call(lambda_client, url, **config)
+async def boto(url: str, service: str = "lambda", **config: Any) -> AsyncIterator[Any]:
+    """An :func:`aws_client` of ``service``, closed on exit."""
+    client = await call(aws_client, service, url, **config)
     try:
         yield client
     finally:
@@ -148,6 +156,60 @@ def make_zip(files: dict[str, str | bytes], links: dict[str, str] | None = None)
 
 
 APP = "def handler(event, context):\n    return {'zipped': event}\n"
+
+
+RECORDER = """\
+import json, os
+
+def record(event, context):
+    with open(os.environ["OUT"], "a") as f:
+        f.write(json.dumps(event) + "\\n")
+    return {returns}
+"""
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The service's durable store lives in the test's directory."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("WARMSTART_DATA_DIR", str(path))
+    return path
+
+
+#: what the recorders of the event tests answer
+RECORDED = '{"recorded": True}'
+
+
+def recorder(
+    tmp_path: Path, name: str = "rec", returns: str = "None"
+) -> tuple[FunctionConfig, Path]:
+    """A function appending each event it gets as a JSON line to the returned file; it
+    answers ``returns`` (Python source)."""
+    code = tmp_path / "recorder"
+    code.mkdir(exist_ok=True)
+    (code / "app.py").write_text(RECORDER.format(returns=returns))
+    out = tmp_path / f"{name}.jsonl"
+    config = FunctionConfig(
+        name=name, handler="app.record", code=str(code), environment={"OUT": str(out)}
+    )
+    return config, out
+
+
+def read_lines(path: Path) -> list[Any]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def lines(path: Path, count: int, within: float = 10.0) -> list[Any]:
+    """The first ``count`` JSON lines of ``path``, waiting at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = read_lines(path)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} did not get {count} lines within {within} s")
 
 
 @pytest.fixture

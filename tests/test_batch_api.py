@@ -12,7 +12,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 from aiohttp import web
-from service_support import aws_env, call  # noqa: F401 - aws_env: fixture
+from service_support import aws_client, aws_env, call  # noqa: F401 - aws_env: fixture
 
 from runtime.batch.model import KillOrder
 from runtime.batch.store import SqliteStore
@@ -41,9 +41,6 @@ class Killer:
 
 @contextlib.asynccontextmanager
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Any, SqliteStore, Killer, Clock]]:
-    import boto3
-    import botocore.config
-
     store = SqliteStore(str(tmp_path / "batch.db"))
     killer, clock = Killer(), Clock()
     app = web.Application()
@@ -53,15 +50,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Any, SqliteStore, Killer
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    client = await call(
-        boto3.client,
-        "batch",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=botocore.config.Config(retries={"max_attempts": 0}),
-    )
+    client = await call(aws_client, "batch", f"http://127.0.0.1:{port}")
     try:
         yield client, store, killer, clock
     finally:

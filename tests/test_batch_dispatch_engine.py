@@ -3,54 +3,16 @@ once the event is stored, the dispatcher runs it, a failure goes to the OnFailur
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from service_support import basic
+from service_support import RECORDED, basic, lines, recorder
 
-from runtime import Engine, FunctionConfig
+from runtime import Engine
 from runtime.batch import SqliteStore
 from runtime.batch.dispatch import EventBacklog, EventDispatcher
 from runtime.batch.events import DestinationConfig, DestinationTarget, EventInvokeConfig
-
-RECORDER = """\
-import json, os
-
-def record(event, context):
-    with open(os.environ["OUT"], "a") as f:
-        f.write(json.dumps(event) + "\\n")
-    return {"recorded": True}
-"""
-
-
-def recorder(tmp_path: Path, name: str) -> tuple[FunctionConfig, Path]:
-    code = tmp_path / "recorder"
-    code.mkdir(exist_ok=True)
-    (code / "app.py").write_text(RECORDER)
-    out = tmp_path / f"{name}.jsonl"
-    return FunctionConfig(
-        name=name, handler="app.record", code=str(code), environment={"OUT": str(out)}
-    ), out
-
-
-def read_lines(path: Path) -> list[Any]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def lines(path: Path, count: int, within: float = 10.0) -> list[Any]:
-    """The first ``count`` JSON lines of ``path``, waiting at most ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = read_lines(path)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} did not get {count} lines within {within} s")
 
 
 def test_event_invocations_run_durably_with_destinations(arun: Any, tmp_path: Path) -> None:
@@ -62,8 +24,8 @@ def test_event_invocations_run_durably_with_destinations(arun: Any, tmp_path: Pa
                 engine.backlog = backlog
                 dispatcher = EventDispatcher(engine, store, concurrency=4)
                 backlog.event_listeners.append(dispatcher.wake)
-                rec, out = recorder(tmp_path, "rec")
-                sink, sink_out = recorder(tmp_path, "sink")
+                rec, out = recorder(tmp_path, "rec", returns=RECORDED)
+                sink, sink_out = recorder(tmp_path, "sink", returns=RECORDED)
                 for config in (rec, sink, basic("fails", "flexible")):
                     await engine.register(config)
                 failure = EventInvokeConfig(

@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
 import pytest
-from service_support import ServeProcess, agents_of, aws_env  # noqa: F401 - aws_env: fixture
+from service_support import ServeProcess, agents_of, aws_client, aws_env  # noqa: F401 - aws_env: fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("aws_env")]
 
@@ -75,14 +73,7 @@ def _config(tmp_path: Path) -> Path:
 
 
 def _clients(url: str) -> tuple[Any, Any]:
-    settings: dict[str, Any] = {
-        "endpoint_url": url,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "x",
-        "aws_secret_access_key": "x",
-        "config": botocore.config.Config(retries={"max_attempts": 0}),
-    }
-    return boto3.client("batch", **settings), boto3.client("lambda", **settings)
+    return aws_client("batch", url), aws_client("lambda", url)
 
 
 def _ledger(tmp_path: Path) -> list[str]:

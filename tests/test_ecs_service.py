@@ -9,8 +9,7 @@ import io
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import aiodocker
@@ -21,6 +20,7 @@ import pytest
 from docker_support import IMAGE, docker_engine, leftovers  # noqa: F401 - autouse fixture
 from service_support import (  # noqa: F401 (fixtures)
     aws_env,
+    boto,
     call,
     config_of,
     no_leaked_threads,
@@ -48,30 +48,6 @@ SEED: dict[str, Any] = {
     "memory": "512",
     "cpu": "256",
 }
-
-
-def ecs_client(url: str, secret: str = "secret", **config: Any) -> Any:
-    """A boto3 ECS client of ``url`` signing as AKIDTEST, never retrying."""
-    import boto3
-    import botocore.config
-
-    return boto3.client(
-        "ecs",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key=secret,
-        config=botocore.config.Config(retries={"max_attempts": 0}, **config),
-    )
-
-
-@asynccontextmanager
-async def ecs_boto(url: str, **config: Any) -> AsyncIterator[Any]:
-    client = await call(ecs_client, url, **config)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 async def post(
@@ -151,8 +127,8 @@ def test_the_seed_registers_as_written_through_every_door(arun: Callable[..., An
     async def main() -> None:
         async with (
             serving(config_of(pool=POOL)) as svc,
-            ecs_boto(svc.url, parameter_validation=False) as raw_client,
-            ecs_boto(svc.url) as client,
+            boto(svc.url, "ecs", parameter_validation=False) as raw_client,
+            boto(svc.url, "ecs") as client,
             aiohttp.ClientSession() as http,
         ):
             # boto3 itself, sending the seed's string numbers unchanged
@@ -251,7 +227,7 @@ def test_bad_definitions_get_ecs_errors(arun: Callable[..., Any]) -> None:
     async def main() -> None:
         async with (
             serving(config_of()) as svc,
-            ecs_boto(svc.url, parameter_validation=False) as client,
+            boto(svc.url, "ecs", parameter_validation=False) as client,
         ):
             for request, message in BAD:
                 with pytest.raises(client.exceptions.ClientException) as caught:
@@ -306,8 +282,8 @@ def test_sigv4_guards_the_ecs_api(arun: Callable[..., Any]) -> None:
     async def main() -> None:
         async with (
             serving(config_of(), authenticate=authenticate) as svc,
-            ecs_boto(svc.url) as client,
-            ecs_boto(svc.url, secret="wrong") as forged,
+            boto(svc.url, "ecs") as client,
+            boto(svc.url, "ecs", secret="wrong") as forged,
             aiohttp.ClientSession() as http,
         ):
             listed = await call(client.list_clusters)  # signed for service "ecs"
@@ -323,7 +299,7 @@ def test_sigv4_guards_the_ecs_api(arun: Callable[..., Any]) -> None:
 
 def test_clusters_and_parameter_errors(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of(pool=POOL)) as svc, ecs_boto(svc.url) as client:
+        async with serving(config_of(pool=POOL)) as svc, boto(svc.url, "ecs") as client:
             made = await call(client.create_cluster, clusterName="batch")
             assert made["cluster"]["clusterArn"].endswith(":cluster/batch")
             listed = await call(client.list_clusters)
@@ -370,7 +346,7 @@ def test_clusters_and_parameter_errors(arun: Callable[..., Any]) -> None:
 
 def test_a_short_task_stops_with_its_exit_code(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of(pool=POOL)) as svc, ecs_boto(svc.url) as client:
+        async with serving(config_of(pool=POOL)) as svc, boto(svc.url, "ecs") as client:
             await call(
                 client.register_task_definition,
                 **python_task("exit3", "python3", "-c", "import sys; sys.exit(3)"),
@@ -414,7 +390,7 @@ def test_a_short_task_stops_with_its_exit_code(arun: Callable[..., Any]) -> None
 
 def test_a_server_task_publishes_its_port_and_stops_on_request(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of(pool=POOL)) as svc, ecs_boto(svc.url) as client:
+        async with serving(config_of(pool=POOL)) as svc, boto(svc.url, "ecs") as client:
             definition = python_task(
                 "web",
                 "python3",
@@ -471,7 +447,7 @@ def test_a_server_task_publishes_its_port_and_stops_on_request(arun: Callable[..
 
 def test_a_task_that_handles_sigterm_exits_at_once(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of(pool=POOL)) as svc, ecs_boto(svc.url) as client:
+        async with serving(config_of(pool=POOL)) as svc, boto(svc.url, "ecs") as client:
             program = (
                 "import http.server, signal, sys\n"
                 "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
@@ -506,7 +482,7 @@ def test_a_task_that_handles_sigterm_exits_at_once(arun: Callable[..., Any]) -> 
 
 def test_overrides_count_and_list_filters(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of(pool=POOL)) as svc, ecs_boto(svc.url) as client:
+        async with serving(config_of(pool=POOL)) as svc, boto(svc.url, "ecs") as client:
             definition = python_task(
                 "coded",
                 "python3",
@@ -549,7 +525,7 @@ def test_a_missing_image_fails_to_start(arun: Callable[..., Any]) -> None:
     async def main() -> None:
         async with (
             serving(config_of(pool=POOL)) as svc,
-            ecs_boto(svc.url, parameter_validation=False) as client,
+            boto(svc.url, "ecs", parameter_validation=False) as client,
         ):
             await call(client.register_task_definition, **copy.deepcopy(SEED))
             ran = await call(client.run_task, taskDefinition="webserver", launchType="FARGATE")
@@ -571,7 +547,7 @@ def test_a_missing_image_fails_to_start(arun: Callable[..., Any]) -> None:
 
 def test_shutdown_removes_running_tasks(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of(pool=POOL)) as svc, ecs_boto(svc.url) as client:
+        async with serving(config_of(pool=POOL)) as svc, boto(svc.url, "ecs") as client:
             definition = python_task("forever", "python3", "-c", "import time; time.sleep(60)")
             await call(client.register_task_definition, **definition)
             ran = await call(client.run_task, taskDefinition="forever", count=2)

@@ -3,11 +3,7 @@ firing (driven through the service's ScheduleRunner on virtual time) into their 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,13 +12,16 @@ import pytest
 from service_support import (  # noqa: F401 (fixtures)
     aws_env,
     basic,
+    boto,
     call,
     config_of,
+    data_dir,
+    lines,
     no_leaked_threads,
+    recorder,
     serving,
 )
 
-from runtime.config import FunctionConfig
 from runtime.configfile import ScheduleConfig
 from runtime.service.app import BACKGROUND
 
@@ -30,71 +29,6 @@ pytestmark = pytest.mark.usefixtures("aws_env", "no_leaked_threads", "data_dir")
 
 RULE_ARN = "arn:aws:events:us-east-1:000000000000:rule/"
 FN_ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
-RECORDER = """\
-import json, os
-
-def record(event, context):
-    with open(os.environ["OUT"], "a") as f:
-        f.write(json.dumps(event) + "\\n")
-    return None
-"""
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "data"
-    monkeypatch.setenv("WARMSTART_DATA_DIR", str(path))
-    return path
-
-
-def events_client(url: str) -> Any:
-    import boto3
-    import botocore.config
-
-    return boto3.client(
-        "events",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="secret",
-        config=botocore.config.Config(retries={"max_attempts": 0}),
-    )
-
-
-@asynccontextmanager
-async def events_boto(url: str) -> AsyncIterator[Any]:
-    client = await call(events_client, url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def recorder(tmp_path: Path, name: str = "rec") -> tuple[FunctionConfig, Path]:
-    code = tmp_path / "recorder"
-    code.mkdir(exist_ok=True)
-    (code / "app.py").write_text(RECORDER)
-    out = tmp_path / f"{name}.jsonl"
-    config = FunctionConfig(
-        name=name, handler="app.record", code=str(code), environment={"OUT": str(out)}
-    )
-    return config, out
-
-
-def read_lines(path: Path) -> list[Any]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def lines(path: Path, count: int, within: float = 10.0) -> list[Any]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = read_lines(path)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} did not get {count} lines within {within} s")
 
 
 async def error_of(fn: Callable[..., Any], **params: Any) -> tuple[str, str]:
@@ -108,7 +42,7 @@ async def error_of(fn: Callable[..., Any], **params: Any) -> tuple[str, str]:
 
 def test_rule_lifecycle(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of()) as svc, events_boto(svc.url) as client:
+        async with serving(config_of()) as svc, boto(svc.url, "events") as client:
             put = await call(
                 client.put_rule,
                 Name="every-5",
@@ -156,7 +90,7 @@ def test_rule_lifecycle(arun: Callable[..., Any]) -> None:
 
 def test_list_rules_pages(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of()) as svc, events_boto(svc.url) as client:
+        async with serving(config_of()) as svc, boto(svc.url, "events") as client:
             for name in ("b-2", "a", "b-1", "b-3"):
                 await call(client.put_rule, Name=name, ScheduleExpression="rate(1 hour)")
             first = await call(client.list_rules, NamePrefix="b-", Limit=2)
@@ -199,7 +133,7 @@ REFUSED_RULES = [
 
 def test_refusals_name_the_reason(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of()) as svc, events_boto(svc.url) as client:
+        async with serving(config_of()) as svc, boto(svc.url, "events") as client:
             for params, code, message in REFUSED_RULES:
                 found_code, found_message = await error_of(client.put_rule, **params)
                 assert found_code == code, params
@@ -217,7 +151,7 @@ def test_refusals_name_the_reason(arun: Callable[..., Any]) -> None:
 
 def test_targets_that_cannot_run_fail_per_entry(arun: Callable[..., Any]) -> None:
     async def main() -> None:
-        async with serving(config_of()) as svc, events_boto(svc.url) as client:
+        async with serving(config_of()) as svc, boto(svc.url, "events") as client:
             await call(client.put_rule, Name="r", ScheduleExpression="rate(1 hour)")
             answer = await call(
                 client.put_targets,
@@ -250,7 +184,7 @@ def test_a_firing_invokes_the_target_with_the_scheduled_event(
 ) -> None:
     async def main() -> None:
         rec, out = recorder(tmp_path)
-        async with serving(config_of(rec)) as svc, events_boto(svc.url) as client:
+        async with serving(config_of(rec)) as svc, boto(svc.url, "events") as client:
             await call(client.put_rule, Name="minutely", ScheduleExpression="rate(1 minute)")
             await call(
                 client.put_targets,
@@ -293,7 +227,7 @@ def test_config_schedules_are_managed_rules(arun: Callable[..., Any], tmp_path: 
             name="nightly", expression="cron(0 3 * * ? *)", function="rec", input='{"n": 1}'
         )
         config.schedules["nightly"] = nightly
-        async with serving(config) as svc, events_boto(svc.url) as client:
+        async with serving(config) as svc, boto(svc.url, "events") as client:
             described = await call(client.describe_rule, Name="nightly")
             assert (described["ManagedBy"], described["ScheduleExpression"]) == (
                 "warmstart.config",

@@ -7,23 +7,10 @@ import asyncio
 import json
 from typing import Any
 
-import boto3
-import botocore.config
 import pytest
-from service_support import aws_env, basic, call, config_of, serving  # noqa: F401 - fixture
+from service_support import aws_client, aws_env, basic, call, config_of, serving  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("aws_env")
-
-
-def _client(service: str, url: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=botocore.config.Config(retries={"max_attempts": 0}),
-    )
 
 
 async def _final(batch: Any, job_id: str) -> dict[str, Any]:
@@ -40,7 +27,7 @@ def test_a_batch_function_answers_202_with_a_job_that_runs(arun: Any) -> None:
 
     async def main() -> None:
         async with serving(config) as service:
-            lam, batch = _client("lambda", service.url), _client("batch", service.url)
+            lam, batch = aws_client("lambda", service.url), aws_client("batch", service.url)
             answer = await call(lam.invoke, FunctionName="long", Payload=b'{"n": 7}')
             assert answer["StatusCode"] == 202
             job_id = json.loads(answer["Payload"].read())["jobId"]
@@ -59,7 +46,7 @@ def test_a_timed_out_call_is_resubmitted_once_as_a_job(arun: Any) -> None:
 
     async def main() -> None:
         async with serving(config) as service:
-            lam, batch = _client("lambda", service.url), _client("batch", service.url)
+            lam, batch = aws_client("lambda", service.url), aws_client("batch", service.url)
             answer = await call(lam.invoke, FunctionName="slow", Payload=b'{"s": 1.5}')
             assert answer["FunctionError"] == "Unhandled"
             assert json.loads(answer["Payload"].read())["errorType"] == "Sandbox.Timedout"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_configfile import write
 
 from runtime.configfile import (
     CODE_UPLOAD_LIMIT,
@@ -45,12 +46,6 @@ timeout_ms = 1500
 function = "hello"
 """
 )
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "warmstart.toml"
-    path.write_text(text)
-    return path
 
 
 def test_service_auth_and_routes_are_loaded(tmp_path: Path) -> None:

@@ -3,9 +3,6 @@ invocations through the service: retries as configured, records to destination f
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -13,65 +10,25 @@ from typing import Any
 
 import pytest
 from service_support import (  # noqa: F401 (fixtures)
+    RECORDED,
     aws_env,
     basic,
     boto,
     call,
     config_of,
+    data_dir,
+    lines,
     no_leaked_threads,
+    recorder,
     serving,
 )
 
-from runtime.config import FunctionConfig
 from runtime.service.app import BACKGROUND
 
 pytestmark = pytest.mark.usefixtures("aws_env", "no_leaked_threads", "data_dir")
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
-RECORDER = """\
-import json, os
-
-def record(event, context):
-    with open(os.environ["OUT"], "a") as f:
-        f.write(json.dumps(event) + "\\n")
-    return {"recorded": True}
-"""
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The service's durable store lives in the test's directory."""
-    path = tmp_path / "data"
-    monkeypatch.setenv("WARMSTART_DATA_DIR", str(path))
-    return path
-
-
-def recorder(tmp_path: Path, name: str) -> tuple[FunctionConfig, Path]:
-    code = tmp_path / "recorder"
-    code.mkdir(exist_ok=True)
-    (code / "app.py").write_text(RECORDER)
-    out = tmp_path / f"{name}.jsonl"
-    config = FunctionConfig(
-        name=name, handler="app.record", code=str(code), environment={"OUT": str(out)}
-    )
-    return config, out
-
-
-def read_lines(path: Path) -> list[Any]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def lines(path: Path, count: int, within: float = 10.0) -> list[Any]:
-    """The first ``count`` JSON lines of ``path``, waiting at most ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = read_lines(path)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} did not get {count} lines within {within} s")
+#: what the recorder functions answer
 
 
 def test_put_get_update_delete(arun: Callable[..., Any]) -> None:
@@ -216,11 +173,13 @@ def test_deleting_a_function_deletes_its_config(arun: Callable[..., Any]) -> Non
 
 
 def test_event_invocations_are_durable_and_reach_destinations(
-    arun: Callable[..., Any], tmp_path: Path, data_dir: Path
+    arun: Callable[..., Any],
+    tmp_path: Path,
+    data_dir: Path,  # noqa: F811 - the fixture
 ) -> None:
     async def main() -> None:
-        rec, rec_out = recorder(tmp_path, "rec")
-        sink, sink_out = recorder(tmp_path, "sink")
+        rec, rec_out = recorder(tmp_path, "rec", returns=RECORDED)
+        sink, sink_out = recorder(tmp_path, "sink", returns=RECORDED)
         config = config_of(rec, sink, basic("fails", "flexible"))
         async with serving(config) as svc, boto(svc.url) as client:
             await call(

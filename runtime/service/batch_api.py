@@ -30,6 +30,7 @@ from ..batch.model import (
     MAX_ATTEMPTS,
     ClientException,
     CreateJobQueueRequest,
+    JobQueueDetail,
     KillOrder,
     RegisterJobDefinitionRequest,
     SubmitJobRequest,
@@ -205,8 +206,9 @@ class BatchApi:
         return _page("jobDefinitions", page)
 
     def create_job_queue(self, params: dict[str, Any]) -> Any:
-        detail = self.store.create_job_queue(parse(CreateJobQueueRequest, params), self.clock())
-        return {"jobQueueName": detail.job_queue_name, "jobQueueArn": detail.job_queue_arn}
+        return _queue_ref(
+            self.store.create_job_queue(parse(CreateJobQueueRequest, params), self.clock())
+        )
 
     def describe_job_queues(self, params: dict[str, Any]) -> Any:
         page = self.store.describe_job_queues(
@@ -217,8 +219,9 @@ class BatchApi:
         return _page("jobQueues", page)
 
     def update_job_queue(self, params: dict[str, Any]) -> Any:
-        detail = self.store.update_job_queue(parse(UpdateJobQueueRequest, params), self.clock())
-        return {"jobQueueName": detail.job_queue_name, "jobQueueArn": detail.job_queue_arn}
+        return _queue_ref(
+            self.store.update_job_queue(parse(UpdateJobQueueRequest, params), self.clock())
+        )
 
     def delete_job_queue(self, params: dict[str, Any]) -> Any:
         orders = self.store.delete_job_queue(_string(params, "jobQueue"), self.clock())
@@ -299,6 +302,11 @@ def _max_results(params: dict[str, Any]) -> int | None:
 def _plain(value: Any) -> Any:
     """A store record as the API's JSON (camelCase, absent fields omitted)."""
     return msgspec.to_builtins(value)
+
+
+def _queue_ref(detail: JobQueueDetail) -> dict[str, Any]:
+    """CreateJobQueue's and UpdateJobQueue's answer."""
+    return {"jobQueueName": detail.job_queue_name, "jobQueueArn": detail.job_queue_arn}
 
 
 def _page(key: str, page: Any) -> dict[str, Any]:

@@ -348,7 +348,12 @@ def render_table(functions: list[dict[str, Any]]) -> str:
         )
         for f in functions
     ]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return _columns(rows)
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> str:
+    """``rows`` (the header first) as left-aligned columns two spaces apart."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
@@ -428,10 +433,11 @@ def logs_command(args: argparse.Namespace) -> int:
 def store_path(args: argparse.Namespace) -> Path:
     """``batch.sqlite3`` in ``--data-dir``, else the config's [batch] data_dir, else the
     default data directory."""
+    from ..batch.queue import STORE_FILE
     from ..batch.store import default_data_dir
 
     folder = args.data_dir or load_config(args.config).batch.data_dir or default_data_dir()
-    return Path(folder) / "batch.sqlite3"
+    return Path(folder) / STORE_FILE
 
 
 def dlq_list_command(args: argparse.Namespace) -> int:
@@ -480,11 +486,7 @@ def render_dead(events: list[AsyncEvent]) -> str:
         )
         for e in events
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    return "\n".join(lines) + "\n"
+    return _columns(rows)
 
 
 def dlq_redrive_command(args: argparse.Namespace) -> int:

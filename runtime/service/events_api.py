@@ -28,7 +28,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -48,8 +48,6 @@ from ..batch.schedules import rule_arn
 from ..config import PoolConfig
 from ..errors import ResourceNotFoundException, ServiceException
 from .json_rpc import JsonRpc
-
-T = TypeVar("T")
 
 TARGET_PREFIX = "AWSEvents"
 INTERNAL_ERROR = "InternalException"
@@ -78,7 +76,9 @@ def serve_events(rpc: JsonRpc, pool: PoolConfig) -> EventsApi:
 
 
 class EventsApi:
-    """EventBridge's rule operations over a :class:`RuleStore` (see the module docstring)."""
+    """EventBridge's rule operations over a :class:`RuleStore` (see the module docstring).
+
+    Store calls run in a thread: a write may wait for another process's lock."""
 
     def __init__(self, pool: PoolConfig) -> None:
         self.pool = pool
@@ -113,7 +113,7 @@ class EventsApi:
         description = _optional_str(params, "Description", 512)
         await self._unmanaged(name)
         store = self._store()
-        await _call(
+        await asyncio.to_thread(
             store.put_rule, name, expression, time.time(), state=state, description=description
         )
         self._changed()
@@ -122,7 +122,7 @@ class EventsApi:
     async def describe_rule(self, params: dict[str, Any]) -> dict[str, Any]:
         name = _name(params, "Name")
         _bus(params, self.pool)
-        rule = await _call(self._store().get_rule, name)
+        rule = await asyncio.to_thread(self._store().get_rule, name)
         return {**self._shape(rule), "CreatedBy": self.pool.account_id}
 
     async def list_rules(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class EventsApi:
         prefix = _optional_str(params, "NamePrefix", 64)
         limit = _limit(params)
         token = _optional_str(params, "NextToken", 2048)
-        rules, next_token = await _call(self._store().list_rules, prefix, limit, token)
+        rules, next_token = await asyncio.to_thread(self._store().list_rules, prefix, limit, token)
         answer: dict[str, Any] = {"Rules": [self._shape(rule) for rule in rules]}
         if next_token is not None:
             answer["NextToken"] = next_token
@@ -142,7 +142,7 @@ class EventsApi:
         _bus(params, self.pool)
         if not params.get("Force"):
             await self._unmanaged(name)
-        await _call(self._store().delete_rule, name)
+        await asyncio.to_thread(self._store().delete_rule, name)
         self._changed()
         return {}
 
@@ -155,9 +155,9 @@ class EventsApi:
     async def _set_state(self, params: dict[str, Any], state: str) -> dict[str, Any]:
         name = _name(params, "Name")
         _bus(params, self.pool)
-        rule = await _call(self._store().get_rule, name)
+        rule = await asyncio.to_thread(self._store().get_rule, name)
         _check_unmanaged(rule)
-        await _call(self._store().set_state, name, state, time.time())
+        await asyncio.to_thread(self._store().set_state, name, state, time.time())
         self._changed()
         return {}
 
@@ -172,7 +172,7 @@ class EventsApi:
         ids = [entry.get("Id") if isinstance(entry, dict) else None for entry in entries]
         if len(set(map(str, ids))) != len(ids):
             raise ValidationException("The target ids in one request must be unique.")
-        rule = await _call(self._store().get_rule, name)
+        rule = await asyncio.to_thread(self._store().get_rule, name)
         _check_unmanaged(rule)
         good: list[Target] = []
         failed: list[dict[str, Any]] = []
@@ -183,7 +183,7 @@ class EventsApi:
             else:
                 failed.append(problem)
         if good:
-            await _call(self._store().put_targets, name, good)
+            await asyncio.to_thread(self._store().put_targets, name, good)
             self._changed()
         return {"FailedEntryCount": len(failed), "FailedEntries": failed}
 
@@ -194,9 +194,9 @@ class EventsApi:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise ValidationException("Parameter Ids must be a list of 1 to 100 target ids.")
         if not params.get("Force"):
-            rule = await _call(self._store().get_rule, name)
+            rule = await asyncio.to_thread(self._store().get_rule, name)
             _check_unmanaged(rule)
-        await _call(self._store().remove_targets, name, ids)
+        await asyncio.to_thread(self._store().remove_targets, name, ids)
         self._changed()
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
@@ -205,7 +205,7 @@ class EventsApi:
         name = _name(params, "Rule")
         _bus(params, self.pool)
         _limit(params)
-        targets = await _call(self._store().targets, name)
+        targets = await asyncio.to_thread(self._store().targets, name)
         return {"Targets": [_target_shape(target) for target in targets]}
 
     # -- helpers --------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ class EventsApi:
 
     async def _unmanaged(self, name: str) -> None:
         try:
-            rule = await _call(self._store().get_rule, name)
+            rule = await asyncio.to_thread(self._store().get_rule, name)
         except ResourceNotFoundException:
             return
         _check_unmanaged(rule)
@@ -239,11 +239,6 @@ class EventsApi:
 
 def _nothing() -> None:
     pass
-
-
-async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A rule store call off the event loop (a write may wait for another process's lock)."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
 
 
 def _check_unmanaged(rule: Rule) -> None:

@@ -28,6 +28,7 @@ from ..errors import RequestTooLargeException, WarmstartError
 from ..wording import request_id
 from .body import read_body
 from .lambda_api import Authenticate
+from .shapes import is_aws_error
 
 log = logging.getLogger("warmstart.service")
 
@@ -117,13 +118,8 @@ class JsonRpc:
         )
 
     def _failed(self, exc: Exception, service: _Service | None) -> web.Response:
-        code, message, status = (
-            getattr(exc, "code", None),
-            getattr(exc, "message", None),
-            getattr(exc, "status", None),
-        )
-        if isinstance(code, str) and isinstance(message, str) and isinstance(status, int):
-            return _error(code, message, status)
+        if is_aws_error(exc):
+            return _error(exc.code, exc.message, exc.status)
         log.exception("unexpected error in a JSON 1.1 operation", exc_info=exc)
         internal = service.internal_error if service is not None else "InternalFailure"
         return _error(internal, f"{type(exc).__name__}: {exc}", 500)

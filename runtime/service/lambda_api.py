@@ -78,6 +78,7 @@ from .shapes import (
     ProvisionedConcurrencyConfigNotFoundException,
     error_response,
     function_configuration,
+    is_aws_error,
     json_response,
     timestamp,
 )
@@ -610,18 +611,10 @@ class LambdaApi:
 
 def failed(exc: Exception) -> web.Response:
     """An exception as Lambda's error answer; unexpected ones are a logged ServiceException."""
-    if isinstance(exc, WarmstartError) or _looks_like_aws_error(exc):
-        return error_response(exc)  # type: ignore[arg-type]
+    if isinstance(exc, WarmstartError) or is_aws_error(exc):
+        return error_response(exc)
     log.exception("unexpected error in a Lambda API operation", exc_info=exc)
     return error_response(ServiceException(f"{type(exc).__name__}: {exc}"))
-
-
-def _looks_like_aws_error(exc: Exception) -> bool:
-    return (
-        isinstance(getattr(exc, "code", None), str)
-        and isinstance(getattr(exc, "message", None), str)
-        and isinstance(getattr(exc, "status", None), int)
-    )
 
 
 def _too_large_for(operation: str, limit: int) -> Callable[[int], WarmstartError]:

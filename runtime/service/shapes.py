@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import orjson
 from aiohttp import web
@@ -41,6 +41,15 @@ class AwsError(Protocol):
     code: str
     message: str
     status: int
+
+
+def is_aws_error(exc: Exception) -> TypeGuard[AwsError]:
+    """Whether ``exc`` carries AWS's error fields (see :class:`AwsError`)."""
+    return (
+        isinstance(getattr(exc, "code", None), str)
+        and isinstance(getattr(exc, "message", None), str)
+        and isinstance(getattr(exc, "status", None), int)
+    )
 
 
 class PreconditionFailedException(WarmstartError):
