@@ -14,6 +14,7 @@ from .harness.command import add_parser as add_bench_parser
 from .loop import run
 from .service.commands import add_parsers as add_service_parsers
 from .service.commands import read_payload
+from .service.ecs_commands import add_parser as add_ecs_parser
 from .service.jobs_commands import add_parser as add_jobs_parser
 
 
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(commands)
     add_service_parsers(commands)
     add_jobs_parser(commands)
+    add_ecs_parser(commands)
     return parser
 
 

@@ -134,6 +134,30 @@ def test_terminate_stops_a_running_job_and_fails_it_without_retry(
     arun(main())
 
 
+def test_kill_orders_from_another_thread_reach_the_runner(arun: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        # the Batch API's operations run in worker threads: TerminateJob's orders (and
+        # DeleteJobQueue's) reach the runner from there
+        async with batch(tmp_path) as queue:
+            definition = await function(queue, tmp_path, "sleep")
+            handle = await submit(queue, definition, {"s": 30})
+            await status_is(handle, "RUNNING")
+            clock = queue.clock
+
+            def terminate() -> None:
+                orders = queue.store.terminate_job(handle.job_id, "from a thread", clock())
+                queue.runner.kill(orders)
+                queue.runner.wake()
+
+            await asyncio.to_thread(terminate)
+            (detail,) = await finished(handle)
+            assert (detail.status, detail.status_reason) == ("FAILED", "from a thread")
+            assert exit_code(detail) == 143
+            assert queue.stats()["killed"] == 1
+
+    arun(main())
+
+
 def test_terminate_escalates_to_sigkill(arun: Any, tmp_path: Path) -> None:
     async def main() -> None:
         async with batch(tmp_path) as queue:

@@ -6,7 +6,8 @@
       │            executor.run: a function in the runner's own Engine, or a container
       │            finished(exit code, reason, log, result, timed_out) → the store's rules
       ├── every heartbeat_s: heartbeat, recover dead nodes, desired capacity, blocked jobs
-      └── kill orders (TerminateJob) and expired deadlines: SIGTERM, SIGKILL after kill_grace_s
+      └── kill orders (TerminateJob, from any thread) and expired deadlines: SIGTERM, SIGKILL
+          after kill_grace_s
 
 Capacity is the runner's own (DESIGN.md section 5): function jobs run in worker processes of
 a second Engine (``spill=False``), never in the invocation pool's environments, and have no
@@ -64,6 +65,13 @@ def node_gone(node: str) -> bool:
     """A runner of this host whose process no longer runs (other nodes: only by silence)."""
     process, sep, _ = node.rpartition("+")
     return bool(sep) and not node_alive(process)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def batch_pool(pool: PoolConfig) -> PoolConfig:
@@ -155,6 +163,7 @@ class JobRunner:
         )
         self._attempts: dict[str, Attempt] = {}
         self._wake = asyncio.Event()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="warmstart-batch")
         self._closing = False
@@ -166,6 +175,7 @@ class JobRunner:
 
     async def start(self) -> JobRunner:
         """Recover this node's and dead nodes' attempts, then run the loop."""
+        self._event_loop = asyncio.get_running_loop()
         await self._functions.start()
         now = self.clock()
         await self._recover(self.node_id, now)
@@ -207,8 +217,9 @@ class JobRunner:
         self.wake()
 
     def wake(self) -> None:
-        """Look at the store now (a job was submitted, the clock moved)."""
-        self._wake.set()
+        """Look at the store now (a job was submitted, the clock moved). Safe from any
+        thread."""
+        self._on_loop(self._wake.set)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -363,7 +374,13 @@ class JobRunner:
                 self._stop(attempt)
 
     def kill(self, orders: Iterable[KillOrder]) -> None:
-        """Carry out TerminateJob's orders for attempts of this node (others are ignored)."""
+        """Carry out TerminateJob's orders for attempts of this node (others are ignored).
+
+        Safe from any thread: the Batch API's operations run in worker threads, while the
+        attempts and the tasks that stop them belong to the runner's loop."""
+        self._on_loop(self._kill, list(orders))
+
+    def _kill(self, orders: list[KillOrder]) -> None:
         for order in orders:
             attempt = self._attempts.get(order.job_id)
             if attempt is None or order.node != self.node_id:
@@ -394,6 +411,19 @@ class JobRunner:
             ended.cancel()
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` now when called on the runner's loop (or before it started), else
+        handed to that loop. Once the loop has closed nothing is lost: kill orders stay in
+        the store, and whoever recovers this node's attempts ends them."""
+        loop = self._event_loop
+        if loop is None or _running_loop() is loop:
+            fn(*args)
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop has closed
+            pass
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A store call on the runner's own thread: the loop keeps serving workers while

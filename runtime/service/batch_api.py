@@ -58,7 +58,11 @@ class ServerException(WarmstartError):
 
 
 class Killer(Protocol):
-    """Whoever runs the attempts: told which ones TerminateJob (or DeleteJobQueue) ends."""
+    """Whoever runs the attempts: told which ones TerminateJob (or DeleteJobQueue) ends.
+
+    ``kill`` is called from the operation's worker thread, so it must be safe from any
+    thread (:meth:`JobRunner.kill <runtime.batch.runner.JobRunner.kill>` hands the orders to
+    its loop)."""
 
     def kill(self, orders: list[KillOrder]) -> None: ...
 
