@@ -423,6 +423,27 @@ cdef class SchedulerC:
         self._pump(now, out)
         return out
 
+    def withdraw(self, long long req, double now):
+        """The caller of ``req`` gave up before it was dispatched: it never runs."""
+        cdef list out = []
+        cdef _Env env
+        cdef _Function fn
+        found = self._waiting.pop(req, None)
+        if found is not None:
+            fn = <_Function>found
+            fn.waiting.remove(req)
+            if not fn.waiting:
+                self._wait_order.pop(fn.name, None)
+            self._stale += 1  # its queue-wait deadline is dead
+            return out
+        for obj in self._envs.values():
+            env = <_Env>obj
+            if env.req == req and env.state == S_STARTING:
+                self._end_invocation(env)
+                self._pump(now, out)
+                break
+        return out
+
     def advance(self, double now):
         """Fire every deadline at or before ``now``: timeouts, keepalives, queue waits."""
         cdef list out = []

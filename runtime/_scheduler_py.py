@@ -360,6 +360,28 @@ class SchedulerPy:
         self._pump(now, out)
         return out
 
+    def withdraw(self, req: int, now: float) -> list[Action]:
+        """The caller of ``req`` gave up before it was dispatched: it never runs.
+
+        A waiter leaves the queue; a cold start begun for it goes on and its environment
+        becomes idle (the capacity it held is free at once). A dispatched ``req`` is not
+        touched: it runs to its end, as on Lambda.
+        """
+        out: list[Action] = []
+        fn = self._waiting.pop(req, None)
+        if fn is not None:
+            fn.waiting.remove(req)
+            if not fn.waiting:
+                self._wait_order.pop(fn.name, None)
+            self._stale += 1  # its queue-wait deadline is dead
+            return out
+        for env in self._envs.values():
+            if env.req == req and env.state == STARTING:
+                self._end_invocation(env)
+                self._pump(now, out)
+                break
+        return out
+
     def advance(self, now: float) -> list[Action]:
         """Fire every deadline at or before ``now``: timeouts, keepalives, queue waits."""
         out: list[Action] = []

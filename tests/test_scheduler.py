@@ -1045,6 +1045,57 @@ def test_start_failed_on_a_restarted_env_drops_it(Scheduler: Any) -> None:
     assert core.submit(3, "f", 6.0) == [cold(2, 3)]
 
 
+# -- withdrawn calls ----------------------------------------------------------------------------
+
+
+def test_withdrawn_waiter_never_runs(Scheduler: Any) -> None:
+    core = Scheduler(max_queue=2, queue_timeout=30.0)
+    add(core, reserved=1)
+    warm_env(core, 1)
+    assert core.submit(2, "f", 0.0) == [queued(2)]
+    assert core.submit(3, "f", 0.0) == [queued(3)]
+    assert core.counts("f") == (0, 0, 1, 2)
+    assert core.withdraw(2, 0.1) == []
+    assert core.counts("f") == (0, 0, 1, 1)
+    assert core.release(1, 0.5) == [disp(1, 3)]  # the next waiter, not the withdrawn one
+    assert core.release(1, 0.6) == []
+    assert core.next_deadline() == 300.6  # the withdrawn waiter's 30.0 is dead
+    assert core.advance(30.0) == []
+
+
+def test_withdrawn_last_waiter_leaves_the_queue_open_for_new_calls(Scheduler: Any) -> None:
+    core = Scheduler(max_queue=1, queue_timeout=30.0)
+    add(core, reserved=1)
+    warm_env(core, 1)
+    assert core.submit(2, "f", 0.0) == [queued(2)]
+    assert core.withdraw(2, 0.1) == []
+    assert core.release(1, 0.2) == []
+    assert core.submit(3, "f", 0.3) == [disp(1, 3)]  # served at once, not queued behind 2
+
+
+def test_withdraw_during_its_cold_start_frees_the_capacity(Scheduler: Any) -> None:
+    core = Scheduler(max_queue=1, queue_timeout=30.0)
+    add(core, reserved=1)
+    assert core.submit(1, "f", 0.0) == [cold(1, 1)]
+    assert core.submit(2, "f", 0.0) == [queued(2)]
+    # 1 gives up while its environment starts: 2 takes the capacity at once
+    assert core.withdraw(1, 0.1) == [cold(2, 2)]
+    assert core.ready(1, 0.2) == []  # nobody to run: it becomes idle and warm
+    assert core.counts("f") == (1, 1, 0, 0)
+    assert core.next_deadline() == 10.1  # env 2's init timeout; env 1's keepalive is later
+    assert core.submit(3, "f", 0.3) == [queued(3)]  # 2 holds the one slot
+
+
+def test_withdraw_of_a_dispatched_call_changes_nothing(Scheduler: Any) -> None:
+    core = Scheduler()
+    add(core)
+    warm_env(core, 1)
+    assert core.withdraw(1, 0.1) == []
+    assert core.counts("f") == (0, 0, 1, 0)
+    assert core.advance(3.0) == [kill(1, 1, R_TIMEOUT)]  # it still runs under its deadline
+    assert core.withdraw(99, 3.0) == []  # unknown: nothing to do
+
+
 # -- heap compaction ----------------------------------------------------------------------------
 
 

@@ -323,7 +323,7 @@ class Pair:
         assert err_py == err_c, (method, args, err_py, err_c)
         assert out_py == out_c, (method, args, out_py, out_c)
         if err_py is None:
-            if method in ("submit", "ready", "release", "crashed", "start_failed"):
+            if method in ("submit", "ready", "release", "crashed", "start_failed", "withdraw"):
                 # These only push onto the heap: a shrink means it was compacted.
                 self.compactions += self.py.heap_size() < before
             if on_ok is not None:
@@ -452,6 +452,26 @@ def op_remove(pair: Pair, ch: Chooser) -> None:
     pair.run("remove_function", name, model.now, on_ok=on_ok)
 
 
+def op_withdraw(pair: Pair, ch: Chooser) -> None:
+    """A caller gives up: on a waiter, a request being started for, a running one, or none."""
+    model = pair.model
+    recent = [req for req, phase in model.req_phase.items() if phase != "new"][-8:]
+    req = ch.pick([*recent, 10**6])
+    phase = model.req_phase.get(req)
+
+    def on_ok() -> None:
+        if phase == "waiting":
+            model.req_phase[req] = "done"
+        elif phase == "starting":
+            env = next(e for e, r in model.env_req.items() if r == req)
+            model.env_req[env] = -1  # its start goes on, for nobody
+            model.req_phase[req] = "done"
+
+    out = pair.run("withdraw", req, model.now, on_ok=on_ok)
+    if phase not in ("starting",):
+        assert out == [], (req, phase, out)  # only a freed start slot can serve others
+
+
 OPS: dict[str, tuple[int, Callable[[Pair, Chooser], None]]] = {
     # name: (weight, operation)
     "submit": (8, op_submit),
@@ -467,6 +487,7 @@ OPS: dict[str, tuple[int, Callable[[Pair, Chooser], None]]] = {
     "update": (1, op_update),
     "set_concurrency": (1, op_set_concurrency),
     "remove": (1, op_remove),
+    "withdraw": (2, op_withdraw),
 }
 NEEDS = {
     "ready": "starting",
@@ -554,6 +575,7 @@ def test_cores_agree_on_long_runs(seed: int) -> None:
         pair.run("add_function", name, *config, 0.0, on_ok=partial(model.register, name, -1))
     pair.peek_every = 64
     hot = {"submit": 12, "ready": 6, "release": 12, "advance": 0, "update": 0, "remove": 0}
+    hot["withdraw"] = 0
     for _ in range(20_000):
         step(pair, ch, hot)
         if pair.compactions:
