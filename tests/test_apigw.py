@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from multidict import CIMultiDict
 
 from runtime import Engine, FunctionConfig
+from runtime.config import PoolConfig
 from runtime.errors import (
     RequestTooLargeException,
     ResourceNotFoundException,
@@ -53,6 +54,7 @@ from runtime.service.apigw import (
     response_v2,
     to_aiohttp,
 )
+from runtime.service.apigw_events import api_key_id
 from runtime.service.apigw_routes import CATCH_ALL, EXACT, GREEDY_TEMPLATE, TEMPLATE, RouteMatch
 
 FUNCTIONS = Path(__file__).parent / "functions" / "apigw_echo"
@@ -339,6 +341,10 @@ DOC_EVENT_V2: dict[str, Any] = {
 }
 
 DOC_HOST = "id.execute-api.us-east-1.amazonaws.com"
+DOC_ACCOUNT = "123456789012"
+#: what API Gateway adds to the headers of the documented requests (their sourceIp is "IP")
+DOC_FORWARDED = [("X-Forwarded-For", "IP"), ("X-Forwarded-Port", "443"),
+                 ("X-Forwarded-Proto", "https")]  # fmt: skip
 DOC_QUERY = "parameter1=value1&parameter1=value2&parameter2=value"
 
 
@@ -355,6 +361,8 @@ def doc_request_v1() -> HttpRequest:
         host=DOC_HOST,
         protocol="HTTP/1.1",
         user_agent="user-agent",
+        scheme="https",
+        server_port=443,
     )
 
 
@@ -376,6 +384,8 @@ def doc_request_v2(path: str = "/my/path") -> HttpRequest:
         host=DOC_HOST,
         protocol="HTTP/1.1",
         user_agent="agent",
+        scheme="https",
+        server_port=443,
     )
 
 
@@ -383,8 +393,8 @@ def test_event_v1_matches_aws_example() -> None:
     router = Router([Route("GET /my/path", "f", payload_format="1.0")])
     request = doc_request_v1()
     event = build_event(
-        request, match_for(router, request), ApiInfo(api_id="id"), RequestIds("id=", "request-id"),
-        1583349317135,
+        request, match_for(router, request), ApiInfo(DOC_ACCOUNT, "id"),
+        RequestIds("id=", "request-id"), 1583349317135,
     )  # fmt: skip
 
     expected = copy.deepcopy(DOC_EVENT_V1)
@@ -396,6 +406,12 @@ def test_event_v1_matches_aws_example() -> None:
     # parameter (as reported in serverless-offline#469 and floci-io/floci#3548, the latter
     # from a capture against a real REST API).
     expected["queryStringParameters"]["parameter1"] = "value2"
+    # The example leaves out the headers API Gateway adds to every request (its captured events
+    # carry them) and the identity's API key fields, null on a route without api_key_required.
+    for name, value in DOC_FORWARDED:
+        expected["headers"][name] = value
+        expected["multiValueHeaders"][name] = [value]
+    expected["requestContext"]["identity"].update(apiKey=None, apiKeyId=None)
 
     assert diff(event, expected) == []
     assert orjson.loads(orjson.dumps(event)) == expected
@@ -405,7 +421,7 @@ def test_event_v2_matches_aws_example() -> None:
     router = Router([Route("$default", "f")])
     request = doc_request_v2()
     event = build_event(
-        request, match_for(router, request), ApiInfo(api_id="api-id"), RequestIds("id", "-"),
+        request, match_for(router, request), ApiInfo(DOC_ACCOUNT, "api-id"), RequestIds("id", "-"),
         1583348638390,
     )  # fmt: skip
 
@@ -420,6 +436,8 @@ def test_event_v2_matches_aws_example() -> None:
     # The example's `time` says 12 March but its `timeEpoch` is 4 March 2020, 19:03:58.390 UTC:
     # both come from one clock here.
     expected["requestContext"]["time"] = "04/Mar/2020:19:03:58 +0000"
+    # As in 1.0, the example leaves out the headers API Gateway adds to every request.
+    expected["headers"].update((name.lower(), value) for name, value in DOC_FORWARDED)
 
     assert diff(event, expected) == []
 
@@ -449,6 +467,12 @@ def request(**changes: Any) -> HttpRequest:
     return HttpRequest(**fields)
 
 
+#: the headers the gateway adds to ``request()``'s requests (peer 127.0.0.1, http on port 80)
+ADDED_V1 = {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Port": "80", "X-Forwarded-Proto": "http"}
+ADDED_V2 = {name.lower(): value for name, value in ADDED_V1.items()}
+ADDED_MULTI = {name: [value] for name, value in ADDED_V1.items()}
+
+
 def event_for(req: HttpRequest, key: str = "$default", fmt: str = "2.0", **api: Any) -> Any:
     router = Router([Route(key, "f", payload_format=fmt)])
     return build_event(req, match_for(router, req), ApiInfo(**api), RequestIds("r", "x"), 0)
@@ -462,15 +486,16 @@ def test_v1_empty_maps_are_null() -> None:
     assert event["stageVariables"] is None
     assert event["body"] is None
     assert event["isBase64Encoded"] is False
-    assert event["headers"] == event["multiValueHeaders"] == {}
+    assert event["headers"] == ADDED_V1  # nothing but what the gateway adds
+    assert event["multiValueHeaders"] == ADDED_MULTI
     assert event["resource"] == event["requestContext"]["resourcePath"] == "$default"
 
 
 def test_v1_repeated_headers_keep_first_casing_and_last_value() -> None:
     req = request(headers=[("X-Multi", "a"), ("Accept", "*/*"), ("x-multi", "b")])
     event = event_for(req, fmt="1.0")
-    assert event["headers"] == {"X-Multi": "b", "Accept": "*/*"}
-    assert event["multiValueHeaders"] == {"X-Multi": ["a", "b"], "Accept": ["*/*"]}
+    assert event["headers"] == {"X-Multi": "b", "Accept": "*/*", **ADDED_V1}
+    assert event["multiValueHeaders"] == {"X-Multi": ["a", "b"], "Accept": ["*/*"], **ADDED_MULTI}
 
 
 def test_query_strings_are_decoded() -> None:
@@ -500,7 +525,7 @@ def test_v2_omits_what_is_empty() -> None:
         assert key not in event
     assert event["rawQueryString"] == ""
     assert event["isBase64Encoded"] is False
-    assert event["headers"] == {"host": "localhost"}
+    assert event["headers"] == {"host": "localhost", **ADDED_V2}
 
 
 def test_v2_cookies_and_joined_headers() -> None:
@@ -514,7 +539,7 @@ def test_v2_cookies_and_joined_headers() -> None:
     )
     event = event_for(req)
     assert event["cookies"] == ["a=1", "b=2", "c=3"]
-    assert event["headers"] == {"accept": "text/html,application/json"}
+    assert event["headers"] == {"accept": "text/html,application/json", **ADDED_V2}
 
 
 @pytest.mark.parametrize(("host", "name", "prefix"), [
@@ -559,6 +584,13 @@ def test_binary_bodies_are_base64(body: bytes, content_type: str | None, binary:
             assert event["body"] == body.decode()
 
 
+@pytest.mark.parametrize("fmt", ["1.0", "2.0"])
+def test_no_body_is_not_base64_whatever_the_content_type(fmt: str) -> None:
+    event = event_for(request(method="POST", headers=[("Content-Type", "image/png")]), fmt=fmt)
+    assert event.get("body") is None
+    assert event["isBase64Encoded"] is False
+
+
 @pytest.mark.parametrize(
     ("content_type", "text"),
     [
@@ -579,6 +611,94 @@ def test_binary_bodies_are_base64(body: bytes, content_type: str | None, binary:
 )
 def test_is_text_type(content_type: str, text: bool) -> None:
     assert is_text_type(content_type) is text
+
+
+# -- events: what the gateway adds ------------------------------------------------------------
+
+
+def behind_a_proxy() -> HttpRequest:
+    """A request from 203.0.113.7 that claims a client, a port and a scheme of its own."""
+    return request(
+        headers=[
+            ("X-Forwarded-For", "198.51.100.1"),
+            ("x-forwarded-proto", "https"),
+            ("X-Forwarded-Port", "443"),
+            ("Accept", "*/*"),
+        ],
+        source_ip="203.0.113.7",
+        scheme="http",
+        server_port=9000,
+    )
+
+
+def test_v1_forwarded_headers_name_the_peer_and_where_the_gateway_listens() -> None:
+    event = event_for(behind_a_proxy(), fmt="1.0")
+    # the client's chain is kept with the peer appended; its port and scheme claims are not
+    forwarded = {
+        "X-Forwarded-For": "198.51.100.1, 203.0.113.7",
+        "X-Forwarded-Port": "9000",
+        "X-Forwarded-Proto": "http",
+    }
+    assert event["headers"] == {"Accept": "*/*", **forwarded}
+    assert event["multiValueHeaders"] == {
+        "Accept": ["*/*"], **{name: [value] for name, value in forwarded.items()}
+    }  # fmt: skip
+    # sourceIp is the TCP peer, the chain's last address: a client cannot choose it
+    assert event["requestContext"]["identity"]["sourceIp"] == "203.0.113.7"
+
+
+def test_v2_forwarded_headers_name_the_peer_and_where_the_gateway_listens() -> None:
+    event = event_for(behind_a_proxy())
+    assert event["headers"] == {
+        "accept": "*/*",
+        "x-forwarded-for": "198.51.100.1, 203.0.113.7",
+        "x-forwarded-port": "9000",
+        "x-forwarded-proto": "http",
+    }
+    assert event["requestContext"]["http"]["sourceIp"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize("fmt", ["1.0", "2.0"])
+def test_without_a_client_chain_the_forwarded_for_is_the_source_ip(fmt: str) -> None:
+    req = request(source_ip="192.0.2.9", headers=[("X-Forwarded-For", " ")])
+    event = event_for(req, fmt=fmt)
+    headers = {name.lower(): value for name, value in event["headers"].items()}
+    context = event["requestContext"]
+    source_ip = context["identity" if fmt == "1.0" else "http"]["sourceIp"]
+    assert headers["x-forwarded-for"] == source_ip == "192.0.2.9"
+
+
+def test_events_name_the_account_of_the_function_arns() -> None:
+    account = PoolConfig().account_id
+    assert ApiInfo().account_id == account
+    for fmt in ("1.0", "2.0"):
+        assert event_for(request(), fmt=fmt)["requestContext"]["accountId"] == account
+        event = event_for(request(), fmt=fmt, account_id="111122223333")
+        assert event["requestContext"]["accountId"] == "111122223333"
+
+
+def test_api_key_id_is_stable_shaped_and_not_the_key() -> None:
+    ids = {api_key_id(f"key-{n}") for n in range(50)}
+    assert len(ids) == 50
+    assert all(re.fullmatch(r"[a-z2-7]{10}", one) for one in ids)
+    assert api_key_id("k-0123456789") == api_key_id("k-0123456789")
+    assert "k-0123" not in api_key_id("k-0123456789")
+
+
+def test_v1_identity_carries_the_api_key_only_where_a_key_is_required() -> None:
+    lam = FakeLambda(ok)
+    routes = [
+        Route("GET /private", "f", payload_format="1.0", api_key_required=True),
+        Route("GET /public", "f", payload_format="1.0"),
+    ]
+    key = [("X-API-Key", "k1")]
+    for path in ("/private", "/public"):
+        assert serve(request(raw_path=path, headers=key), lam, routes, {"k1"}).status == 200
+    (_, private), (_, public) = lam.calls
+    assert private["requestContext"]["identity"]["apiKey"] == "k1"
+    assert private["requestContext"]["identity"]["apiKeyId"] == api_key_id("k1")
+    assert public["requestContext"]["identity"]["apiKey"] is None
+    assert public["requestContext"]["identity"]["apiKeyId"] is None
 
 
 def test_random_ids_look_like_aws_ids() -> None:
@@ -859,6 +979,58 @@ def test_handle_sends_the_routes_event_to_the_routes_function() -> None:
     assert event_b["requestContext"]["timeEpoch"] == 77  # the request's own time wins
 
 
+ID_HEADERS = {
+    "1.0": [("x-amzn-RequestId", "req-1"), ("x-amz-apigw-id", "ext-1")],
+    "2.0": [("apigw-requestid", "req-1")],
+}
+
+
+def slow_answer(_function: str, _payload: bytes) -> Any:
+    return asyncio.sleep(1.0, InvokeOutcome(b"{}"))
+
+
+ID_CASES = [
+    ("ok", ok, 200),
+    ("function error", lambda f, p: InvokeOutcome(b"{}", "Unhandled"), 502),
+    ("timeout", slow_answer, 504),
+    ("throttled", raising(TooManyRequestsException("Rate Exceeded.", "x")), 429),
+    ("no api key", ok, 403),
+    ("malformed answer", lambda f, p: InvokeOutcome(b'{"statusCode": "x"}'), 502),
+]
+
+
+@pytest.mark.parametrize("fmt", ["1.0", "2.0"])
+@pytest.mark.parametrize(
+    ("answer", "status"), [case[1:] for case in ID_CASES], ids=[case[0] for case in ID_CASES]
+)
+def test_every_answer_to_a_route_carries_the_events_request_ids(
+    fmt: str, answer: Any, status: int
+) -> None:
+    lam = FakeLambda(answer)
+    route = Route("GET /", "f", payload_format=fmt, timeout_ms=50, api_key_required=status == 403)
+    resp = serve(request(), lam, [route])
+    assert resp.status == status
+    assert [h for h in resp.headers if h in ID_HEADERS[fmt]] == ID_HEADERS[fmt]
+    if lam.calls:
+        assert lam.calls[0][1]["requestContext"]["requestId"] == "req-1"
+    if fmt == "1.0" and lam.calls:
+        assert lam.calls[0][1]["requestContext"]["extendedRequestId"] == "ext-1"
+
+
+@pytest.mark.parametrize("fmt", ["1.0", "2.0"])
+def test_the_gateways_request_ids_replace_a_functions_own(fmt: str) -> None:
+    forged = {"x-amzn-requestid": "forged", "X-Amz-Apigw-Id": "forged", "Apigw-RequestId": "forged"}
+    payload = orjson.dumps({"statusCode": 200, "headers": {"X-Kept": "1", **forged}})
+    resp = serve(request(), FakeLambda(lambda f, p: InvokeOutcome(payload)),
+                 [Route("GET /", "f", payload_format=fmt)])  # fmt: skip
+    ours = {name.lower() for name, _ in ID_HEADERS[fmt]}
+    for name, value in resp.headers:
+        if name.lower() in ours:
+            assert value != "forged"
+    assert resp.header("X-Kept") == "1"
+    assert [h for h in resp.headers if h in ID_HEADERS[fmt]] == ID_HEADERS[fmt]
+
+
 # -- aiohttp adapters -------------------------------------------------------------------------
 
 
@@ -891,7 +1063,18 @@ def test_from_aiohttp_keeps_the_raw_request() -> None:
         host="api.example.com:8080",
         protocol="HTTP/1.1",
         user_agent="curl/8.0",
+        scheme="http",
+        server_port=80,  # the (mocked) socket's port: the Host header may name any other
     )
+
+
+def test_from_aiohttp_percent_encodes_what_is_not_ascii() -> None:
+    # aiohttp's pure-Python parser keeps raw bytes of the request line as lone surrogates
+    raw = make_mocked_request("GET", "/caf\udcff/\u00e9?q=\udce9&x", headers={"Host": "h"})
+    req = from_aiohttp(raw, b"", now_ms=lambda: 0)
+    assert (req.raw_path, req.raw_query) == ("/caf%FF/%C3%A9", "q=%E9&x")
+    event = event_for(req)
+    assert orjson.loads(orjson.dumps(event))["rawPath"] == "/caf%FF/%C3%A9"
 
 
 def test_to_aiohttp_keeps_repeated_headers() -> None:
@@ -998,6 +1181,11 @@ async def check_echo_v2(client: TestClient[Any, Any], gateway: Gateway) -> None:
     assert "cookie" not in received["headers"]
     assert received["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
     assert received["requestContext"]["time"] == "04/Mar/2020:19:03:58 +0000"
+    # the peer, and the port and scheme the server listens on
+    assert received["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert received["headers"]["x-forwarded-port"] == str(client.port)
+    assert received["headers"]["x-forwarded-proto"] == "http"
+    assert resp.headers.getall("apigw-requestid") == ["req-1"]
     assert "body" not in received
 
 
@@ -1017,6 +1205,9 @@ async def check_echo_v1(client: TestClient[Any, Any], gateway: Gateway) -> None:
     assert received["multiValueQueryStringParameters"] == {"tag": ["x", "y"]}
     assert received["body"] == '{"n": 1}'
     assert received["isBase64Encoded"] is False
+    assert received["headers"]["X-Forwarded-Port"] == str(client.port)
+    assert resp.headers.getall("x-amzn-RequestId") == ["req-1"]
+    assert resp.headers.getall("x-amz-apigw-id") == ["ext-1"]
 
 
 async def check_binary(client: TestClient[Any, Any]) -> None:

@@ -16,6 +16,9 @@ from runtime.configfile import load
 
 APIGW = Path(__file__).parent / "functions" / "apigw_echo"
 CONFIG = f"""
+[pool]
+account_id = "111122223333"
+
 [service]
 port = 0
 route_body_limit_bytes = 1000
@@ -105,6 +108,13 @@ def test_routes_are_served_as_api_gateway(arun: Callable[..., Any], config_path:
             assert event["rawPath"] == "/hello"
             assert event["queryStringParameters"] == {"x": "1,2"}
             assert event["headers"]["x-tag"] == "t"
+            # the same account as the ARN of the function the event went to
+            assert svc.engine is not None
+            arn = svc.engine.pool.function_arn("echo2")
+            assert arn.split(":")[4] == event["requestContext"]["accountId"] == "111122223333"
+            assert event["headers"]["x-forwarded-port"] == str(svc.port)
+            assert event["headers"]["x-forwarded-proto"] == "http"
+            assert event["headers"]["x-forwarded-for"] == "127.0.0.1"
 
             json_body = {"data": b'{"n": 1}', "headers": {"Content-Type": "application/json"}}
             async with http.put(f"{svc.url}/items/42", **json_body) as resp:
@@ -112,6 +122,7 @@ def test_routes_are_served_as_api_gateway(arun: Callable[..., Any], config_path:
                 assert resp.headers.getall("X-Echo") == ["one", "two"]
                 event = await resp.json()
             assert event["resource"] == "/items/{id}"
+            assert event["requestContext"]["accountId"] == "111122223333"
             assert event["httpMethod"] == "PUT"
             assert event["pathParameters"] == {"id": "42"}
             assert event["body"] == '{"n": 1}'

@@ -9,6 +9,7 @@
                       │  function error      ──▶ 502 {"message":"Internal server error"}
                       ▼
                  response_v1 / response_v2 (malformed output ──▶ 502) ─▶ HttpResponse
+                      + the request's ids (apigw-requestid; x-amzn-RequestId, x-amz-apigw-id)
 
 Everything but ``from_aiohttp`` / ``to_aiohttp`` is independent of aiohttp, so the service can
 mount ``handle`` behind any web server.  ``invoke`` is any coroutine function
@@ -24,6 +25,7 @@ import binascii
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -69,10 +71,12 @@ __all__ = [
     "is_text_type",
     "parse_route_key",
     "random_ids",
+    "request_id_headers",
     "response_v1",
     "response_v2",
     "to_aiohttp",
     "wall_clock_ms",
+    "with_request_ids",
 ]
 
 JSON = "application/json"
@@ -80,6 +84,8 @@ JSON = "application/json"
 _DEFAULT_API = ApiInfo()
 #: hop-by-hop and framing headers a function may not set: the server frames the response
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+#: what a request target may hold as it is; anything else is percent-encoded
+_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 @dataclass(frozen=True)
@@ -261,13 +267,28 @@ async def handle(
     ``api_keys`` are the keys accepted in ``x-api-key`` on routes that require one (None: no
     key is valid); the request must carry exactly one such header (``auth.check_api_key``).
     ``now_ms`` stamps a request that carries no ``time_epoch_ms``; ``api`` and ``new_ids``
-    fill the event's API and request ids.  ``invoke`` may raise
+    fill the event's API and request ids; every answer to a matched route carries the same
+    request ids in its headers (``request_id_headers``).  ``invoke`` may raise
     TooManyRequestsException (429); any other WarmstartError (an unknown function, ...) is the
     gateway's 500, and a payload over Lambda's limit is a 413.
     """
     match = router.match(request.method, request.raw_path)
     if match is None:
         return not_found()
+    ids = new_ids()
+    resp = await _serve(request, match, invoke, api_keys, now_ms, api or _DEFAULT_API, ids)
+    return with_request_ids(resp, match.route.payload_format, ids)
+
+
+async def _serve(
+    request: HttpRequest,
+    match: RouteMatch,
+    invoke: Invoke,
+    api_keys: Collection[str] | None,
+    now_ms: Callable[[], int],
+    api: ApiInfo,
+    ids: RequestIds,
+) -> HttpResponse:
     route = match.route
     if route.api_key_required:
         try:
@@ -275,7 +296,7 @@ async def handle(
         except AuthError:
             return forbidden()
     time_ms = request.time_epoch_ms if request.time_epoch_ms is not None else now_ms()
-    event = build_event(request, match, api or _DEFAULT_API, new_ids(), time_ms)
+    event = build_event(request, match, api, ids, time_ms)
     try:
         outcome = await asyncio.wait_for(
             invoke(route.function, orjson.dumps(event)), route.timeout_ms / 1000
@@ -295,6 +316,23 @@ async def handle(
     return response_v2(outcome.payload)
 
 
+def request_id_headers(payload_format: str, ids: RequestIds) -> list[tuple[str, str]]:
+    """The ids API Gateway answers with: an HTTP API's ``apigw-requestid``; a REST API's
+    ``x-amzn-RequestId`` and ``x-amz-apigw-id`` (the event's ``extendedRequestId``)."""
+    if payload_format == "1.0":
+        return [("x-amzn-RequestId", ids.request_id), ("x-amz-apigw-id", ids.extended_request_id)]
+    return [("apigw-requestid", ids.request_id)]
+
+
+def with_request_ids(resp: HttpResponse, payload_format: str, ids: RequestIds) -> HttpResponse:
+    """``resp`` with the gateway's request-id headers; a function's own headers of those names
+    are dropped, so the caller always sees the id the event carried."""
+    ours = request_id_headers(payload_format, ids)
+    names = {name.lower() for name, _ in ours}
+    kept = [(name, value) for name, value in resp.headers if name.lower() not in names]
+    return HttpResponse(resp.status, [*kept, *ours], resp.body)
+
+
 def engine_invoke(engine: Engine) -> Invoke:
     """An ``invoke`` for ``handle``: a RequestResponse ``engine.invoke`` of the function."""
 
@@ -309,9 +347,14 @@ def engine_invoke(engine: Engine) -> Invoke:
 
 
 def from_aiohttp(
-    request: web.Request, body: bytes, now_ms: Callable[[], int] = wall_clock_ms
+    request: web.BaseRequest, body: bytes, now_ms: Callable[[], int] = wall_clock_ms
 ) -> HttpRequest:
-    """The neutral request for an aiohttp request whose body has been read."""
+    """The neutral request for an aiohttp request whose body has been read.
+
+    Bytes that are not printable ASCII in the path or query are percent-encoded and header
+    bytes that are not UTF-8 replaced: aiohttp's pure-Python parser hands them over as lone
+    surrogates, which no JSON event can carry.
+    """
     path, _, query = request.raw_path.partition("?")
     if not path.startswith("/"):  # absolute-form request target
         path, query = request.rel_url.raw_path, request.rel_url.raw_query_string
@@ -322,16 +365,36 @@ def from_aiohttp(
     version = request.version
     return HttpRequest(
         method=request.method,
-        raw_path=path,
-        raw_query=query.partition("#")[0],
+        raw_path=_url_text(path),
+        raw_query=_url_text(query.partition("#")[0]),
         headers=headers,
         body=body,
         source_ip=request.remote or "127.0.0.1",  # no peer address: a unix socket, this host
         time_epoch_ms=now_ms(),
-        host=request.host,
+        host=_first(headers, "host") or _url_text(request.host),
         protocol=f"HTTP/{version.major}.{version.minor}",
-        user_agent=request.headers.get("User-Agent", ""),
+        user_agent=_first(headers, "user-agent") or "",
+        scheme=request.scheme,
+        server_port=_listening_port(request),
     )
+
+
+def _url_text(text: str) -> str:
+    return quote(text.encode("utf-8", "surrogateescape"), safe=_URL_SAFE)
+
+
+def _first(headers: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in headers if key.lower() == name), None)
+
+
+def _listening_port(request: web.BaseRequest) -> int:
+    """The port the server accepted the connection on; behind a unix socket (no port), the
+    port the client addressed (the Host header's, else the scheme's default)."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2 and isinstance(sockname[1], int):
+        return sockname[1]
+    return request.url.port or (443 if request.scheme == "https" else 80)
 
 
 def to_aiohttp(resp: HttpResponse) -> web.Response:

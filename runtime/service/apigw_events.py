@@ -13,6 +13,12 @@ literals).  The rules that are easy to get wrong:
   parameters with commas, moves ``Cookie`` headers into ``cookies``, and *omits* empty maps.
 - A body is base64-encoded (``isBase64Encoded: true``) when it is not UTF-8 or its content type
   is not text-like; otherwise it is passed as a string.
+- The gateway adds ``X-Forwarded-For`` (the client's own chain with the TCP peer appended:
+  "client, peer"), ``X-Forwarded-Port`` and ``X-Forwarded-Proto`` (where the front door
+  listens, whatever the client claimed); ``sourceIp`` is the TCP peer, the chain's last address
+  (and its only one when the client sent none), so a client cannot choose its own ``sourceIp``.
+- 1.0's ``identity.apiKey`` / ``apiKeyId`` are the key and its id on routes that require one,
+  ``null`` elsewhere.
 
 Nothing here reads a clock or a random source: the request carries its time, and request ids are
 passed in (``random_ids`` makes realistic ones).
@@ -21,6 +27,7 @@ passed in (``random_ids`` makes realistic ones).
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import time
 import uuid
@@ -47,6 +54,8 @@ _TEXT_SUFFIXES = ("+json", "+xml", "+yaml")
 _IDENTITY_KEYS = (
     "accessKey",
     "accountId",
+    "apiKey",
+    "apiKeyId",
     "caller",
     "cognitoAuthenticationProvider",
     "cognitoAuthenticationType",
@@ -59,6 +68,9 @@ _IDENTITY_KEYS = (
     "userArn",
 )
 
+#: the headers the gateway sets itself, replacing (or, for X-Forwarded-For, extending) the client's
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-port", "x-forwarded-proto"})
+
 Headers = list[tuple[str, str]]
 
 
@@ -69,6 +81,8 @@ class HttpRequest:
     ``raw_path`` keeps the client's percent-encoding; ``raw_query`` is the query string as
     received, without the ``?``; ``headers`` keeps the client's order, casing and repeats.
     ``time_epoch_ms`` is when the request arrived (None: ``handle`` stamps it).
+    ``source_ip`` is the TCP peer; ``scheme`` and ``server_port`` say where the front door
+    listens.  Strings are text without lone surrogates (``from_aiohttp`` sees to that).
     """
 
     method: str
@@ -81,6 +95,8 @@ class HttpRequest:
     host: str = "localhost"
     protocol: str = "HTTP/1.1"
     user_agent: str = ""
+    scheme: str = "http"
+    server_port: int = 80
 
     def header(self, name: str) -> str | None:
         """The last value of a header, matched case-insensitively."""
@@ -96,7 +112,8 @@ class HttpRequest:
 class ApiInfo:
     """What the event says about the API itself."""
 
-    account_id: str = "123456789012"
+    #: PoolConfig's default account, so that events and function ARNs agree out of the box
+    account_id: str = "000000000000"
     api_id: str = "warmstart"
     stage: str = "$default"
 
@@ -153,6 +170,48 @@ def _domain(host: str) -> tuple[str, str]:
     return name, name.split(".", 1)[0]
 
 
+def forwarded_headers(request: HttpRequest) -> Headers:
+    """The client's headers as the gateway passes them on, X-Forwarded-* set by the gateway.
+
+    The client's ``X-Forwarded-For`` chain is kept and the TCP peer appended ("client, peer"),
+    in one header; the client's ``X-Forwarded-Port`` / ``X-Forwarded-Proto`` are replaced,
+    since only the front door knows where it listens.
+    """
+    chain: list[str] = []
+    rest: Headers = []
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower == "x-forwarded-for":
+            if value.strip():
+                chain.append(value.strip())
+        elif lower not in _FORWARDED:
+            rest.append((name, value))
+    chain.append(request.source_ip)
+    return [
+        *rest,
+        ("X-Forwarded-For", ", ".join(chain)),
+        ("X-Forwarded-Port", str(request.server_port)),
+        ("X-Forwarded-Proto", request.scheme),
+    ]
+
+
+def api_key_id(key: str) -> str:
+    """An id for an API key, shaped like API Gateway's (10 lower-case letters and digits).
+
+    It is derived from the key, so it stays the same across restarts, and the key cannot be
+    read back from it (the id ends up in logs the key must stay out of).
+    """
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:10]
+
+
+def _api_key(request: HttpRequest) -> str | None:
+    # matched the way auth.check_api_key matches it, so the event names the key it accepted
+    return next(
+        (value for name, value in request.headers if name.strip().lower() == "x-api-key"), None
+    )
+
+
 def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
     return parse_qsl(raw_query, keep_blank_values=True)
 
@@ -183,9 +242,12 @@ def build_event_v1(
     """A REST API Lambda proxy event (payload format 1.0)."""
     route = match.route
     resource = route.parsed.path or DEFAULT_ROUTE
-    headers = _grouped(request.headers, fold_case=True)
+    headers = _grouped(forwarded_headers(request), fold_case=True)
     query = _grouped(_query_pairs(request.raw_query), fold_case=False)
-    body, is_base64 = encode_body(request.body, request.header("content-type"))
+    body: str | None = None  # no body is null, whatever the content type says
+    is_base64 = False
+    if request.body:
+        body, is_base64 = encode_body(request.body, request.header("content-type"))
     return {
         "resource": resource,
         "path": request.raw_path,
@@ -194,21 +256,25 @@ def build_event_v1(
         "multiValueHeaders": headers,
         "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
         "multiValueQueryStringParameters": query or None,
-        "requestContext": _context_v1(request, resource, api, ids, time_ms),
+        "requestContext": _context_v1(request, match, api, ids, time_ms),
         "pathParameters": match.path_parameters or None,
         "stageVariables": None,
-        "body": body if request.body else None,
+        "body": body,
         "isBase64Encoded": is_base64,
     }
 
 
 def _context_v1(
-    request: HttpRequest, resource: str, api: ApiInfo, ids: RequestIds, time_ms: int
+    request: HttpRequest, match: RouteMatch, api: ApiInfo, ids: RequestIds, time_ms: int
 ) -> dict[str, Any]:
+    resource = match.route.parsed.path or DEFAULT_ROUTE
     domain_name, domain_prefix = _domain(request.host)
     identity: dict[str, Any] = dict.fromkeys(_IDENTITY_KEYS)
     identity["sourceIp"] = request.source_ip
     identity["userAgent"] = request.user_agent
+    key = _api_key(request) if match.route.api_key_required else None
+    if key is not None:
+        identity["apiKey"], identity["apiKeyId"] = key, api_key_id(key)
     stage_path = request.raw_path if api.stage == "$default" else f"/{api.stage}{request.raw_path}"
     return {
         "accountId": api.account_id,
@@ -233,7 +299,7 @@ def build_event_v2(
     request: HttpRequest, match: RouteMatch, api: ApiInfo, ids: RequestIds, time_ms: int
 ) -> dict[str, Any]:
     """An HTTP API Lambda event (payload format 2.0); empty maps and lists are omitted."""
-    cookies, headers = _split_cookies(request.headers)
+    cookies, headers = _split_cookies(forwarded_headers(request))
     joined = {name: ",".join(values) for name, values in _grouped(headers, fold_case=False).items()}
     query = _grouped(_query_pairs(request.raw_query), fold_case=False)
     event: dict[str, Any] = {

@@ -16,6 +16,7 @@ from ..configfile import AuthConfig, ConfigFile
 from ..engine import Engine
 from ..errors import RequestTooLargeException
 from .apigw import (
+    ApiInfo,
     Route,
     Router,
     engine_invoke,
@@ -61,12 +62,15 @@ def front_door(engine: Engine, config: ConfigFile) -> FrontDoor | None:
     api_keys = frozenset(config.auth.api_keys)
     invoke = engine_invoke(engine)
     limit = config.service.route_body_limit_bytes
+    # the account of the events is the one in the function ARNs they are sent to
+    api = ApiInfo(account_id=engine.pool.account_id)
 
     async def serve_route(request: web.Request) -> web.StreamResponse:
         try:
             body = await read_body(request, limit)
         except RequestTooLargeException:
             return to_aiohttp(TOO_LARGE)
-        return to_aiohttp(await handle(from_aiohttp(request, body), router, invoke, api_keys))
+        resp = await handle(from_aiohttp(request, body), router, invoke, api_keys, api=api)
+        return to_aiohttp(resp)
 
     return serve_route
