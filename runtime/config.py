@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import msgspec
 
+from .agent.protocol import MAX_LOG
 from .errors import InvalidParameterValueException
 
 LAMBDA_MAX_TIMEOUT_S = 900
@@ -19,6 +23,14 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER_RE = re.compile(r"^[^\s]+$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
 ENV_MAX_BYTES = 4096
+#: the oldest Python the agent runs on (Lambda's oldest python runtime)
+MIN_PYTHON = (3, 9)
+#: a command name on PATH: no spaces, no slashes, not starting with a dot or a dash
+_COMMAND_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+_VERSION_PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
+_PROBE_TIMEOUT_S = 10.0
+#: (real path, mtime, size) of an interpreter -> its version, or why it is refused
+_probed: dict[tuple[str, int, int], tuple[int, int] | str] = {}
 #: keys Lambda sets itself and refuses to let a function override
 RESERVED_ENV_KEYS = frozenset(
     {
@@ -64,7 +76,9 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     handler: str
     code: str
-    #: a Python interpreter for the process backend; defaults to the engine's own
+    #: the Python interpreter: for the process backend a command on PATH or an absolute path,
+    #: a Python 3.9+ (checked at registration; unset: the engine's own); for the container
+    #: backend a command or absolute path inside the image (unset: python3)
     runtime: str | None = None
     memory_mb: int = 128
     timeout_s: float = 3
@@ -123,7 +137,23 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise InvalidParameterValueException(f"start: {self.start!r} must be 'fork' or 'spawn'")
         if self.backend == "container" and not self.image:
             raise InvalidParameterValueException("image: the container backend needs an image")
+        self._check_runtime()
         self._check_environment()
+
+    def _check_runtime(self) -> None:
+        """The interpreter's spelling; whether it exists and is a Python is
+        :func:`check_interpreter`'s question, asked at registration."""
+        runtime = self.runtime
+        if runtime is None:
+            return
+        where = "on the image's PATH" if self.backend == "container" else "on PATH"
+        if not isinstance(runtime, str) or not _plain_command_or_path(runtime):
+            raise InvalidParameterValueException(
+                f"runtime: {runtime!r} must be a Python interpreter: a command {where} such as "
+                "'python3', or an absolute path to one (unset: "
+                + ("'python3'" if self.backend == "container" else "this engine's own")
+                + ")"
+            )
 
     def _check_environment(self) -> None:
         if not isinstance(self.environment, dict):
@@ -171,6 +201,68 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return type(self)(**{**fields, **changes})
 
 
+def _plain_command_or_path(value: str) -> bool:
+    """A command name, or an absolute path without ``..``, whitespace or control characters."""
+    if _COMMAND_RE.fullmatch(value):
+        return True
+    if not value.startswith("/") or any(c.isspace() or not c.isprintable() for c in value):
+        return False
+    return ".." not in PurePosixPath(value).parts and not value.endswith("/")
+
+
+def check_interpreter(config: FunctionConfig) -> None:
+    """Refuse a process-backend ``runtime`` that is not an executable Python 3.9 or later.
+
+    Runs the interpreter once per path (the answer is kept while the file is unchanged), so
+    it blocks: call it off the event loop.  A container's interpreter lives in its image and
+    is not checked here.
+    """
+    if config.runtime is None or config.backend != "process":
+        return
+    found = shutil.which(config.runtime)
+    if found is None:
+        raise InvalidParameterValueException(
+            f"runtime: {config.runtime!r} is not an executable "
+            + ("file" if "/" in config.runtime else "on PATH")
+            + " (the process backend runs a Python 3.9+ interpreter: a command such as "
+            "'python3', or a path to one; unset, this engine's own)"
+        )
+    real = os.path.realpath(found)
+    try:
+        info = os.stat(real)
+    except OSError as exc:
+        raise InvalidParameterValueException(f"runtime: {config.runtime!r}: {exc}") from None
+    key = (real, info.st_mtime_ns, info.st_size)
+    answer = _probed.get(key)
+    if answer is None:
+        answer = _probed[key] = _probe_version(found)
+    if isinstance(answer, str) or answer < MIN_PYTHON:
+        why = answer if isinstance(answer, str) else f"Python {answer[0]}.{answer[1]}"
+        raise InvalidParameterValueException(
+            f"runtime: {config.runtime!r} is not a Python 3.9+ interpreter ({why})"
+        )
+
+
+def _probe_version(python: str) -> tuple[int, int] | str:
+    """The interpreter's (major, minor), or what went wrong asking it."""
+    try:
+        done = subprocess.run(
+            [python, "-c", _VERSION_PROBE],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"it did not answer within {_PROBE_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return str(exc)
+    major, dot, minor = done.stdout.decode(errors="replace").strip().partition(".")
+    if done.returncode != 0 or not dot or not (major.isdigit() and minor.isdigit()):
+        return f"'{python} -c <print version>' exited {done.returncode} without a version"
+    return int(major), int(minor)
+
+
 class StemCellConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Started, generic containers kept ready for cold starts on one image (OpenWhisk's
     prewarm): a container function whose image, memory, storage, network and interpreter
@@ -215,7 +307,7 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     queue_timeout_s: float = 30.0
     #: where environments keep their /tmp and logs; a fresh temporary directory by default
     work_dir: str | None = None
-    #: bytes of each invocation's output kept with its result
+    #: bytes of each invocation's output kept with its result (its end; at most MAX_LOG)
     log_cap_bytes: int = 1024 * 1024
     #: recent log bytes kept per function
     log_history_bytes: int = 256 * 1024
@@ -236,7 +328,8 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         _range("memory_budget_mb", self.memory_budget_mb, 0, integer=True)
         _range("max_queue", self.max_queue, 0, integer=True)
         _range("queue_timeout_s", self.queue_timeout_s, 0)
-        _range("log_cap_bytes", self.log_cap_bytes, 4096, integer=True)
+        # a RESULT frame carries a payload at Lambda's limit and this much log together
+        _range("log_cap_bytes", self.log_cap_bytes, 4096, MAX_LOG, integer=True)
         _range("log_history_bytes", self.log_history_bytes, 0, integer=True)
         _range("price_gb_second", self.price_gb_second, 0)
         _range("price_per_request", self.price_per_request, 0)

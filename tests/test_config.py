@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from runtime.config import RESERVED_ENV_KEYS, FunctionConfig, PoolConfig
+from runtime.config import RESERVED_ENV_KEYS, FunctionConfig, PoolConfig, check_interpreter
+from runtime.engine import Engine
 from runtime.errors import InvalidParameterValueException
 
 
@@ -265,6 +269,123 @@ def test_backend_and_start() -> None:
         fn(start="forkserver")
 
 
+# -- runtime: the interpreter ----------------------------------------------------------------
+
+RUNTIME_SPELLING = (
+    "runtime: {!r} must be a Python interpreter: a command on PATH such as 'python3', or an "
+    "absolute path to one (unset: this engine's own)"
+)
+
+
+@pytest.mark.parametrize(
+    "runtime", ["python3", "python3.12", "pypy3", "/usr/bin/python3", "/opt/venv/bin/python"]
+)
+def test_runtime_names_and_absolute_paths_are_accepted(runtime: str) -> None:
+    assert fn(runtime=runtime).runtime == runtime
+    assert fn(runtime=runtime, backend="container", image="img").runtime == runtime
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    ["", " ", "python3 ", "py thon", "python3\n", "../python3", "bin/python3", "./python3",
+     "/opt/../usr/bin/python3", "/usr/bin/", "-c", ".python", "py\x00thon", "/usr/bin/py thon"],
+)  # fmt: skip
+def test_runtime_junk_is_refused_for_both_backends(runtime: str) -> None:
+    with refused(RUNTIME_SPELLING.format(runtime)):
+        fn(runtime=runtime)
+    container = RUNTIME_SPELLING.replace("on PATH", "on the image's PATH").replace(
+        "this engine's own", "'python3'"
+    )
+    with refused(container.format(runtime)):
+        fn(runtime=runtime, backend="container", image="img")
+    with refused(RUNTIME_SPELLING.format(runtime)):
+        fn().replace(runtime=runtime)
+
+
+def test_runtime_must_be_a_string() -> None:
+    with refused(RUNTIME_SPELLING.format(3)):
+        fn(runtime=3)
+    with pytest.raises(InvalidParameterValueException, match=r"Expected `str \| null`, got `int`"):
+        FunctionConfig.from_dict({"name": "fn", "handler": "a.b", "code": "/c", "runtime": 3})
+
+
+def fake_interpreter(tmp_path: Path, name: str, body: str) -> Path:
+    """An executable script standing in for an interpreter; it notes each run in ``runs``."""
+    path = tmp_path / name
+    path.write_text(f"#!/bin/sh\necho ran >> {tmp_path / 'runs'}\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def runs(tmp_path: Path) -> int:
+    path = tmp_path / "runs"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_check_interpreter_runs_a_python_once_per_path(tmp_path: Path) -> None:
+    check_interpreter(fn(runtime=sys.executable))
+    check_interpreter(fn())  # unset: the engine's own, nothing to ask
+    check_interpreter(fn(runtime="/nowhere/python3", backend="container", image="img"))
+    python = fake_interpreter(tmp_path, "python3.13", "echo 3.13")
+    for _ in range(3):
+        check_interpreter(fn(runtime=str(python)))
+    assert runs(tmp_path) == 1  # the answer is kept while the file is unchanged
+
+
+def bad_interpreters(tmp_path: Path) -> list[tuple[str, str]]:
+    """(runtime, the refusal's message) for interpreters that exist nowhere or are no Python."""
+    silent = fake_interpreter(tmp_path, "silent", "true")
+    old = fake_interpreter(tmp_path, "python2", "echo 2.7")
+    failing = fake_interpreter(tmp_path, "failing", "echo 3.12; exit 1")
+    not_executable = tmp_path / "python-not-executable"
+    not_executable.write_text("#!/bin/sh\necho 3.12\n")
+    cases = [
+        ("no-such-python", "runtime: 'no-such-python' is not an executable on PATH"),
+        (str(tmp_path / "missing"), f"runtime: '{tmp_path / 'missing'}' is not an executable file"),
+        (str(not_executable), f"runtime: '{not_executable}' is not an executable file"),
+        (str(silent), f"runtime: '{silent}' is not a Python 3.9+ interpreter ('{silent} -c "
+                      "<print version>' exited 0 without a version)"),
+        (str(failing), f"runtime: '{failing}' is not a Python 3.9+ interpreter ('{failing} -c "
+                       "<print version>' exited 1 without a version)"),
+        (str(old), f"runtime: '{old}' is not a Python 3.9+ interpreter (Python 2.7)"),
+    ]  # fmt: skip
+    if shutil.which("node"):
+        cases.append(("node", "runtime: 'node' is not a Python 3.9+ interpreter"))
+    return cases
+
+
+def test_check_interpreter_refuses_what_is_not_a_python_3_9(tmp_path: Path) -> None:
+    for runtime, message in bad_interpreters(tmp_path):
+        with refused(message):
+            check_interpreter(fn(runtime=runtime))
+
+
+def test_engine_refuses_a_bad_runtime_at_registration_and_update(
+    arun: Callable[..., Any], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    basic = str(Path(__file__).parent / "functions" / "basic")
+
+    async def main() -> None:
+        async with Engine(PoolConfig(work_dir=str(work))) as engine:
+            for runtime, message in bad_interpreters(tmp_path):
+                with refused(message):
+                    await engine.register(fn(code=basic, handler="app.echo", runtime=runtime))
+                assert engine.functions() == []
+            assert not any(work.rglob("functions")), "refused, yet given a directory"
+            good = fn(name="good", code=basic, handler="app.echo", runtime=sys.executable)
+            await engine.register(good)
+            for runtime, message in bad_interpreters(tmp_path):
+                with refused(message):
+                    await engine.update("good", runtime=runtime, memory_mb=256)
+            assert engine.get_function("good") == good
+            assert engine.stats()["good"]["generation"] == 0
+            result = await engine.invoke("good", {"ok": True})
+            assert result.payload == b'{"ok":true}'
+
+    arun(main())
+
+
 # -- from_dict and replace ------------------------------------------------------------------
 
 
@@ -404,7 +525,7 @@ def test_pool_edges_accepted() -> None:
         ({"memory_budget_mb": -1}, "memory_budget_mb: -1 is outside the allowed range >= 0"),
         ({"max_queue": -1}, "max_queue: -1 is outside the allowed range >= 0"),
         ({"queue_timeout_s": -0.5}, "queue_timeout_s: -0.5 is outside the allowed range >= 0"),
-        ({"log_cap_bytes": 4095}, "log_cap_bytes: 4095 is outside the allowed range >= 4096"),
+        ({"log_cap_bytes": 4095}, "log_cap_bytes: 4095 is outside the allowed range 4096-2031516"),
         ({"log_history_bytes": -1}, "log_history_bytes: -1 is outside the allowed range >= 0"),
         ({"price_gb_second": -1.0}, "price_gb_second: -1.0 is outside the allowed range >= 0"),
         (

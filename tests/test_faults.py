@@ -155,6 +155,17 @@ ROWS = [
         init_error=True,
     ),
     Row(
+        "huge_init_error",
+        {},
+        "EnormousConfigError",
+        # cut to fit a template's control datagram, its start kept and the cut marked
+        r"the real text comes first: y{1000,} \[\.\.\. \d+ characters dropped \.\.\.\]",
+        True,
+        code="huge_init_error",
+        handler="app.handler",
+        init_error=True,
+    ),
+    Row(
         "syntax_error",
         {},
         "Runtime.UserCodeSyntaxError",

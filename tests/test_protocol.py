@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import threading
@@ -256,6 +257,14 @@ def test_bad_magic() -> None:
         assert message == "bad magic b'HT'"
 
 
+@pytest.mark.parametrize("pad", [b"\x01\x00\x00", b"\x00\x00\xff"])
+def test_nonzero_padding(pad: bytes) -> None:
+    data = bytearray(encode(P.FORKED, [], a=1, b=2))
+    data[5:8] = pad
+    for message in decode_both(bytes(data)):
+        assert message == f"nonzero header padding {pad!r}"
+
+
 @pytest.mark.parametrize("kind", [0, 10, 255])
 def test_unknown_kind(kind: int) -> None:
     for message in decode_both(raw_frame(kind)):
@@ -395,10 +404,144 @@ def test_garbage_raises_only_protocol_error(garbage: bytes, data: st.DataObject)
             prev = cut
             # never holds more than it was given, and never more than one bounded frame
             assert decoder.pending <= fed
+            assert decoder.pending <= fed
             assert decoder.pending < HEADER_SIZE + MAX_BODY
     except ProtocolError as exc:
         error = str(exc)
     assert error is None or error  # a refusal always says why
+
+
+# -- properties of the decoder on outside bytes -------------------------------------------
+
+Contents = tuple[int, list[bytes], int, int, int]
+
+
+def frame_strategy(max_field: int = 64) -> st.SearchStrategy[Contents]:
+    """One frame's contents: a kind, its number of fields, the two numbers and the flags."""
+
+    def contents(kind: int) -> st.SearchStrategy[Contents]:
+        count = FIELD_COUNTS[kind]
+        return st.tuples(
+            st.just(kind),
+            st.lists(st.binary(max_size=max_field), min_size=count, max_size=count),
+            st.integers(0, U64_MAX),
+            st.integers(0, U64_MAX),
+            st.integers(0, 255),
+        )
+
+    return st.sampled_from(KINDS).flatmap(contents)
+
+
+@st.composite
+def damaged_stream(draw: st.DrawFn) -> bytes:
+    """Good frames, some bytes overwritten, some inserted or cut, maybe a tail missing.
+
+    Overwrites favour the headers, where one byte decides how the rest is read."""
+    frames = [encode(*f) for f in draw(st.lists(frame_strategy(), max_size=5))]
+    starts = [sum(map(len, frames[:i])) for i in range(len(frames))]
+    data = bytearray(b"".join(frames))
+    for _ in range(draw(st.integers(0, 4))):
+        action = draw(st.sampled_from(["header", "set", "insert", "delete"]))
+        pos = draw(st.integers(0, len(data)))
+        if action == "header" and starts:
+            action = "set"
+            pos = draw(st.sampled_from(starts)) + draw(st.integers(0, HEADER_SIZE - 1))
+        if action == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif pos < len(data):
+            if action == "set":
+                data[pos] = draw(st.integers(0, 255))
+            else:
+                del data[pos]
+    return bytes(data[: draw(st.integers(0, len(data)))])
+
+
+def outside_bytes() -> st.SearchStrategy[bytes]:
+    return st.one_of(st.binary(max_size=400), damaged_stream(), plausible_garbage())
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=outside_bytes(), data=st.data())
+def test_outside_bytes_yield_the_frames_they_encode_or_protocol_error(
+    stream: bytes, data: st.DataObject
+) -> None:
+    """Whatever arrives, in whatever pieces: each frame given out is exactly the bytes it came
+    from (its one encoding), the rest is held back (bounded) or refused as a ProtocolError."""
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    decoder = Decoder()
+    got: list[Frame] = []
+    fed = 0
+    try:
+        for cut in [*cuts, len(stream)]:
+            got += decoder.feed(stream[fed:cut])
+            fed = cut
+            consumed = fed - decoder.pending
+            assert b"".join(encode(*as_tuple(f)) for f in got) == stream[:consumed]
+            assert decoder.pending <= fed
+            assert decoder.pending < HEADER_SIZE + MAX_BODY
+    except ProtocolError as exc:
+        refusal = str(exc)
+    else:
+        refusal = None
+    if refusal is not None:
+        assert refusal  # a refusal always says why
+        # what was given out before the refusal is still a good prefix
+        assert stream.startswith(b"".join(encode(*as_tuple(f)) for f in got))
+        return
+    # the whole stream held no error: decoded at once it gives the same frames
+    if decoder.pending == 0 and stream:
+        assert [as_tuple(f) for f in Decoder().feed(stream)] == [as_tuple(f) for f in got]
+
+
+@settings(max_examples=300)
+@given(frame=frame_strategy(max_field=4096))
+def test_round_trip_of_random_frames(frame: Contents) -> None:
+    data = encode(*frame)
+    assert as_tuple(decode(data)) == frame
+    assert [as_tuple(f) for f in Decoder().feed(data)] == [frame]
+    chunks = iter([data[:HEADER_SIZE], data[HEADER_SIZE:]])
+    assert as_tuple(read_frame(lambda n: next(chunks, b""))) == frame
+
+
+@settings(max_examples=300)
+@given(frame=frame_strategy(), data=st.data())
+def test_a_truncated_frame_is_refused_or_waited_for(frame: Contents, data: st.DataObject) -> None:
+    whole = encode(*frame)
+    cut = data.draw(st.integers(0, len(whole) - 1))
+    with pytest.raises(ProtocolError):
+        decode(whole[:cut])
+    decoder = Decoder()
+    assert decoder.feed(whole[:cut]) == []
+    assert decoder.pending == cut  # waits for the rest; never more than it was given
+    chunks = iter([whole[:cut]])
+    with pytest.raises(EOFError):
+        read_frame(lambda n: next(chunks, b""))
+
+
+@settings(max_examples=300)
+@given(frame=frame_strategy(), size=st.integers(MAX_BODY + 1, 2**32 - 1))
+def test_an_oversized_body_length_is_refused_on_the_header(frame: Contents, size: int) -> None:
+    header = bytearray(encode(*frame)[:HEADER_SIZE])
+    header[8:12] = P.FIELD.pack(size)
+    for message in decode_both(bytes(header)):
+        assert message == f"frame body of {size} bytes exceeds {MAX_BODY}"
+    with pytest.raises(ProtocolError, match="exceeds"):
+        read_frame(lambda n: bytes(header))
+
+
+@settings(max_examples=300)
+@given(frame=frame_strategy(), data=st.data())
+def test_a_field_length_past_the_body_is_refused(frame: Contents, data: st.DataObject) -> None:
+    kind, fields = frame[0], frame[1]
+    if not fields:
+        return
+    index = data.draw(st.integers(0, len(fields) - 1))
+    whole = bytearray(encode(*frame))
+    pos = HEADER_SIZE + sum(4 + len(f) for f in fields[:index])
+    after = len(whole) - pos - 4  # what the body holds after this field's length
+    whole[pos : pos + 4] = P.FIELD.pack(data.draw(st.integers(after + 1, 2**32 - 1)))
+    for message in decode_both(bytes(whole)):
+        assert message.endswith("runs past the frame body"), (P.KIND_NAMES[kind], message)
 
 
 # -- read_frame over a socket -------------------------------------------------------------
@@ -483,3 +626,52 @@ def test_read_frame_bad_body(sockets: tuple[socket.socket, socket.socket]) -> No
     writer.sendall(raw_frame(P.INIT, [b""], body=P.FIELD.pack(1) + b"xy"))
     with pytest.raises(ProtocolError, match="1 stray bytes after the last field"):
         read_frame(reader.recv)
+
+
+# -- datagrams on a seqpacket control socket ------------------------------------------------
+
+
+@pytest.fixture
+def seqpacket() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    right.settimeout(10)
+    for end in (left, right):
+        P.widen_datagram_buffers(end)
+    yield left, right
+    left.close()
+    right.close()
+
+
+def test_recv_datagram_reads_a_whole_frame_and_its_fd(
+    seqpacket: tuple[socket.socket, socket.socket],
+) -> None:
+    left, right = seqpacket
+    data = encode(P.FORK, [b"e" * (P.MAX_DATAGRAM - HEADER_SIZE - 4)], a=3)
+    assert len(data) == P.MAX_DATAGRAM
+    passed = os.open(os.devnull, os.O_RDONLY)
+    try:
+        socket.send_fds(left, [data], [passed])
+    finally:
+        os.close(passed)
+    msg, fds = P.recv_datagram(right, 1)
+    for fd in fds:
+        os.close(fd)
+    assert msg == data
+    assert len(fds) == 1
+    left.close()
+    assert P.recv_datagram(right) == (b"", [])  # the peer closed
+
+
+def test_recv_datagram_refuses_a_message_it_would_cut(
+    seqpacket: tuple[socket.socket, socket.socket],
+) -> None:
+    left, right = seqpacket
+    passed = os.open(os.devnull, os.O_RDONLY)
+    try:
+        socket.send_fds(left, [b"x" * (P.MAX_DATAGRAM + 1)], [passed])
+    finally:
+        os.close(passed)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ProtocolError, match=f"longer than {P.MAX_DATAGRAM} bytes"):
+        P.recv_datagram(right, 1)
+    assert len(os.listdir("/proc/self/fd")) == before  # the fd that came with it is closed

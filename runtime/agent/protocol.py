@@ -23,17 +23,28 @@ pid, a peak RSS).  Payloads travel as the caller's JSON bytes, untouched.
     FORKED      -                                   environment id  pid
     EXITED      -                                   pid             wait status
 
-Every decoder bounds a length before trusting it: a bad magic, an unknown kind, the wrong
-number of fields, an oversized body or a field running past the body is a ``ProtocolError``.
+Every decoder bounds a length before trusting it: a bad magic, nonzero padding, an unknown
+kind, the wrong number of fields, an oversized body or a field running past the body is a
+``ProtocolError``.  So a frame that decodes is the one encoding of what it carries.
+
+Two size limits hold.  A frame on a stream socket has a body of at most ``MAX_BODY``: a
+RESULT's payload (Lambda's ``RESPONSE_LIMIT`` at most) and its log (at most ``MAX_LOG``) fit
+together.  A frame on a seqpacket control socket (a template's or a sandbox's) is one datagram,
+which the kernel refuses past the socket's send buffer, so those are kept to ``MAX_DATAGRAM``.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
 from collections.abc import Callable
 
 MAGIC = b"WS"
 HEADER = struct.Struct("<2sBBB3xIQQ")
+#: the same layout with its padding read, so that a decoder can refuse padding that is not zero
+_HEADER_IN = struct.Struct("<2sBBB3sIQQ")
+_PAD = b"\0\0\0"
 FIELD = struct.Struct("<I")
 HEADER_SIZE = HEADER.size
 
@@ -73,8 +84,18 @@ KIND_NAMES = {
     EXITED: "EXITED",
 }
 
-#: 6 MB payload, 1 MB of log and slack for the rest; nothing legitimate is larger
+#: 6 MB payload, up to 1.9 MB of log and slack for the rest; nothing legitimate is larger
 MAX_BODY = 8 * 1024 * 1024
+#: Lambda's limit on a synchronous response, in bytes (the figure its error message gives)
+RESPONSE_LIMIT = 6291556
+#: what a RESULT or ERROR body holds beside its payload and log: three field lengths and a
+#: request id, with room to spare for a long one a caller chose
+FRAME_SLACK = 64 * 1024
+#: the most log a RESULT or ERROR frame can carry beside a payload of RESPONSE_LIMIT bytes
+MAX_LOG = MAX_BODY - RESPONSE_LIMIT - FRAME_SLACK
+#: the largest frame sent on a seqpacket control socket.  Linux refuses a datagram longer than
+#: the sender's SO_SNDBUF (212,992 bytes by default, less 32), whatever the receiver reads.
+MAX_DATAGRAM = 128 * 1024
 
 
 class ProtocolError(Exception):
@@ -126,9 +147,11 @@ def encode(
 
 def parse_header(header: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int, int]:
     """Validate a header; returns (kind, nfields, flags, body length, a, b)."""
-    magic, kind, nfields, flags, size, a, b = HEADER.unpack_from(header)
+    magic, kind, nfields, flags, pad, size, a, b = _HEADER_IN.unpack_from(header)
     if magic != MAGIC:
         raise ProtocolError(f"bad magic {bytes(magic)!r}")
+    if pad != _PAD:
+        raise ProtocolError(f"nonzero header padding {bytes(pad)!r}")
     expected = FIELD_COUNTS.get(kind)
     if expected is None:
         raise ProtocolError(f"unknown frame kind {kind}")
@@ -251,3 +274,36 @@ def read_frame(read: Callable[[int], bytes]) -> Frame:
     kind, nfields, flags, size, a, b = parse_header(header)
     body = read_exactly(read, size) if size else b""
     return Frame(kind, parse_fields(body, nfields), a, b, flags)
+
+
+def widen_datagram_buffers(sock: socket.socket) -> None:
+    """Raise a seqpacket socket's buffers to hold a MAX_DATAGRAM frame with room to spare.
+
+    Only ever raised: a system whose defaults are larger keeps them.  The kernel clamps the
+    request to ``net.core.wmem_max`` / ``rmem_max`` (and doubles it), so this is best effort;
+    the frames sent there are bounded to fit the usual default anyway.
+    """
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, option) < 2 * MAX_DATAGRAM:
+                sock.setsockopt(socket.SOL_SOCKET, option, 2 * MAX_DATAGRAM)
+        except OSError:
+            pass  # not a socket option this platform lets us set: the defaults stand
+
+
+def recv_datagram(sock: socket.socket, maxfds: int = 0) -> tuple[bytes, list[int]]:
+    """One whole message from a seqpacket socket and the fds passed with it (b"" at EOF).
+
+    The kernel silently cuts a message longer than the buffer it is read into; a message
+    longer than MAX_DATAGRAM is therefore refused as a ProtocolError, never decoded cut.
+    """
+    if maxfds:
+        data, fds, flags, _ = socket.recv_fds(sock, MAX_DATAGRAM, maxfds)
+    else:
+        data, _, flags, _ = sock.recvmsg(MAX_DATAGRAM)
+        fds = []
+    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        for fd in fds:
+            os.close(fd)
+        raise ProtocolError(f"a control message longer than {MAX_DATAGRAM} bytes")
+    return data, fds

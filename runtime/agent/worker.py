@@ -16,7 +16,8 @@ Three modes, each started by the engine with one inherited socket:
 
 Everything the handler writes to stdout and stderr goes to a per-environment log file; after
 each invocation the agent reads what was written, sends it with the result and truncates the
-file, so the output of concurrent invocations (in different workers) never mixes.
+file, so the output of concurrent invocations (in different workers) never mixes.  A log longer
+than the cap, or than the frame has room for beside the payload, keeps its end.
 """
 
 from __future__ import annotations
@@ -55,9 +56,22 @@ except ImportError:  # pragma: no cover - exercised in images without orjson
     _loads = json.loads
     _fast_dumps = None  # type: ignore[assignment]
 
-RESPONSE_LIMIT = 6291556  # Lambda's synchronous response limit, in bytes
+RESPONSE_LIMIT = P.RESPONSE_LIMIT
+#: An init phase's log and error document travel in one control datagram in template mode
+#: (INIT_OK or INIT_ERROR): together, with the header, they stay under MAX_DATAGRAM.
 INIT_LOG_CAP = 64 * 1024
+INIT_ERROR_CAP = 32 * 1024
+#: an error type is a class name; one long enough to crowd out the message is cut
+TYPE_CAP = 256
 ORIGIN = time.perf_counter_ns
+#: Lambda's answer for a result over its limit: no request id, no stack trace
+TOO_LARGE_BODY = json.dumps(
+    {
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        f"({RESPONSE_LIMIT} bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }
+).encode()
 
 
 class _LambdaEncoder(json.JSONEncoder):
@@ -82,19 +96,84 @@ def marshal(result: Any) -> bytes:
 
 
 def error_body(
-    error_type: str, message: str, request_id: str = "", stack: list[str] | None = None
+    error_type: str,
+    message: str,
+    request_id: str = "",
+    stack: list[str] | None = None,
+    cap: int | None = None,
 ) -> bytes:
+    """Lambda's error document.  With ``cap``, one longer than ``cap`` bytes is cut to fit:
+    the type and message keep their heads, the stack trace its innermost frames, and each cut
+    says how much it dropped.  The request id is kept whole."""
     body: dict[str, Any] = {"errorMessage": message, "errorType": error_type}
     if request_id:
         body["requestId"] = request_id
     body["stackTrace"] = stack or []
+    data = json.dumps(body).encode()
+    if cap is None or len(data) <= cap:
+        return data
+    return _fit_error(body, cap)
+
+
+def _fit_error(body: dict[str, Any], cap: int) -> bytes:
+    message = body["errorMessage"]
+    body["errorType"] = _head(body["errorType"], TYPE_CAP)
+    stack = body["stackTrace"]
+    body["stackTrace"] = []
+    # a short message leaves the stack trace all the room; a long one leaves it a quarter
+    room = max(cap - len(json.dumps(body)) + 2, cap // 4)
+    body["stackTrace"] = _innermost(stack, room)
+    body["errorMessage"] = ""
+    room = cap - len(json.dumps(body)) + 2  # the empty message's quotes are counted already
+    body["errorMessage"] = _head(message, room)
     return json.dumps(body).encode()
+
+
+def _head(text: str, size: int) -> str:
+    """The start of ``text``, marked as cut, whose JSON string is at most ``size`` bytes."""
+    if len(json.dumps(text)) <= size:
+        return text
+    keep = len(text)
+    while keep > 0:
+        marker = f" [... {len(text) - keep} characters dropped ...]"
+        cost = len(json.dumps(text[:keep] + marker))
+        if cost <= size:
+            return text[:keep] + marker
+        # escapes make a character cost up to 12 bytes: shrink in proportion, at least by one
+        keep = min(keep - 1, keep * size // cost)
+    return ""
+
+
+def _innermost(frames: list[str], size: int) -> list[str]:
+    """The last of ``frames`` (where the error was raised) whose JSON list fits ``size``."""
+    kept: list[str] = []
+    used = len(json.dumps([f"[... {len(frames)} frames dropped ...]"]))
+    for frame in reversed(frames):
+        frame = _head(frame, size // 4)  # one huge frame does not crowd out the others
+        cost = len(json.dumps(frame)) + 2
+        if used + cost > size:
+            break
+        kept.append(frame)
+        used += cost
+    kept.reverse()
+    if len(kept) < len(frames):
+        kept.insert(0, f"[... {len(frames) - len(kept)} frames dropped ...]")
+    return kept
+
+
+def _describe(exc: BaseException, skip: int) -> tuple[str, str, list[str]]:
+    frames = traceback.extract_tb(exc.__traceback__)[skip:]
+    return type(exc).__name__, str(exc), traceback.format_list(frames)
 
 
 def exception_body(exc: BaseException, request_id: str = "", skip: int = 1) -> bytes:
     """Lambda's error document for an exception: message, type, formatted frames."""
-    frames = traceback.extract_tb(exc.__traceback__)[skip:]
-    return error_body(type(exc).__name__, str(exc), request_id, traceback.format_list(frames))
+    error_type, message, stack = _describe(exc, skip)
+    return error_body(error_type, message, request_id, stack)
+
+
+def _dropped(size: int) -> bytes:
+    return b"[... %d bytes of log dropped ...]\n" % size
 
 
 def _log_unhandled(exc: BaseException) -> None:
@@ -232,9 +311,16 @@ def _install_logging(agent: Agent) -> None:
 
 
 class InitError(Exception):
-    def __init__(self, body: bytes) -> None:
-        super().__init__(body)
-        self.body = body
+    """The init phase failed; ``document(cap)`` is Lambda's error document for it."""
+
+    def __init__(self, error_type: str, message: str, stack: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.stack = stack
+
+    def document(self, cap: int) -> bytes:
+        return error_body(self.error_type, self.message, stack=self.stack, cap=cap)
 
 
 def load_handler(spec: str) -> Callable[[Any, Any], Any]:
@@ -243,34 +329,28 @@ def load_handler(spec: str) -> Callable[[Any, Any], Any]:
         modname, fname = spec.rsplit(".", 1)
     except ValueError:
         raise InitError(
-            error_body(
-                "Runtime.MalformedHandlerName",
-                f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)",
-            )
+            "Runtime.MalformedHandlerName",
+            f"Bad handler '{spec}': not enough values to unpack (expected 2, got 1)",
         ) from None
     modname = modname.replace("/", ".")
     try:
         module = importlib.import_module(modname)
     except ImportError as exc:
         raise InitError(
-            error_body("Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}")
+            "Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}"
         ) from None
     except SyntaxError as exc:
         raise InitError(
-            error_body(
-                "Runtime.UserCodeSyntaxError",
-                f"Syntax error in module '{modname}': {exc}",
-                stack=traceback.format_exception_only(type(exc), exc),
-            )
+            "Runtime.UserCodeSyntaxError",
+            f"Syntax error in module '{modname}': {exc}",
+            traceback.format_exception_only(type(exc), exc),
         ) from None
     except Exception as exc:
-        raise InitError(exception_body(exc, skip=0)) from None
+        raise InitError(*_describe(exc, skip=0)) from None
     handler = getattr(module, fname, None)
     if handler is None:
         raise InitError(
-            error_body(
-                "Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"
-            )
+            "Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"
         )
     return handler  # type: ignore[no-any-return]
 
@@ -316,17 +396,24 @@ class Agent:
                 stream.reconfigure(line_buffering=True)
 
     def take_log(self, cap: int) -> bytes:
-        """What the function wrote since the last call (its last ``cap`` bytes), then reset."""
+        """What the function wrote since the last call, at most ``cap`` bytes, then reset.
+
+        A longer log keeps its end (what led up to the result and the REPORT line) behind a
+        line saying how many bytes were dropped; that line counts towards ``cap``."""
         sys.stdout.flush()
         sys.stderr.flush()
         size = os.fstat(1).st_size
         if not size:
             return b""
-        start = max(0, size - cap)
-        data = os.pread(self._log_read, size - start, start)
+        if size <= cap:
+            data = os.pread(self._log_read, size, 0)
+        else:
+            # the line for ``size`` dropped bytes is at least as long as the one we write
+            keep = max(0, cap - len(_dropped(size)))
+            data = _dropped(size - keep) + os.pread(self._log_read, keep, size - keep)
+            if len(data) > cap:  # a cap too small for the line itself
+                data = b""
         os.ftruncate(1, 0)
-        if start:
-            data = b"[... %d bytes of log dropped ...]\n" % start + data
         return data
 
     def init(self) -> tuple[int, bytes, bytes | None]:
@@ -336,7 +423,7 @@ class Agent:
         try:
             self.handler = load_handler(self.cfg["handler"])
         except InitError as exc:
-            error = exc.body
+            error = exc.document(INIT_ERROR_CAP)
         return ORIGIN() - t0, self.take_log(INIT_LOG_CAP), error
 
     def become_worker(self, env: dict[str, Any]) -> None:
@@ -403,16 +490,10 @@ class Agent:
             _log_unhandled(exc)
         duration = ORIGIN() - t0
         if len(body) > RESPONSE_LIMIT:
-            kind, body = (
-                P.ERROR,
-                error_body(
-                    "Function.ResponseSizeTooLarge",
-                    "Response payload size exceeded maximum allowed payload size "
-                    f"({RESPONSE_LIMIT} bytes).",
-                    rid,
-                ),
-            )
-        log = self.take_log(self.log_cap)
+            kind, body = P.ERROR, TOO_LARGE_BODY
+        # the log gets what the payload leaves of the frame, whatever the configured cap
+        room = P.MAX_BODY - 12 - len(rid_b) - len(body)
+        log = self.take_log(max(0, min(self.log_cap, room)))
         self.request_id = ""
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return P.encode(kind, (rid_b, body, log), duration, peak, flags), bool(flags)
@@ -453,7 +534,7 @@ def serve_forks(
                     break
             _reap(ctrl)
         if ctrl.fileno() in readable:
-            msg, fds, _, _ = socket.recv_fds(ctrl, P.MAX_BODY, 1)
+            msg, fds = P.recv_datagram(ctrl, 1)
             if not msg:
                 return
             frame = P.decode(msg)
@@ -542,10 +623,11 @@ def main(argv: list[str]) -> int:
     if mode == "worker":
         return _run_worker(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=fd)
+    P.widen_datagram_buffers(sock)
     if mode == "sandbox":
         serve_forks(sock, _sandboxed)
         return 0
-    agent, took, log, error = _initialize(P.decode(sock.recv(P.MAX_BODY)))
+    agent, took, log, error = _initialize(P.decode(P.recv_datagram(sock)[0]))
     if error is not None:
         sock.send(P.encode(P.INIT_ERROR, (error, log), took))
         return 1
@@ -568,7 +650,7 @@ def _run_worker(sock: socket.socket) -> int:
     """INIT from the stream socket, then serve invocations until it closes."""
     agent, took, log, error = _initialize(P.read_frame(sock.makefile("rb", buffering=0).read))
     if error is not None:
-        sock.send(P.encode(P.INIT_ERROR, (error, log), took))
+        sock.sendall(P.encode(P.INIT_ERROR, (error, log), took))
         return 1
     agent.become_worker(agent.cfg["env"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

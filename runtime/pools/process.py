@@ -94,6 +94,7 @@ class Worker(asyncio.Protocol):
             self._first = None
             if not first.done():
                 first.set_exception(EOFError("the worker closed its socket before it was ready"))
+                first.exception()  # a start that failed before its handshake never awaits it
             return
         self.owner.worker_lost(self)
 
@@ -296,10 +297,10 @@ class ForkServer:
     def _readable(self) -> None:
         assert self._ctrl is not None
         try:
-            msg = self._ctrl.recv(P.MAX_BODY)
+            msg = P.recv_datagram(self._ctrl)[0]
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
+        except (OSError, P.ProtocolError):
             msg = b""
         if not msg:
             self._lost()
@@ -374,6 +375,8 @@ class Template(ForkServer):
 
     async def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for end in (parent, child):
+            P.widen_datagram_buffers(end)
         try:
             err = os.path.join(self.spec.work_dir, f"template-{self.spec.generation}.err")
             self.proc = await _spawn(self.spec, child, "template", err)
