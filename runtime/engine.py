@@ -26,7 +26,6 @@ import itertools
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -37,8 +36,14 @@ import orjson
 
 from . import scheduler as S
 from .agent import protocol as P
-from .code import prepare_code
-from .config import FunctionConfig, PoolConfig
+from .code import (
+    drained_code,
+    make_work_dir,
+    prepare_code,
+    remove_code,
+    remove_dead_work_dirs,
+)
+from .config import FunctionConfig, PoolConfig, check_interpreter
 from .environment import Call, Environment, EnvStatus, FunctionState
 from .errors import (
     BatchUnavailableException,
@@ -69,6 +74,9 @@ from .wording import (
 )
 from .wording import request_id as new_request_id
 
+#: how long the answer of a crashed call waits for its worker's exit code (a stopped template
+#: or a slow container inspect must not hold the caller)
+EXIT_REPORT_WAIT_S = 2.0
 SYNC_PAYLOAD_LIMIT = 6_291_456
 ASYNC_PAYLOAD_LIMIT = 1_048_576
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
@@ -141,11 +149,9 @@ class Engine:
             max_queue=pool.max_queue,
             queue_timeout=pool.queue_timeout_s,
         )
-        if pool.work_dir:
-            os.makedirs(pool.work_dir, exist_ok=True)
-            self._work_dir = tempfile.mkdtemp(prefix="warmstart-", dir=pool.work_dir)
-        else:
-            self._work_dir = tempfile.mkdtemp(prefix="warmstart-")
+        # the work dirs of runs that died without closing (SIGKILL), never a live run's
+        await asyncio.to_thread(remove_dead_work_dirs, pool.work_dir)
+        self._work_dir = make_work_dir(pool.work_dir)
         self._own_work_dir = True
         if pool.stem_cells:
             try:
@@ -240,29 +246,40 @@ class Engine:
         if config.name in self._functions:
             raise ResourceConflictException(f"Function already exist: {config.name}")
         host_binds = await self._check_backend(config)
+        await asyncio.to_thread(check_interpreter, config)
         fn_dir = os.path.join(self._work_dir, "functions", config.name)
         os.makedirs(fn_dir, exist_ok=True)
         code_dir = await asyncio.to_thread(prepare_code, config.code, fn_dir)
-        if config.name in self._functions:  # registered by someone else while the code unpacked
-            raise ResourceConflictException(f"Function already exist: {config.name}")
+        try:
+            if config.name in self._functions:  # registered by someone else meanwhile
+                raise ResourceConflictException(f"Function already exist: {config.name}")
+            self._check_reserved(config, None)
+        except WarmstartError:
+            await asyncio.to_thread(remove_code, code_dir)  # a directory used in place stays
+            raise
         fn = FunctionState(config, code_dir, fn_dir)
         fn.host_binds = host_binds
-        self._check_reserved(config, None)
         self._functions[config.name] = fn
         self._new_spec(fn)
         actions = core.add_function(config.name, *self._core_args(config), self._now())
         await self._warm_up(fn, actions)
 
     async def update(self, name: str, /, **changes: Any) -> FunctionConfig:
-        """New code or configuration: a new generation; old environments drain and stop."""
+        """New code or configuration: a new generation; old environments drain and stop.
+
+        Replaced code that was unpacked from a zip is removed once the last environment
+        running it has stopped; a directory used in place is left alone."""
         fn = self._function(name)
         if changes.get("name", name) != name:
             raise InvalidParameterValueException("name: a function cannot be renamed by update")
         config = fn.config.replace(**changes)
         host_binds = await self._check_backend(config)
+        await asyncio.to_thread(check_interpreter, config)
         self._check_reserved(config, fn)
         if "code" in changes:
-            fn.code_dir = await asyncio.to_thread(prepare_code, config.code, fn.work_dir)
+            code_dir = await asyncio.to_thread(prepare_code, config.code, fn.work_dir)
+            if code_dir != fn.code_dir:  # the old code goes once this generation drains
+                fn.retired_code[fn.generation], fn.code_dir = fn.code_dir, code_dir
         fn.config = config
         fn.host_binds = host_binds
         fn.generation += 1
@@ -291,10 +308,12 @@ class Engine:
         await self._warm_up(fn, actions)
 
     async def unregister(self, name: str) -> None:
-        """Remove a function: waiting calls are refused, running ones finish, then all stops."""
+        """Remove a function: waiting calls are refused, running ones finish, then all stops
+        and code unpacked from a zip is removed."""
         fn = self._function(name)
         self._apply(self.core.remove_function(name, self._now()))
         del self._functions[name]
+        fn.retired_code[fn.generation] = fn.code_dir
         self._retire_templates(fn, everything=True)
 
     def functions(self) -> list[FunctionConfig]:
@@ -458,6 +477,10 @@ class Engine:
                 continue
             del fn.templates[generation]
             self._spawn_task(template.close())
+        live = [env.generation for env in self._envs.values() if env.fn is fn]
+        for code_dir in drained_code(fn.retired_code, live):
+            if all(other.code_dir != code_dir for other in self._functions.values()):
+                self._spawn_task(asyncio.to_thread(remove_code, code_dir))
 
     # -- invoking ---------------------------------------------------------------------------
 
@@ -497,7 +520,12 @@ class Engine:
             else:
                 self._spawn_task(self._invoke_event(fn, body, context))
             return InvokeResult(b"", status_code=202)
-        return await self._enqueue(fn, body, context, request_id)
+        call = self._enqueue(fn, body, context, request_id)
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            self._withdraw(call)
+            raise
 
     @staticmethod
     def _payload_bytes(payload: Any, limit: int, invocation_type: str) -> bytes:
@@ -529,19 +557,29 @@ class Engine:
     async def _invoke_event(self, fn: FunctionState, body: bytes, context: bytes) -> None:
         """In-process asynchronous invocation (without a backlog: not durable)."""
         with contextlib.suppress(WarmstartError):
-            await self._enqueue(fn, body, context)
+            await self._enqueue(fn, body, context).future
 
     def _enqueue(
         self, fn: FunctionState, body: bytes, context: bytes, rid: str | None = None
-    ) -> asyncio.Future[InvokeResult]:
-        """Hand a new call to the core; the future resolves with its result."""
+    ) -> Call:
+        """Hand a new call to the core; its future resolves with its result."""
         loop = self._loop
         assert loop is not None
         req = next(self._req_ids)
         call = Call(req, fn, body, context, loop.create_future(), rid)
         self._calls[req] = call
         self._apply(self._core.submit(req, fn.config.name, loop.time()))  # type: ignore[union-attr]
-        return call.future
+        return call
+
+    def _withdraw(self, call: Call) -> None:
+        """The caller gave up: a call not yet dispatched never runs; a dispatched one runs to
+        its end (its answer then goes nowhere), as on Lambda."""
+        if self._closed or self._calls.get(call.req) is not call:
+            return
+        if any(env.call is call for env in self._envs.values()):
+            return
+        del self._calls[call.req]
+        self._apply(self.core.withdraw(call.req, self._now()))
 
     def signal_call(self, request_id: str, signum: int) -> bool:
         """Send ``signum`` to the worker process running the call ``request_id``; False when
@@ -615,7 +653,18 @@ class Engine:
         try:
             env.worker.send(frame)  # type: ignore[union-attr]
         except ConnectionError:
-            pass  # the worker is gone; worker_lost answers the call
+            self._place_again(env, call)
+
+    def _place_again(self, env: Environment, call: Call) -> None:
+        """The worker was gone before the call reached it: the core hears of the crash, and
+        the call, which never ran, is submitted again (to a live worker, or a cold start)."""
+        env.call = None
+        env.killed = True
+        env.to(EnvStatus.READY)
+        call.cold_ms = None
+        now = self._now()
+        self._apply(self.core.crashed(env.id, now))
+        self._apply(self.core.submit(call.req, call.fn.config.name, now))
 
     def _cold_start(self, env_id: int, req: int) -> None:
         env = self._envs.get(env_id)
@@ -663,9 +712,16 @@ class Engine:
             return
         finally:
             env.start_task = None
+        if call is not None and self._calls.get(call.req) is not call:
+            call = None  # withdrawn while it started: the environment is warmed for the next
         env.worker = worker
         if isinstance(worker, ContainerWorker):
             env.log_path = worker.log_path  # the sandbox's log file
+        if worker.transport is None and env.status is EnvStatus.STARTING and env.id in self._envs:
+            # it died between its handshake and now: its loss went unheard, since the
+            # environment did not hold it yet
+            self._start_failed(env, call, EOFError("the worker exited"), time.perf_counter() - t0)
+            return
         elapsed_ms = (time.perf_counter() - t0) * 1000
         if call is not None:
             env.pending_init_ms = elapsed_ms
@@ -700,6 +756,8 @@ class Engine:
     def _start_failed(
         self, env: Environment, call: Call | None, exc: Exception, elapsed: float
     ) -> None:
+        if call is not None and self._calls.get(call.req) is not call:
+            call = None  # withdrawn, or answered already (an init timeout)
         if isinstance(exc, InitFailed):
             body, log = exc.body, exc.log
         else:
@@ -818,7 +876,9 @@ class Engine:
                     await worker.stop()
         env.to(EnvStatus.STOPPED)
         await asyncio.to_thread(shutil.rmtree, env.dir, True)
-        self._retire_templates(env.fn, everything=env.fn.config.name not in self._functions)
+        self._retire_templates(
+            env.fn, everything=self._functions.get(env.fn.config.name) is not env.fn
+        )
 
     # -- results from workers ---------------------------------------------------------------
 
@@ -856,34 +916,35 @@ class Engine:
             or env.status in (EnvStatus.STOPPING, EnvStatus.STOPPED)
         ):
             return  # stopped or timed out on purpose: the core already knows
-        call = env.call
-        ran_ms = (time.perf_counter() - call.started) * 1000 if call is not None else 0.0
-        self._spawn_task(self._after_crash(env, worker, call, ran_ms))
+        # The core hears of it now, so nothing more is dispatched to the dead worker; the
+        # call it ran is answered once its exit code is known (billed until it died).
+        env.killed = True
+        call, env.call = env.call, None
+        if env.status is EnvStatus.BUSY:
+            env.to(EnvStatus.READY)
+        if call is not None:
+            env.uses += 1
+            ran_ms = (time.perf_counter() - call.started) * 1000
+            self._spawn_task(self._after_crash(env, worker, call, ran_ms, env.read_log()))
+        self._apply(self.core.crashed(env.id, self._now()))
 
     async def _after_crash(
-        self, env: Environment, worker: Worker, call: Call | None, ran_ms: float
+        self, env: Environment, worker: Worker, call: Call, ran_ms: float, log: bytes
     ) -> None:
-        """Answer the call a dead worker was running (billed until it died), then tell the core."""
+        """Answer the call a dead worker was running, saying how it ended."""
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(worker.exited), 5.0)
+            await asyncio.wait_for(asyncio.shield(worker.exited), EXIT_REPORT_WAIT_S)
         code = worker.exited.result() if worker.exited.done() else -signal.SIGKILL
-        if call is not None and env.call is call:
-            env.call = None
-            env.uses += 1
-            how = exit_description(code)
-            message = f"RequestId: {call.request_id} Error: Runtime exited with error: {how}"
-            config = call.fn.config
-            # the container's cgroup killed it for memory: Lambda's OutOfMemory, at the limit
-            oom = worker.oom_killed
-            error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
-            log = env.read_log() + f"{message}\n{error_type}\n".encode()
-            peak = config.memory_mb if oom else 0
-            report = Report(call.request_id, ran_ms, config.memory_mb, peak, call.cold_ms)
-            self._finish(call, error_doc(error_type, message), "Unhandled", log, report, env)
-        if env.id in self._envs and env.worker is worker:
-            if env.status is EnvStatus.BUSY:
-                env.to(EnvStatus.READY)
-            self._apply(self.core.crashed(env.id, self._now()))
+        how = exit_description(code)
+        message = f"RequestId: {call.request_id} Error: Runtime exited with error: {how}"
+        config = call.fn.config
+        # the container's cgroup killed it for memory: Lambda's OutOfMemory, at the limit
+        oom = worker.oom_killed
+        error_type = "Runtime.OutOfMemory" if oom else "Runtime.ExitError"
+        log += f"{message}\n{error_type}\n".encode()
+        peak = config.memory_mb if oom else 0
+        report = Report(call.request_id, ran_ms, config.memory_mb, peak, call.cold_ms)
+        self._finish(call, error_doc(error_type, message), "Unhandled", log, report, env)
 
     def _finish(
         self,

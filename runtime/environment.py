@@ -182,6 +182,9 @@ class FunctionState:
         self.work_dir = work_dir
         self.generation = 0
         self.templates: dict[int, Template] = {}
+        #: code directories replaced by an update or unregister: the last generation that runs
+        #: each -> the directory, removed once no environment of those generations is left
+        self.retired_code: dict[int, str] = {}
         self.spec: FunctionSpec | None = None
         self.metrics = Metrics()
         self.log: deque[InvokeResult] = deque()

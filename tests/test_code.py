@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import random
+import re
 import stat
 import zipfile
 import zlib
@@ -16,7 +18,7 @@ import pytest
 
 from runtime import code
 from runtime.code import prepare_code
-from runtime.errors import InvalidParameterValueException, InvalidZipFileException
+from runtime.errors import InvalidParameterValueException, ServiceException
 
 LIMIT = code.UNZIPPED_LIMIT
 
@@ -201,11 +203,13 @@ def test_member_lying_small_never_writes_past_its_declared_size(dest: Path) -> N
 class Bad:
     id: str
     data: Callable[[], bytes]
-    error: type[Exception]
+    #: the message (a regex); every refusal is an InvalidParameterValueException (400)
     match: str
     #: refused while checking the member list, before dest_root is even created
     early: bool = True
     patches: dict[str, object] = field(default_factory=dict)
+    #: what zipfile said, kept as the refusal's cause (a regex), for a zip that is not readable
+    cause: str | None = None
 
 
 def _forged(members: list[Member], forge: Callable[[list[zipfile.ZipInfo]], None]) -> bytes:
@@ -231,67 +235,88 @@ def _corrupt_member_data() -> bytes:
     return bytes(data)
 
 
+def _crc_mismatch() -> bytes:
+    """A stored member with one byte of its data changed: it reads, but its CRC is wrong."""
+    data = bytearray(build_zip([Member("a.py", b"print('a')\n" * 20)], compression=0))
+    data[30 + len("a.py") + 5] ^= 0x01
+    return bytes(data)
+
+
+def _central_directory(offset: int, value: bytes) -> Callable[[], bytes]:
+    """``_GOOD`` with bytes of its first central directory entry overwritten."""
+
+    def make() -> bytes:
+        data = bytearray(_GOOD)
+        at = data.index(b"PK\x01\x02") + offset
+        data[at : at + len(value)] = value
+        return bytes(data)
+
+    return make
+
+
 _GOOD = build_zip([Member("app.py", b"print('hello')\n" * 100), Member("lib/x.py", b"x = 1\n")])
+_UNZIP = re.escape(code.UNZIP_FAILED)
 
 BAD = [
-    Bad("dotdot", lambda: build_zip([Member("../evil.py", b"x")]), InvalidZipFileException,
+    Bad("dotdot", lambda: build_zip([Member("../evil.py", b"x")]),
         r"member '\.\./evil\.py' leaves the code directory"),
-    Bad("dotdot-nested", lambda: build_zip([Member("a/../../evil", b"x")]), InvalidZipFileException,
+    Bad("dotdot-nested", lambda: build_zip([Member("a/../../evil", b"x")]),
         r"member 'a/\.\./\.\./evil' leaves the code directory"),
     Bad("dotdot-after-good", lambda: build_zip([Member("ok.py", b"x"), Member("x/../../evil")]),
-        InvalidZipFileException, r"member 'x/\.\./\.\./evil' leaves the code directory"),
-    Bad("absolute", lambda: build_zip([Member("/etc/evil", b"x")]), InvalidZipFileException,
+        r"member 'x/\.\./\.\./evil' leaves the code directory"),
+    Bad("absolute", lambda: build_zip([Member("/etc/evil", b"x")]),
         r"member '/etc/evil' is an absolute path"),
-    Bad("drive", lambda: build_zip([Member("C:/evil", b"x")]), InvalidZipFileException,
+    Bad("drive", lambda: build_zip([Member("C:/evil", b"x")]),
         r"member 'C:/evil' is an absolute path"),
-    Bad("backslash", lambda: build_zip([Member("..\\evil.py", b"x")]), InvalidZipFileException,
+    Bad("backslash", lambda: build_zip([Member("..\\evil.py", b"x")]),
         r"member '\.\.\\\\evil\.py' has an invalid name"),
-    Bad("dot-name", lambda: build_zip([Member(".", b"x")]), InvalidZipFileException,
-        r"member '\.' has no name"),
+    Bad("dot-name", lambda: build_zip([Member(".", b"x")]), r"member '\.' has no name"),
     Bad("empty-name", lambda: _forged([Member("x", b"x")], _set("filename", "")),
-        InvalidZipFileException, r"member '' has no name"),
+        r"member '' has no name"),
     Bad("encrypted", lambda: _forged([Member("a.py", b"x")], _set("flag_bits", 0x1)),
-        InvalidZipFileException, r"member 'a\.py' is encrypted"),
+        r"member 'a\.py' is encrypted"),
     Bad("link-dotdot", lambda: build_zip([Member("lib/link", link="../../outside")]),
-        InvalidZipFileException, r"link lib/link points outside the code directory", early=False),
+        r"link lib/link points outside the code directory", early=False),
     Bad("link-absolute", lambda: build_zip([Member("passwd", link="/etc/passwd")]),
-        InvalidZipFileException, r"link passwd points outside the code directory", early=False),
+        r"link passwd points outside the code directory", early=False),
     Bad("link-chain", lambda: build_zip([Member("x/b", link=".."), Member("a", link="x/b/..")]),
-        InvalidZipFileException, r"link a points outside the code directory", early=False),
+        r"link a points outside the code directory", early=False),
     Bad("link-chain-deeper",
         lambda: build_zip([Member("x/up", link=".."), Member("y", link="x/up/../etc")]),
-        InvalidZipFileException, r"link y points outside the code directory", early=False),
+        r"link y points outside the code directory", early=False),
     Bad("declared-size", lambda: _forged([Member("big.bin", b"x")], _set("file_size", LIMIT + 1)),
-        InvalidParameterValueException, rf"Unzipped size must be smaller than {LIMIT} bytes"),
+        rf"Unzipped size must be smaller than {LIMIT} bytes"),
     Bad("declared-size-total",
         lambda: _forged([Member(f"m{i}", b"x") for i in range(3)],
                         _set("file_size", LIMIT // 3 + 1, index=None)),
-        InvalidParameterValueException, rf"Unzipped size must be smaller than {LIMIT} bytes"),
+        rf"Unzipped size must be smaller than {LIMIT} bytes"),
     Bad("real-size-lies",
         lambda: _forged([Member("ok.py", b"x"), Member("big.bin", bytes(5000))],
                         _set("file_size", 10, index=1)),
-        InvalidZipFileException, r"Bad CRC-32 for file 'big\.bin'", early=False,
-        patches={"UNZIPPED_LIMIT": 1000}),
+        _UNZIP, early=False, patches={"UNZIPPED_LIMIT": 1000},
+        cause=r"Bad CRC-32 for file 'big\.bin'"),
     Bad("too-many-members", lambda: build_zip([Member(f"f{i}") for i in range(3)]),
-        InvalidZipFileException, r"more than 2 members", patches={"MAX_MEMBERS": 2}),
+        r"more than 2 members", patches={"MAX_MEMBERS": 2}),
     Bad("file-then-dir", lambda: build_zip([Member("a", b"x"), Member("a/b", b"y")]),
-        InvalidZipFileException, r"Could not unzip uploaded file: .*File exists", early=False),
-    Bad("corrupt-deflate", _corrupt_member_data, InvalidZipFileException,
-        r"Could not unzip uploaded file: Error -3 .*: invalid block type", early=False),
+        _UNZIP, early=False, cause=r"File exists"),
+    Bad("crc-mismatch", _crc_mismatch, _UNZIP, early=False, cause=r"Bad CRC-32 for file 'a\.py'"),
+    Bad("corrupt-deflate", _corrupt_member_data, _UNZIP, early=False,
+        cause=r"Error -3 .*: invalid block type"),
+    Bad("central-directory-magic", _central_directory(0, b"XX"), _UNZIP,
+        cause=r"Bad magic number for central directory"),
+    Bad("central-directory-offset", _central_directory(42, b"\xff\xff\xff\x00"), _UNZIP,
+        early=False, cause=r"Truncated file header"),
     Bad("unknown-compression", lambda: _forged([Member("a.py", b"x")], _set("compress_type", 99)),
-        InvalidZipFileException, r"Could not unzip uploaded file: .*compression", early=False),
+        _UNZIP, early=False, cause=r"compression"),
     Bad("future-version", lambda: _forged([Member("a.py", b"x")], _set("extract_version", 99)),
-        InvalidZipFileException, r"Could not unzip uploaded file: zip file version 9\.9"),
-    Bad("truncated-half", lambda: _GOOD[: len(_GOOD) // 2], InvalidZipFileException,
-        r"Could not unzip uploaded file: File is not a zip file"),
-    Bad("truncated-end", lambda: _GOOD[:-1], InvalidZipFileException,
-        r"Could not unzip uploaded file: File is not a zip file"),
-    Bad("truncated-header", lambda: _GOOD[:10], InvalidZipFileException,
-        r"Could not unzip uploaded file: File is not a zip file"),
-    Bad("random-bytes", lambda: random.Random(7).randbytes(5000), InvalidZipFileException,
-        r"Could not unzip uploaded file: File is not a zip file"),
-    Bad("empty", lambda: b"", InvalidZipFileException,
-        r"Could not unzip uploaded file: File is not a zip file"),
+        _UNZIP, cause=r"zip file version 9\.9"),
+    Bad("truncated-half", lambda: _GOOD[: len(_GOOD) // 2], _UNZIP,
+        cause=r"File is not a zip file"),
+    Bad("truncated-end", lambda: _GOOD[:-1], _UNZIP, cause=r"File is not a zip file"),
+    Bad("truncated-header", lambda: _GOOD[:10], _UNZIP, cause=r"File is not a zip file"),
+    Bad("random-bytes", lambda: random.Random(7).randbytes(5000), _UNZIP,
+        cause=r"File is not a zip file"),
+    Bad("empty", lambda: b"", _UNZIP, cause=r"File is not a zip file"),
 ]  # fmt: skip
 
 
@@ -310,12 +335,17 @@ def test_untrusted_zip_is_refused(
     before = tree(tmp_path)
     etc_evil = os.path.lexists("/etc/evil")
 
-    with pytest.raises(bad.error, match=bad.match) as excinfo:
+    with pytest.raises(InvalidParameterValueException, match=bad.match) as excinfo:
         prepare_code(source, dest)
 
-    assert type(excinfo.value) is bad.error
-    if bad.error is InvalidZipFileException:
-        assert str(excinfo.value).startswith("Could not unzip uploaded file: ")
+    refusal = excinfo.value
+    assert type(refusal) is InvalidParameterValueException
+    assert refusal.status == 400  # a client retries a 5xx: never for a file that cannot change
+    if bad.cause is None:
+        assert refusal.message != code.UNZIP_FAILED
+    else:
+        assert refusal.message == code.UNZIP_FAILED
+        assert re.search(bad.cause, str(refusal.__cause__)), refusal.__cause__
     assert_nothing_left(tmp_path, dest, before)
     assert os.path.lexists("/etc/evil") == etc_evil
     if bad.early:
@@ -328,6 +358,19 @@ def assert_nothing_left(tmp_path: Path, dest: Path, before: set[str]) -> None:
     assert created <= allowed, f"created outside dest_root: {sorted(created - allowed)}"
     if dest.exists():
         assert list(dest.iterdir()) == [], "a half-unpacked directory was left behind"
+
+
+def test_a_full_disk_is_the_services_fault_not_the_zips(
+    dest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(path: object, mode: str = "r") -> io.BufferedWriter:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(code, "open", full_disk, raising=False)  # shadows the builtin there
+    before = tree(tmp_path)
+    with pytest.raises(ServiceException, match=r"could not write the unpacked code: .*No space"):
+        prepare_code(build_zip(SAMPLE), dest)
+    assert_nothing_left(tmp_path, dest, before)
 
 
 def test_real_size_counter_stops_a_member_past_the_limit(
@@ -386,13 +429,13 @@ def test_path_that_does_not_exist(tmp_path: Path, dest: Path) -> None:
 def test_empty_file(tmp_path: Path, dest: Path) -> None:
     empty = tmp_path / "empty.zip"
     empty.touch()
-    with pytest.raises(InvalidZipFileException, match="File is not a zip file"):
+    with pytest.raises(InvalidParameterValueException, match=re.escape(code.UNZIP_FAILED)):
         prepare_code(empty, dest)
     assert tree(tmp_path) == {"empty.zip"}
 
 
 def test_random_mutations_only_ever_raise_zip_errors(tmp_path: Path, dest: Path) -> None:
-    """Flipped bytes anywhere in a good zip: unpacked, or refused with a warmstart error."""
+    """Flipped bytes anywhere in a good zip: unpacked, or refused as a bad parameter (400)."""
     rng = random.Random(1234)
     good = build_zip([*SAMPLE[:3], Member("lib/x.py", b"x = 1\n" * 50)])
     for _ in range(400):
@@ -401,7 +444,7 @@ def test_random_mutations_only_ever_raise_zip_errors(tmp_path: Path, dest: Path)
             data[rng.randrange(len(data))] = rng.randrange(256)
         try:
             out = prepare_code(bytes(data), dest)
-        except (InvalidZipFileException, InvalidParameterValueException):
+        except InvalidParameterValueException:
             continue
         assert Path(out).parent == dest
     for entry in dest.iterdir():

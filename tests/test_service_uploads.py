@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import random
+import re
 import struct
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from service_support import (  # noqa: F401 (fixtures)
     APP,
     aws_env,
@@ -23,6 +28,7 @@ from service_support import (  # noqa: F401 (fixtures)
     serving,
 )
 
+from runtime.code import UNZIP_FAILED
 from runtime.config import PoolConfig
 
 pytestmark = pytest.mark.usefixtures("aws_env", "no_leaked_threads")
@@ -38,21 +44,31 @@ def declared_size(data: bytes, size: int) -> bytes:
     return bytes(patched)
 
 
-#: zip -> the modeled error it must get
+#: an unsafe member is named, not just refused
+UNSAFE = "Could not unzip uploaded file: "
+#: zip -> the message (a regex) of the 400 InvalidParameterValueException it must get
 HOSTILE = [
-    ("traversal", make_zip({"app.py": APP, "../../escaped.py": "x"}), "InvalidZipFileException"),
-    ("absolute", make_zip({"app.py": APP, "/tmp/escaped-abs.py": "x"}), "InvalidZipFileException"),
+    (
+        "traversal",
+        make_zip({"app.py": APP, "../../escaped.py": "x"}),
+        UNSAFE + r"member '\.\./\.\./escaped\.py' leaves the code directory",
+    ),
+    (
+        "absolute",
+        make_zip({"app.py": APP, "/tmp/escaped-abs.py": "x"}),
+        UNSAFE + r"member '/tmp/escaped-abs\.py' is an absolute path",
+    ),
     (
         "link",
         make_zip({"app.py": APP}, links={"escaped-link": "../../../etc"}),
-        "InvalidZipFileException",
+        UNSAFE + r"link escaped-link points outside the code directory",
     ),
     (
         "over 250 MB",
         declared_size(make_zip({"big.bin": b"0" * 10, "app.py": APP}), 300_000_000),
-        "InvalidParameterValueException",
+        r"Unzipped size must be smaller than 262144000 bytes",
     ),
-    ("not a zip", b"PK\x03\x04 truncated", "InvalidZipFileException"),
+    ("not a zip", b"PK\x03\x04 truncated", re.escape(UNZIP_FAILED)),
 ]
 
 
@@ -60,9 +76,17 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-@pytest.mark.parametrize(("label", "data", "error"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def refused_as_bad_parameter(caught: pytest.ExceptionInfo[ClientError], message: str) -> None:
+    """A 400 InvalidParameterValueException whose message matches ``message`` (a regex)."""
+    response = caught.value.response
+    assert response["Error"]["Code"] == "InvalidParameterValueException"
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert re.fullmatch(message, response["Error"]["Message"]), response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(("label", "data", "message"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_zips_are_refused_and_write_nothing(
-    arun: Callable[..., Any], tmp_path: Path, label: str, data: bytes, error: str
+    arun: Callable[..., Any], tmp_path: Path, label: str, data: bytes, message: str
 ) -> None:
     async def main() -> None:
         config = config_of(pool=PoolConfig(work_dir=str(tmp_path / "work")))
@@ -75,8 +99,7 @@ def test_hostile_zips_are_refused_and_write_nothing(
                 Code={"ZipFile": make_zip({"app.py": APP})},
             )
             before = _tree(tmp_path)
-            refused = getattr(client.exceptions, error)
-            with pytest.raises(refused):
+            with pytest.raises(ClientError) as caught:
                 await call(
                     client.create_function,
                     FunctionName="hostile",
@@ -84,8 +107,10 @@ def test_hostile_zips_are_refused_and_write_nothing(
                     Handler="app.handler",
                     Code={"ZipFile": data},
                 )
-            with pytest.raises(refused):
+            refused_as_bad_parameter(caught, message)
+            with pytest.raises(ClientError) as caught:
                 await call(client.update_function_code, FunctionName="target", ZipFile=data)
+            refused_as_bad_parameter(caught, message)
             assert _tree(tmp_path) == before, f"{label}: files appeared"
             result = await call(client.invoke, FunctionName="target", Payload=b"{}")
             assert result["Payload"].read() == b'{"zipped":{}}'
@@ -94,6 +119,118 @@ def test_hostile_zips_are_refused_and_write_nothing(
 
     arun(main())
     assert not Path("/tmp/escaped-abs.py").exists()
+
+
+def _crc_mismatch() -> bytes:
+    """A stored (uncompressed) member with one byte of its data changed after zipping."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("app.py", APP)
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"def handler")
+    data[at] ^= 0x20  # "Def handler": same length, wrong CRC
+    return bytes(data)
+
+
+GOOD_ZIP = make_zip({"app.py": APP, "lib/util.py": "x = 1\n" * 200})
+#: files that are not a zip Lambda can read -> 400 with Lambda's own message, never a 502
+CORRUPT = [
+    ("garbage", random.Random(3).randbytes(2048)),
+    ("truncated", GOOD_ZIP[: len(GOOD_ZIP) // 2]),
+    ("crc-mismatch", _crc_mismatch()),
+]
+
+
+def test_corrupt_zips_are_a_400_with_lambdas_message(
+    arun: Callable[..., Any], tmp_path: Path
+) -> None:
+    async def main() -> None:
+        config = config_of(pool=PoolConfig(work_dir=str(tmp_path / "work")))
+        async with serving(config) as svc, boto(svc.url) as client:
+            await call(
+                client.create_function,
+                FunctionName="target",
+                Role=ROLE,
+                Handler="app.handler",
+                Code={"ZipFile": GOOD_ZIP},
+            )
+            for label, data in CORRUPT:
+                with pytest.raises(ClientError) as caught:
+                    await call(
+                        client.create_function,
+                        FunctionName=f"corrupt-{label}",
+                        Role=ROLE,
+                        Handler="app.handler",
+                        Code={"ZipFile": data},
+                    )
+                refused_as_bad_parameter(caught, re.escape(UNZIP_FAILED))
+                with pytest.raises(ClientError) as caught:
+                    await call(client.update_function_code, FunctionName="target", ZipFile=data)
+                refused_as_bad_parameter(caught, re.escape(UNZIP_FAILED))
+            result = await call(client.invoke, FunctionName="target", Payload=b'{"n": 1}')
+            assert result["Payload"].read() == b'{"zipped":{"n":1}}'
+            names = [f["FunctionName"] for f in (await call(client.list_functions))["Functions"]]
+            assert names == ["target"]
+
+    arun(main())
+
+
+#: Runtime values refused, known to Lambda or not
+BAD_RUNTIMES = ["nodejs20.x", "java21", "provided.al2023", "bogus", "python3.8", "python3.99", ""]
+
+
+def test_a_runtime_other_than_lambdas_pythons_is_refused(
+    arun: Callable[..., Any], tmp_path: Path
+) -> None:
+    supported = ", ".join(f"python3.{minor}" for minor in range(9, 15))
+
+    async def main() -> None:
+        config = config_of(pool=PoolConfig(work_dir=str(tmp_path / "work")))
+        async with serving(config) as svc, boto(svc.url) as client:
+            created = await call(
+                client.create_function,
+                FunctionName="target",
+                Role=ROLE,
+                Runtime="python3.12",
+                Handler="app.handler",
+                Code={"ZipFile": GOOD_ZIP},
+            )
+            assert created["Runtime"] == "python3.12"
+            before = _tree(tmp_path)
+            for runtime in BAD_RUNTIMES:
+                expected = (
+                    re.escape(f"The runtime parameter of {runtime} is not supported by this "
+                              "service; supported: ") + re.escape(supported)
+                )  # fmt: skip
+                with pytest.raises(ClientError) as caught:
+                    await call(
+                        client.create_function,
+                        FunctionName="other",
+                        Role=ROLE,
+                        Runtime=runtime,
+                        Handler="app.handler",
+                        Code={"ZipFile": GOOD_ZIP},
+                    )
+                refused_as_bad_parameter(caught, expected)
+                with pytest.raises(ClientError) as caught:
+                    await call(
+                        client.update_function_configuration,
+                        FunctionName="target",
+                        Runtime=runtime,
+                        Timeout=9,
+                    )
+                refused_as_bad_parameter(caught, expected)
+            names = [f["FunctionName"] for f in (await call(client.list_functions))["Functions"]]
+            assert names == ["target"]
+            conf = await call(client.get_function_configuration, FunctionName="target")
+            assert (conf["Runtime"], conf["Timeout"]) == ("python3.12", 3)
+            assert _tree(tmp_path) == before
+            updated = await call(
+                client.update_function_configuration, FunctionName="target", Runtime="python3.9"
+            )
+            assert updated["Runtime"] == "python3.9"
+
+    arun(main())
 
 
 def test_a_good_zip_with_packages_and_an_inner_link(arun: Callable[..., Any]) -> None:

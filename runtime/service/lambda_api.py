@@ -12,8 +12,8 @@ GetAccountSettings.  Differences from AWS, all deliberate:
 - Code is ``Code.ZipFile`` (unpacked safely into a fresh directory), or ``Code.S3Bucket =
   "local"`` with ``S3Key`` an absolute directory or .zip path on the service's machine.
 - There are no published versions or aliases: the one qualifier is ``$LATEST``.
-- ``Runtime`` accepts ``python3.x`` names and is reported as given; functions run on the
-  service's interpreter.
+- ``Runtime`` accepts ``python3.9`` to ``python3.14`` and is reported as given; functions run
+  on the service's interpreter.
 - Event invocations are durable when the service has a backlog (``warmstart serve`` always
   does: ``runtime.batch``); an engine without one runs them in-process.
 - Put/Get/Update/DeleteFunctionEventInvokeConfig (and List…) keep the settings in the durable
@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..batch import events as ev
+from ..code import make_work_dir, remove_code
 from ..config import FunctionConfig
 from ..configfile import ServiceConfig
 from ..engine import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT
@@ -106,8 +106,9 @@ _FUNCTION_REF = re.compile(
 class LambdaApi:
     """The Lambda API's operations over ``engine``; ``routes()`` lists them for aiohttp.
 
-    Keeps what Lambda reports that the engine does not (``FunctionRecord``) and owns the
-    directories uploaded code is unpacked into (removed by ``close``).
+    Keeps what Lambda reports that the engine does not (``FunctionRecord``) and the directory
+    uploaded code is unpacked into: the engine removes an upload once no environment runs it
+    (after DeleteFunction, or an UpdateFunctionCode that replaced it), ``close`` the rest.
     """
 
     def __init__(
@@ -592,18 +593,16 @@ class LambdaApi:
         return await asyncio.to_thread(local_code, key, self._root())
 
     def _root(self) -> str:
-        """The directory uploads are unpacked under (created on first use)."""
+        """The directory uploads are unpacked under (created on first use, marked as this
+        process's so that a later run removes it should this one be killed)."""
         if self._code_root is None:
-            self._code_root = tempfile.mkdtemp(
-                prefix="warmstart-code-", dir=self.engine.pool.work_dir or None
-            )
+            self._code_root = make_work_dir(self.engine.pool.work_dir, "warmstart-code-")
         return self._code_root
 
     async def _discard(self, code_dir: str) -> None:
-        """Remove an unpacked upload that did not become a function's code."""
-        root = self._code_root
-        if root is not None and os.path.dirname(code_dir) == root:
-            await asyncio.to_thread(shutil.rmtree, code_dir, True)
+        """Remove an unpacked upload that did not become a function's code (a directory of
+        ``S3Bucket = "local"`` is used in place and stays)."""
+        await asyncio.to_thread(remove_code, code_dir)
 
 
 # -- request parsing ------------------------------------------------------------------------------

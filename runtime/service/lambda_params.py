@@ -12,7 +12,6 @@ import base64
 import binascii
 import contextlib
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,7 +33,9 @@ from .shapes import (
 )
 
 CLIENT_CONTEXT_LIMIT = 3583
-_PYTHON_RUNTIME = re.compile(r"^python3\.\d{1,2}$")
+#: the Lambda runtime identifiers this service takes (botocore's Runtime enum also names
+#: python2.7 to python3.8, which Lambda no longer takes for new functions, and python3.15)
+SUPPORTED_RUNTIMES = tuple(f"python3.{minor}" for minor in range(9, 15))
 #: FunctionConfig fields as the Lambda API names them, for error messages
 _API_NAMES = {
     "name": "FunctionName",
@@ -91,13 +92,17 @@ def decode_zip(value: Any) -> bytes:
 
 
 def check_runtime(value: Any) -> str:
-    """A ``python3.x`` runtime name (kept as given); None means this interpreter's."""
+    """One of :data:`SUPPORTED_RUNTIMES` (kept as given, though every function runs on the
+    service's interpreter); None means this interpreter's.
+
+    Anything else is an InvalidParameterValueException naming the supported values, also a
+    value Lambda does not know at all (which Lambda answers with a ValidationException)."""
     if value is None:
         return default_runtime()
-    if not isinstance(value, str) or not _PYTHON_RUNTIME.fullmatch(value):
+    if not isinstance(value, str) or value not in SUPPORTED_RUNTIMES:
         raise InvalidParameterValueException(
-            f"Runtime: {value!r} is not supported: warmstart runs python3.x handlers "
-            f"(on this service's {default_runtime()})"
+            f"The runtime parameter of {value} is not supported by this service; supported: "
+            + ", ".join(SUPPORTED_RUNTIMES)
         )
     return value
 
