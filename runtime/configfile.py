@@ -13,6 +13,10 @@ environment = { GREETING = "hi" }
 [service]                   # ServiceConfig: `warmstart serve`
 host = "127.0.0.1"
 port = 9000
+header_timeout_s = 10       # then 408; also how long a new connection may stay silent
+body_timeout_s = 30         # the longest pause inside a body; then 408
+keepalive_timeout_s = 75
+max_connections = 512       # default: 512, or half the open-file limit when lower
 
 [auth]                      # AuthConfig: SigV4 keys and API Gateway API keys
 keys = { AKIDEXAMPLE = "secret" }
@@ -90,6 +94,9 @@ class ConfigFileError(InvalidParameterValueException):
 CODE_UPLOAD_LIMIT = 69_905_067
 #: API Gateway's payload limit
 ROUTE_BODY_LIMIT = 10_485_760
+#: the allowed range of the HTTP front's timeouts, in seconds
+TIMEOUT_S_RANGE = (0.1, 3600)
+MAX_CONNECTIONS_RANGE = (1, 1_000_000)
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _KEY_ID = re.compile(r"^[A-Za-z0-9_]{1,128}$")
 _API_KEY = re.compile(r"^\S{1,128}$")
@@ -108,6 +115,16 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     code_upload_limit_bytes: int = CODE_UPLOAD_LIMIT
     #: request size cap of API Gateway routes
     route_body_limit_bytes: int = ROUTE_BODY_LIMIT
+    #: how long a request's headers may take to arrive in full (then 408), and how long a
+    #: new connection may wait before it starts a request (then closed)
+    header_timeout_s: float = 10.0
+    #: the longest pause while a request's body arrives (then 408)
+    body_timeout_s: float = 30.0
+    #: how long a keep-alive connection may stay idle between requests (then closed)
+    keepalive_timeout_s: float = 75.0
+    #: open connections at most; at the cap a new one closes the longest idle one.  None:
+    #: 512, or half the open-file limit when that is lower
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
@@ -118,6 +135,11 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         _range("shutdown_timeout_s", self.shutdown_timeout_s, 0)
         _range("code_upload_limit_bytes", self.code_upload_limit_bytes, 1024, integer=True)
         _range("route_body_limit_bytes", self.route_body_limit_bytes, 0, integer=True)
+        _range("header_timeout_s", self.header_timeout_s, *TIMEOUT_S_RANGE)
+        _range("body_timeout_s", self.body_timeout_s, *TIMEOUT_S_RANGE)
+        _range("keepalive_timeout_s", self.keepalive_timeout_s, *TIMEOUT_S_RANGE)
+        if self.max_connections is not None:
+            _range("max_connections", self.max_connections, *MAX_CONNECTIONS_RANGE, integer=True)
 
 
 class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

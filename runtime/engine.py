@@ -149,8 +149,9 @@ class Engine:
             max_queue=pool.max_queue,
             queue_timeout=pool.queue_timeout_s,
         )
-        # the work dirs of runs that died without closing (SIGKILL), never a live run's
-        await asyncio.to_thread(remove_dead_work_dirs, pool.work_dir)
+        # the work dirs of runs that died without closing (SIGKILL), never a live run's; on
+        # the loop, since start may come after the loop's default executor was shut down
+        remove_dead_work_dirs(pool.work_dir)
         self._work_dir = make_work_dir(pool.work_dir)
         self._own_work_dir = True
         if pool.stem_cells:

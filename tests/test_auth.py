@@ -38,6 +38,7 @@ from runtime.service.auth import (
     canonical_request,
     canonical_uri,
     check_api_key,
+    check_authorization,
     signature,
     signing_key,
     verify_sigv4,
@@ -215,13 +216,24 @@ def test_raw_path_with_query_attached_is_split() -> None:
     assert joined.verify() == AKID
 
 
-@pytest.mark.parametrize("declared", ["hash", "UNSIGNED-PAYLOAD"])
-def test_x_amz_content_sha256_is_used_when_present(declared: str) -> None:
+def test_x_amz_content_sha256_is_used_when_present() -> None:
     body = b'{"payload": true}'
-    value = _sha(body) if declared == "hash" else declared
-    signed = sign(body=body, headers={"X-Amz-Content-SHA256": value})
+    signed = sign(body=body, headers={"X-Amz-Content-SHA256": _sha(body)})
     assert "x-amz-content-sha256;x-amz-date" in signed.header("Authorization")
     assert signed.verify() == AKID
+
+
+def test_unsigned_payload_is_refused_unless_allowed() -> None:
+    """``UNSIGNED-PAYLOAD`` leaves the body out of the signature: any body would pass."""
+    signed = sign(body=b'{"payload": true}', headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    swapped = replace(signed, body=b'{"payload": "swapped"}')
+    for request in (signed, swapped):
+        err = rejects(request, "IncompleteSignatureException")
+        assert err.message == "Unsupported x-amz-content-sha256 value: 'UNSIGNED-PAYLOAD'."
+        with pytest.raises(AuthError):
+            check_authorization(request.headers, CREDS, T0)
+    assert swapped.verify(unsigned_payload=True) == AKID
+    assert check_authorization(swapped.headers, CREDS, T0, unsigned_payload=True) == AKID
 
 
 def test_x_amz_content_sha256_must_match_the_body() -> None:
@@ -372,6 +384,43 @@ def test_malformed_authorization_is_incomplete(edit: Any, needle: str) -> None:
     err = rejects(edit(sign()), "IncompleteSignatureException")
     assert err.status == 400
     assert needle in err.message
+
+
+HEADER_FAULTS = {
+    "missing": (lambda s: s.without_header("Authorization"), "MissingAuthenticationTokenException"),
+    "malformed": (_auth_edit("Credential=", "Cred="), "IncompleteSignatureException"),
+    "no-date": (lambda s: s.without_header("X-Amz-Date"), "IncompleteSignatureException"),
+    "unknown-key": (
+        _auth_edit(f"Credential={AKID}/", "Credential=AKIDNOPE/"),
+        "UnrecognizedClientException",
+    ),
+    "other-service": (_auth_edit("/lambda/", "/s3/"), "InvalidSignatureException"),
+    "other-region": (_auth_edit("/us-east-1/", "/eu-west-1/"), "InvalidSignatureException"),
+    "bad-hash": (
+        lambda s: s.with_header("X-Amz-Content-SHA256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        "IncompleteSignatureException",
+    ),
+}
+
+
+def test_check_authorization_needs_no_body() -> None:
+    signed = sign(body=b'{"big": "body"}')
+    scope = dict(service="lambda", region="us-east-1")
+    assert check_authorization(signed.headers, CREDS, T0, **scope) == AKID
+    with pytest.raises(AuthError) as info:
+        check_authorization(signed.headers, CREDS, T0 + timedelta(minutes=6), **scope)
+    assert info.value.message.startswith("Signature expired")
+
+
+@pytest.mark.parametrize(("edit", "code"), HEADER_FAULTS.values(), ids=HEADER_FAULTS.keys())
+def test_check_authorization_refuses_what_verify_refuses(edit: Any, code: str) -> None:
+    faulty = edit(sign(body=b"{}"))
+    scope = dict(service="lambda", region="us-east-1")
+    with pytest.raises(AuthError) as early:
+        check_authorization(faulty.headers, CREDS, T0, **scope)
+    assert early.value.code == code
+    late = rejects(faulty, code, **scope)
+    assert (late.message, late.status) == (early.value.message, early.value.status)
 
 
 def test_scope_date_must_match_the_request_date() -> None:

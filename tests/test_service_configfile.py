@@ -71,6 +71,19 @@ def test_service_auth_and_routes_are_loaded(tmp_path: Path) -> None:
     assert (default.payload_format, default.timeout_ms) == ("2.0", 29_000)
 
 
+def test_the_connection_limits_are_loaded(tmp_path: Path) -> None:
+    text = (
+        "[service]\nheader_timeout_s = 2\nbody_timeout_s = 3.5\nkeepalive_timeout_s = 4\n"
+        "max_connections = 64\n"
+    )
+    service = load(write(tmp_path, text)).service
+    assert (service.header_timeout_s, service.body_timeout_s) == (2.0, 3.5)
+    assert (service.keepalive_timeout_s, service.max_connections) == (4.0, 64)
+    default = ServiceConfig()
+    assert (default.header_timeout_s, default.body_timeout_s) == (10.0, 30.0)
+    assert (default.keepalive_timeout_s, default.max_connections) == (75.0, None)
+
+
 def test_defaults_without_the_sections(tmp_path: Path) -> None:
     config = load(write(tmp_path, FN))
     assert config.service == ServiceConfig()
@@ -95,6 +108,15 @@ REJECTIONS = [
     ("[service]\nhost = \"\"\n", "service.host", "must be a host name"),
     ("[service]\nshutdown_timeout_s = -1\n", "service.shutdown_timeout_s", "outside"),
     ("service = 3\n", "service", "expected a table, got an integer"),
+    ("[service]\nheader_timeout_s = 0\n", "service.header_timeout_s",
+     "0 is outside the allowed range 0.1-3600"),
+    ("[service]\nbody_timeout_s = 7200\n", "service.body_timeout_s",
+     "7200.0 is outside the allowed range 0.1-3600"),
+    ("[service]\nkeepalive_timeout_s = \"75\"\n", "service.keepalive_timeout_s",
+     "expected `float`, got `str`"),
+    ("[service]\nmax_connections = 0\n", "service.max_connections",
+     "0 is outside the allowed range 1-1000000"),
+    ("[service]\nmax_connections = 1.5\n", "service.max_connections", "expected `int | null`"),
     ("[auth]\nkeys = { \"AK/ID\" = \"s\" }\n", "auth.keys", "letters, digits or underscores"),
     ("[auth]\nkeys = { AKID = 3 }\n", "auth.keys.AKID", "expected a string, got an integer"),
     ("[auth]\nkeys = { AKID = \"\" }\n", "auth.keys", "the secret of AKID is empty"),

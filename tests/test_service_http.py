@@ -19,6 +19,7 @@ from service_support import (  # noqa: F401 (fixtures)
     no_leaked_threads,
     serving,
 )
+from yarl import URL
 
 from runtime.configfile import AuthConfig
 from runtime.service import gateway
@@ -196,6 +197,9 @@ def test_front_door_gets_every_other_path(arun: Callable[..., Any]) -> None:
                 assert resp.headers["x-amzn-ErrorType"] == "UnknownOperationException"
             async with http.post(svc.url + "/healthz") as resp:
                 assert resp.status == 405
+            # an encoded newline in the path is still a path for the front door
+            async with http.get(URL(svc.url + "/a%0Ab", encoded=True)) as resp:
+                assert await resp.json() == {"front_door": "/a\nb", "method": "GET"}
         async with (
             serving(config_of()) as svc,
             aiohttp.ClientSession() as http,

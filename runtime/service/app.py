@@ -21,6 +21,13 @@ Hooks for the modules wired in by the integration: ``authenticate`` (``async (re
 raising an error with ``.code``, ``.message`` and ``.status``) runs before every AWS-style
 operation; ``front_door`` is an aiohttp handler for every path outside the reserved ones.
 Both find the engine, config and metrics under ``ENGINE``, ``CONFIG`` and ``METRICS``.
+
+Two middlewares go first.  With ``[auth]`` keys, the SigV4 ``Authorization`` header of every
+AWS-style request is checked as soon as the headers are in (scope: the API's service and the
+pool's region), before any body is read; the body's hash is checked after, by the hook.  A
+synchronous Invoke whose client disconnects is cancelled (the engine withdraws a call still
+queued); every other handler finishes, so writes are never cut halfway.  The connections
+themselves (timeouts, cap, one-line bad requests) are ``connections.ServiceRunner``'s.
 """
 
 from __future__ import annotations
@@ -33,10 +40,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from ..batch.dispatch import EventBacklog, EventDispatcher, offload
 from ..batch.queue import STORE_FILE, BatchQueue
@@ -46,12 +56,16 @@ from ..batch.store import SqliteStore, Store, default_data_dir
 from ..configfile import ConfigFile
 from ..ecs import Ecs
 from ..engine import Engine
-from . import gateway
+from ..wording import request_id
+from . import ecs_api, events_api, gateway
+from .auth import AuthError, check_authorization
 from .batch_api import PATHS as BATCH_PATHS
 from .batch_api import BatchApi
+from .connections import ServiceRunner, cancelled_on_disconnect
 from .ecs_api import serve_ecs
 from .events_api import EventsApi, serve_events
-from .json_rpc import JsonRpc, is_json_rpc
+from .json_rpc import CONTENT_TYPE as JSON_RPC
+from .json_rpc import TARGET_HEADER, JsonRpc, is_json_rpc
 from .lambda_api import Authenticate, LambdaApi
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .shapes import JSON, UnknownOperationException, error_response
@@ -122,7 +136,8 @@ def create_app(
     metrics = ServiceMetrics(engine)
     api = LambdaApi(engine, config.service, metrics, authenticate)
     rpc = JsonRpc(authenticate)
-    app = web.Application()
+    middlewares: list[Middleware] = [_signed_first(config)] if config.auth.enabled else []
+    app = web.Application(middlewares=[*middlewares, _withdrawn_on_disconnect])
     app[ENGINE] = engine
     app[CONFIG] = config
     app[METRICS] = metrics
@@ -134,11 +149,94 @@ def create_app(
     app.router.add_routes(batch.routes())
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_route("*", "/{tail:.*}", _fallback(front_door, rpc))
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _fallback(front_door, rpc))
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close_api)
     app.on_cleanup.append(_close_ecs)
     return app
+
+
+# -- middlewares ----------------------------------------------------------------------------------
+
+
+#: the signing name of each JSON 1.1 API, by its target prefix
+_RPC_SERVICES = {ecs_api.TARGET_PREFIX: "ecs", events_api.TARGET_PREFIX: "events"}
+#: a refused request whose body is declared at most this long is read (and dropped) so the
+#: connection stays open; a longer or chunked one is not read: the connection closes
+_DRAIN_LIMIT = 65_536
+
+
+class _Api(NamedTuple):
+    """What an AWS-style request addresses: the service its signature must be scoped to (None
+    when no API serves it) and whether it speaks JSON 1.1."""
+
+    service: str | None
+    json_rpc: bool
+
+
+def _api_of(request: web.Request) -> _Api | None:
+    """The API of ``request``; None for what is not AWS-style (health, metrics, routes).
+
+    ``/warmstart/`` paths are the service's own, signed for ``lambda`` as its CLI does.
+    """
+    if is_json_rpc(request):
+        prefix = request.headers.get(TARGET_HEADER, "").rpartition(".")[0]
+        return _Api(_RPC_SERVICES.get(prefix), True)
+    path = request.path
+    if path in _EXACT or not is_reserved_path(path):
+        return None
+    return _Api("batch" if path in BATCH_PATHS else "lambda", False)
+
+
+def _signed_first(config: ConfigFile) -> Middleware:
+    """The middleware refusing, before any body is read, an AWS-style request whose
+    ``Authorization`` header is missing, malformed, stale, of an unknown key, scoped to another
+    service or region, or leaving the body unsigned."""
+    keys = dict(config.auth.keys)
+    region = config.pool.region
+
+    @web.middleware
+    async def signed_first(request: web.Request, handler: Handler) -> web.StreamResponse:
+        api = _api_of(request)
+        if api is not None:
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+            try:
+                check_authorization(
+                    headers, keys, datetime.now(timezone.utc), service=api.service, region=region
+                )
+            except AuthError as err:
+                return _refused(request, err, api)
+        return await handler(request)
+
+    return signed_first
+
+
+def _refused(request: web.Request, err: AuthError, api: _Api) -> web.Response:
+    """``err`` in the API's error shape; unless the body is small, the connection closes."""
+    if api.json_rpc or api.service == "batch":
+        body = orjson.dumps({"__type": err.code, "message": err.message})
+        headers = {"Content-Type": JSON_RPC if api.json_rpc else JSON, "x-amzn-ErrorType": err.code}
+        resp = web.Response(body=body, status=err.status, headers=headers)
+    else:
+        resp = error_response(err)
+    resp.headers["x-amzn-RequestId"] = request_id()
+    declared = request.content_length
+    if request.body_exists and (declared is None or declared > _DRAIN_LIMIT):
+        resp.force_close()
+    return resp
+
+
+@web.middleware
+async def _withdrawn_on_disconnect(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A synchronous Invoke only waits for its result: a client gone cancels it.  Nothing
+    else is cancelled (CreateFunction, an Event's store, SubmitJob... finish as they began)."""
+    api = request.app.get(API)
+    route = request.match_info.route
+    synchronous = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+    if api is None or route.handler != api.invoke or synchronous != "RequestResponse":
+        return await handler(request)
+    with cancelled_on_disconnect(request):
+        return await handler(request)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -320,9 +418,7 @@ async def running(
         await background.start()
         app = app_factory(engine, config)
         background.attach(app)
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout_s
-        )
+        runner = ServiceRunner(app, settings)
         await runner.setup()
         site = web.TCPSite(runner, host or settings.host, settings.port if port is None else port)
         await site.start()

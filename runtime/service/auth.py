@@ -25,6 +25,7 @@ __all__ = [
     "canonical_request",
     "canonical_uri",
     "check_api_key",
+    "check_authorization",
     "signature",
     "signing_key",
     "verify_sigv4",
@@ -333,6 +334,17 @@ def _check_skew(signed_at: datetime, now: datetime, max_skew_s: int) -> None:
         )
 
 
+def _check_declared_hash(header_map: Mapping[str, list[str]], unsigned_payload: bool) -> None:
+    """``X-Amz-Content-Sha256``, when sent, is a SHA-256 in hex (or, when allowed,
+    ``UNSIGNED-PAYLOAD``, which leaves the body out of the signature)."""
+    declared = _single(header_map, "x-amz-content-sha256")
+    if declared is None or _SHA256_RE.fullmatch(declared):
+        return
+    if declared == UNSIGNED_PAYLOAD and unsigned_payload:
+        return
+    raise _incomplete(f"Unsupported x-amz-content-sha256 value: '{declared}'.")
+
+
 def _payload_hash(header_map: Mapping[str, list[str]], body: bytes) -> str:
     """``X-Amz-Content-Sha256`` as sent (checked against the body), else the body's hash."""
     actual = hashlib.sha256(body).hexdigest()
@@ -341,8 +353,6 @@ def _payload_hash(header_map: Mapping[str, list[str]], body: bytes) -> str:
         return actual
     if declared == UNSIGNED_PAYLOAD:
         return declared
-    if not _SHA256_RE.fullmatch(declared):
-        raise _incomplete(f"Unsupported x-amz-content-sha256 value: '{declared}'.")
     if not hmac.compare_digest(declared.lower().encode(), actual.encode()):
         raise _invalid(
             "The provided 'x-amz-content-sha256' header does not match what was computed."
@@ -359,6 +369,64 @@ def _split_path(raw_path: str, raw_query: str) -> tuple[str, str]:
 # --- public API -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """An ``Authorization`` header that passed every check short of the signature itself."""
+
+    auth: _Authorization
+    timestamp: str
+    secret: str
+
+
+def _check_header(
+    header_map: Mapping[str, list[str]],
+    credentials: Mapping[str, str],
+    now: datetime,
+    max_skew_s: int,
+    service: str | None,
+    region: str | None,
+    unsigned_payload: bool,
+) -> _Checked:
+    raw_auth = _single(header_map, "authorization")
+    if raw_auth is None:
+        raise AuthError("MissingAuthenticationTokenException", MISSING_TOKEN, 403)
+    auth = _parse_authorization(raw_auth)
+    signed_at = _request_time(header_map, auth)
+    timestamp = signed_at.strftime(TIMESTAMP)
+    _check_scope(auth, timestamp, service, region)
+    _check_skew(signed_at, _as_utc(now), max_skew_s)
+    secret = credentials.get(auth.access_key)
+    if secret is None:
+        raise AuthError("UnrecognizedClientException", INVALID_TOKEN, 403)
+    _check_declared_hash(header_map, unsigned_payload)
+    return _Checked(auth, timestamp, secret)
+
+
+def check_authorization(
+    headers: Headers,
+    credentials: Mapping[str, str],
+    now: datetime,
+    *,
+    max_skew_s: int = 300,
+    service: str | None = None,
+    region: str | None = None,
+    unsigned_payload: bool = False,
+) -> str:
+    """Every check of :func:`verify_sigv4` that needs no body; return the access key id.
+
+    Run it as soon as the headers are in, so that an unsigned or misdirected request is
+    refused before its body is read: the ``Authorization`` header is present and well formed,
+    its credential scope names ``service`` and ``region`` (when given) and the request's date,
+    that date is within ``max_skew_s`` of ``now``, the access key is known, and
+    ``X-Amz-Content-Sha256`` is a hash (``UNSIGNED-PAYLOAD`` only with ``unsigned_payload``).
+    Raises :class:`AuthError` as :func:`verify_sigv4` does.
+    """
+    checked = _check_header(
+        _header_map(headers), credentials, now, max_skew_s, service, region, unsigned_payload
+    )
+    return checked.auth.access_key
+
+
 def verify_sigv4(
     method: str,
     raw_path: str,
@@ -371,6 +439,7 @@ def verify_sigv4(
     max_skew_s: int = 300,
     service: str | None = None,
     region: str | None = None,
+    unsigned_payload: bool = False,
 ) -> str:
     """Verify an AWS Signature Version 4 ``Authorization`` header; return the access key id.
 
@@ -378,29 +447,24 @@ def verify_sigv4(
     left on ``raw_path`` (aiohttp's ``request.raw_path``) is used when ``raw_query`` is empty.
     ``headers`` are all request headers as (name, value) pairs, repeats allowed. ``credentials``
     maps access key ids to secret keys. ``now`` is naive UTC or timezone-aware. ``service`` and
-    ``region``, when given, must match the credential scope. ``X-Amz-Security-Token`` is
-    tolerated (signed like any header) but not checked.
+    ``region``, when given, must match the credential scope. ``X-Amz-Content-Sha256:
+    UNSIGNED-PAYLOAD`` (a signature that does not cover the body) is refused unless
+    ``unsigned_payload``. ``X-Amz-Security-Token`` is tolerated (signed like any header) but
+    not checked.
 
     Raises :class:`AuthError` with AWS's error name: ``MissingAuthenticationTokenException``
     (no ``Authorization``), ``IncompleteSignatureException`` (malformed),
     ``UnrecognizedClientException`` (unknown key) or ``InvalidSignatureException``.
     """
     header_map = _header_map(headers)
-    raw_auth = _single(header_map, "authorization")
-    if raw_auth is None:
-        raise AuthError("MissingAuthenticationTokenException", MISSING_TOKEN, 403)
-    auth = _parse_authorization(raw_auth)
-    signed_at = _request_time(header_map, auth)
-    timestamp = signed_at.strftime(TIMESTAMP)
-    _check_scope(auth, timestamp, service, region)
-    _check_skew(signed_at, _as_utc(now), max_skew_s)
-    secret = credentials.get(auth.access_key)
-    if secret is None:
-        raise AuthError("UnrecognizedClientException", INVALID_TOKEN, 403)
+    checked = _check_header(
+        header_map, credentials, now, max_skew_s, service, region, unsigned_payload
+    )
+    auth = checked.auth
     path, query = _split_path(raw_path, raw_query)
     payload_hash = _payload_hash(header_map, body)
     canonical = canonical_request(method, path, query, headers, auth.signed_headers, payload_hash)
-    expected = signature(secret, timestamp, auth.region, auth.service, canonical)
+    expected = signature(checked.secret, checked.timestamp, auth.region, auth.service, canonical)
     if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8")):
         raise _invalid()
     return auth.access_key

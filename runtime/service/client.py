@@ -132,7 +132,9 @@ class LambdaClient:
         url = self.endpoint + path + (f"?{urlencode(params, quote_via=quote)}" if params else "")
         out = dict(headers or {})
         if self.credentials is not None:
-            out.update(sigv4_headers(method, url, body, self.credentials, self.region))
+            # the service checks the scope's service: the Batch API's (/v1/...) is batch's
+            service = "batch" if path.startswith("/v1/") else "lambda"
+            out.update(sigv4_headers(method, url, body, self.credentials, self.region, service))
         return URL(url, encoded=True), out
 
     async def __aenter__(self) -> LambdaClient:

@@ -166,7 +166,9 @@ def _functions_parser(commands: Any) -> None:
     create.add_argument("--code", required=True, help="a directory (zipped for upload) or a .zip")
     create.add_argument("--memory", type=int, help="MemorySize in MB, 128-10240 (default 128)")
     create.add_argument("--timeout", type=int, help="Timeout in seconds (default 3)")
-    create.add_argument("--runtime", help="python3.x (default: the service's interpreter)")
+    create.add_argument(
+        "--runtime", help="python3.9 to python3.14 (default: the service's interpreter)"
+    )
     create.add_argument("--description", help="Description")
     create.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="a variable; repeatable"
