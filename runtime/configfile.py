@@ -255,6 +255,8 @@ def load(path: str | os.PathLike[str]) -> ConfigFile:
         raise ConfigFileError(path, None, f"cannot be read: {exc.strerror}") from None
     except _toml.TOMLDecodeError as exc:
         raise ConfigFileError(path, None, f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(path, None, f"not UTF-8 text, as TOML must be: {exc}") from None
     return parse(data, path)
 
 
@@ -394,7 +396,12 @@ def _load_schedules(table: Any, path: str, base: str) -> dict[str, ScheduleConfi
             raise ConfigFileError(path, f"{where}.name", "the name is the table key; remove 'name'")
         _check_keys(spec, ScheduleConfig, path, where)
         if isinstance(spec.get("input"), dict):
-            spec["input"] = orjson.dumps(spec["input"]).decode()
+            try:
+                spec["input"] = orjson.dumps(spec["input"]).decode()
+            except orjson.JSONEncodeError as exc:  # an integer past 64 bits, a table too deep
+                raise ConfigFileError(
+                    path, f"{where}.input", f"cannot be sent as JSON: {exc}"
+                ) from None
         schedules[name] = _convert({"name": name, **spec}, ScheduleConfig, path, where)
     return schedules
 

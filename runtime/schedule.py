@@ -114,7 +114,10 @@ class RateSchedule(Schedule):
 
     def next_after(self, t: datetime) -> datetime | None:
         k = max((_utc(t) - self.anchor) // self.interval + 1, 1)
-        return self.anchor + k * self.interval
+        try:
+            return self.anchor + k * self.interval
+        except OverflowError:  # after year 9999, the last a datetime holds: never again
+            return None
 
     def last_at_or_before(self, t: datetime) -> datetime | None:
         k = (_utc(t) - self.anchor) // self.interval

@@ -340,6 +340,7 @@ class ForkServer:
         for fut in self._forks.values():
             if not fut.done():
                 fut.set_exception(error)
+                fut.exception()  # a fork still connecting its socket finds the server gone itself
         self._forks.clear()
         self._workers_lost()
 

@@ -36,9 +36,9 @@ TERMINATOR = "aws4_request"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 #: the strftime format of ``X-Amz-Date`` (ISO 8601 basic format, UTC)
 TIMESTAMP = "%Y%m%dT%H%M%SZ"
-_TIMESTAMP_RE = re.compile(r"\d{8}T\d{6}Z")
+_TIMESTAMP_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z")  # ASCII digits only, unlike \d
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
-_DATE_RE = re.compile(r"\d{8}")
+_DATE_RE = re.compile(r"[0-9]{8}")
 _REQUIRED_PARAMS = ("Credential", "SignedHeaders", "Signature")
 
 MISSING_TOKEN = "Missing Authentication Token"
@@ -287,7 +287,7 @@ def _request_time(header_map: Mapping[str, list[str]], auth: _Authorization) -> 
         )
     try:
         return _as_utc(parsedate_to_datetime(http_date))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year past 9999 in UTC
         raise _incomplete(f"Date header is not a valid HTTP date: '{http_date}'.") from None
 
 
