@@ -60,8 +60,8 @@ import orjson
 
 from .config import BatchConfig, FunctionConfig, PoolConfig, _range
 from .errors import InvalidParameterValueException
-from .schedule import ScheduleExpressionError
-from .schedule import parse as parse_schedule
+from .schedules.expressions import ScheduleExpressionError
+from .schedules.expressions import parse as parse_schedule
 from .service.apigw_routes import (
     DEFAULT_TIMEOUT_MS,
     TIMEOUT_MS_RANGE,

@@ -22,11 +22,11 @@ import pytest
 
 from runtime.agent import protocol as P
 from runtime.loop import run as loop_run
+from runtime.node import local_node_id
 from runtime.pools.container import (
     NODE_LABEL,
     ContainerBackend,
     ContainerWorker,
-    local_node_id,
 )
 from runtime.pools.process import FunctionSpec, Worker
 

@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
+from runtime.asyncinvoke import model as ev
+from runtime.asyncinvoke.backlog import EventBacklog
+from runtime.asyncinvoke.dispatch import NODE_PREFIX, EventDispatcher, event_node_id
+from runtime.asyncinvoke.model import DestinationConfig, DestinationTarget, EventInvokeConfig
 from runtime.batch import SqliteStore
-from runtime.batch import events as ev
-from runtime.batch.dispatch import NODE_PREFIX, EventBacklog, EventDispatcher, event_node_id
-from runtime.batch.events import DestinationConfig, DestinationTarget, EventInvokeConfig
 from runtime.config import PoolConfig
 from runtime.errors import ResourceNotFoundException, TooManyRequestsException
 from runtime.result import InvokeResult

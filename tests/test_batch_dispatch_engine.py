@@ -10,9 +10,10 @@ from typing import Any
 from service_support import RECORDED, basic, lines, recorder
 
 from runtime import Engine
+from runtime.asyncinvoke.backlog import EventBacklog
+from runtime.asyncinvoke.dispatch import EventDispatcher
+from runtime.asyncinvoke.model import DestinationConfig, DestinationTarget, EventInvokeConfig
 from runtime.batch import SqliteStore
-from runtime.batch.dispatch import EventBacklog, EventDispatcher
-from runtime.batch.events import DestinationConfig, DestinationTarget, EventInvokeConfig
 
 
 def test_event_invocations_run_durably_with_destinations(arun: Any, tmp_path: Path) -> None:

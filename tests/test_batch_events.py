@@ -10,9 +10,9 @@ import msgspec
 import orjson
 import pytest
 
+from runtime.asyncinvoke import model as ev
+from runtime.asyncinvoke.model import AsyncEvent, EventInvokeConfig
 from runtime.batch import SqliteStore
-from runtime.batch import events as ev
-from runtime.batch.events import AsyncEvent, EventInvokeConfig
 from runtime.errors import InvalidParameterValueException, ResourceNotFoundException
 
 

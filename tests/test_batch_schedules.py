@@ -15,7 +15,11 @@ import orjson
 import pytest
 
 from runtime.batch import SqliteStore
-from runtime.batch.rules_store import (
+from runtime.config import PoolConfig
+from runtime.configfile import ScheduleConfig
+from runtime.errors import ResourceNotFoundException
+from runtime.schedules.runner import ScheduleRunner, plan, sync_config
+from runtime.schedules.store import (
     CONFIG_MANAGER,
     DISABLED,
     ENABLED,
@@ -25,10 +29,6 @@ from runtime.batch.rules_store import (
     ValidationException,
     target_function,
 )
-from runtime.batch.schedules import ScheduleRunner, plan, sync_config
-from runtime.config import PoolConfig
-from runtime.configfile import ScheduleConfig
-from runtime.errors import ResourceNotFoundException
 
 POOL = PoolConfig(region="eu-west-1", account_id="123456789012")
 T0 = datetime(2024, 5, 1, 11, 58, 0, tzinfo=timezone.utc).timestamp()
@@ -337,8 +337,10 @@ def test_the_rule_tables_share_the_batch_file(tmp_path: Path) -> None:
         assert batch_again.schema_version == version
     db = sqlite3.connect(path)
     try:
-        meta = db.execute("SELECT component, version FROM warmstart_meta").fetchall()
-        assert meta == [("schedule_rules", 1)]
+        meta = db.execute(
+            "SELECT component, version FROM warmstart_meta ORDER BY component"
+        ).fetchall()
+        assert meta == [("batch", version), ("schedule_rules", 1)]
     finally:
         db.close()
 

@@ -8,14 +8,13 @@ import socket
 import pytest
 from docker_support import env_config, make_spec
 
+from runtime.node import local_node_id, node_alive
 from runtime.pools.container import (
     AGENT_DIR,
     SOCK_PATH,
     container_config,
     container_paths,
     cpu_shares,
-    local_node_id,
-    node_alive,
 )
 
 

@@ -14,7 +14,8 @@ import orjson
 from docker_support import IMAGE, NODE, docker_engine, harness  # noqa: F401 - autouse fixture
 
 from runtime.agent import protocol as P
-from runtime.pools.container import LABEL, NODE_LABEL, ContainerBackend, local_node_id
+from runtime.node import local_node_id
+from runtime.pools.container import LABEL, NODE_LABEL, ContainerBackend
 
 
 def _open_fds() -> int:

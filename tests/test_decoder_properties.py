@@ -47,8 +47,8 @@ from runtime.configfile import (
     load,
 )
 from runtime.errors import InvalidParameterValueException
-from runtime.schedule import Schedule, ScheduleExpressionError
-from runtime.schedule import parse as parse_schedule
+from runtime.schedules.expressions import Schedule, ScheduleExpressionError
+from runtime.schedules.expressions import parse as parse_schedule
 from runtime.service.auth import ALGORITHM, AuthError, check_authorization, verify_sigv4
 
 UTC = timezone.utc
@@ -863,7 +863,7 @@ def test_any_x_amz_content_sha256_is_refused_unless_it_is_the_body_hash(
         assert result.code == "IncompleteSignatureException"
 
 
-# -- schedule expressions (runtime/schedule.py) ------------------------------------------------
+# -- schedule expressions (runtime/schedules/expressions.py) --------------------------------------
 
 MONTHS = ["JAN", "FEB", "DEC", "jul", "Foo"]
 WEEKDAYS = ["SUN", "MON", "FRI", "sat", "Xyz"]

@@ -29,7 +29,8 @@ from service_support import (  # noqa: F401 (fixtures)
 
 from runtime.config import PoolConfig
 from runtime.configfile import AuthConfig
-from runtime.pools.container import LABEL, MB, NODE_LABEL, local_node_id
+from runtime.node import local_node_id
+from runtime.pools.container import LABEL, MB, NODE_LABEL
 from runtime.service import gateway
 from runtime.service.app import ECS
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.schedule import (
+from runtime.schedules.expressions import (
     EPOCH,
     CronSchedule,
     Due,

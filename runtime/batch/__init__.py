@@ -1,16 +1,14 @@
-"""Long jobs and async invocations: AWS Batch's job model and Lambda's async retries, kept in
-a durable store (DESIGN.md section 5).
+"""Long jobs: AWS Batch's job model, kept in a durable store (DESIGN.md section 5).
 
 - :mod:`.model`: the Batch API's shapes and their validation (:class:`ClientException`);
 - :mod:`.rules`: Batch's rules as pure functions (retries, array parents, dependencies);
-- :mod:`.events`: async invocation records and Lambda's retry / maximum-age rules;
-- :mod:`.store`: the :class:`Store` interface and :class:`SqliteStore`;
+- :mod:`.store`: the :class:`Store` interface and :class:`SqliteStore` (which also serves the
+  async invocations' ``EventStore``, :mod:`runtime.asyncinvoke.store`, on the same file);
 - :mod:`.capacity`, :mod:`.executors`, :mod:`.runner`: the :class:`JobRunner` that runs jobs on
   a compute environment of its own (function jobs in worker processes, container jobs);
 - :mod:`.queue`: :class:`BatchQueue`, the engine's backlog and the library's entry point.
 """
 
-from .events import AsyncEvent, EventClaim, EventInvokeConfig, invocation_record
 from .model import (
     Claim,
     ClientException,
@@ -33,14 +31,11 @@ from .runner import JobRunner
 from .store import Demand, Page, SqliteStore, Store, default_data_dir, default_store_path
 
 __all__ = [
-    "AsyncEvent",
     "BatchQueue",
     "Claim",
     "ClientException",
     "CreateJobQueueRequest",
     "Demand",
-    "EventClaim",
-    "EventInvokeConfig",
     "Finish",
     "JobDefinition",
     "JobDetail",
@@ -59,6 +54,5 @@ __all__ = [
     "UpdateJobQueueRequest",
     "default_data_dir",
     "default_store_path",
-    "invocation_record",
     "parse",
 ]

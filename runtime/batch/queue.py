@@ -1,6 +1,7 @@
 """The embedded batch queue: the store, its runner, and the engine's backlog in one object.
 
-    engine.invoke ── Event ──▶ BatchQueue.put_event ──▶ store (durable) ──▶ event_listeners()
+    engine.invoke ── Event ──▶ BatchQueue.put_event ──▶ EventBacklog (runtime.asyncinvoke.backlog):
+                                                      store (durable) ──▶ event_listeners()
                   ── batch function / spill_on_timeout ──▶ BatchQueue.spill ──▶ a job
     library       ── submit / describe / cancel / terminate ──▶ store (+ the runner's kills)
     JobRunner     ── claims and runs the jobs (runtime.batch.runner)
@@ -22,10 +23,12 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import orjson
 
+from ..asyncinvoke.backlog import EventBacklog
+from ..asyncinvoke.store import EventStore
 from ..config import BatchConfig
 from ..engine import Engine
 from .model import (
@@ -51,6 +54,10 @@ FUNCTION_DEFINITION_PREFIX: Final = "warmstart-fn-"
 ORIGIN_TAG: Final = "warmstart:origin"
 REQUEST_ID_TAG: Final = "warmstart:request-id"
 STORE_FILE: Final = "batch.sqlite3"
+
+
+class QueueStore(Store, EventStore, Protocol):
+    """The store a queue runs on: batch jobs and, on the same file, Event invocations."""
 
 
 class JobHandle:
@@ -111,7 +118,7 @@ class BatchQueue:
     def __init__(
         self,
         engine: Engine,
-        store: Store,
+        store: QueueStore,
         *,
         node_id: str | None = None,
         config: BatchConfig | None = None,
@@ -128,7 +135,9 @@ class BatchQueue:
         )
         self.runner.listeners.append(self._notify)
         self.poll_s = self.runner.poll_s
-        self.event_listeners: list[Callable[[], Any]] = []
+        #: Event invocations go through the async invocations' own backlog, on this store
+        self.events = EventBacklog(store, clock=clock)
+        self.event_listeners = self.events.event_listeners
         self._own_store = own_store
         self._defined: set[str] = set()
         self._queue_ready = False
@@ -197,11 +206,7 @@ class BatchQueue:
 
     async def put_event(self, function: str, payload: bytes, request_id: str) -> None:
         """Store an Event invocation (durable when this returns), then wake the listeners."""
-        await self._call(
-            self.store.put_event, function, payload, self.clock(), request_id=request_id
-        )
-        for listener in self.event_listeners:
-            listener()
+        await self.events.put_event(function, payload, request_id)
 
     async def spill(
         self, function: str, payload: bytes, *, origin: str, request_id: str

@@ -40,9 +40,9 @@ import msgspec
 
 from ..config import BatchConfig, PoolConfig
 from ..engine import Engine
-from ..pools.container import local_node_id, node_alive
+from ..node import local_node_id, node_alive
+from ..sqlite import offload
 from .capacity import BLOCKED_REASON, Capacity
-from .dispatch import offload
 from .executors import ContainerExecutor, Control, FunctionExecutor, Outcome, short
 from .model import Claim, ClientException, KillOrder
 from .store import DEFAULT_LOG_CAP, Store

@@ -1,10 +1,11 @@
-"""The durable batch store: job definitions, job queues, jobs and async invocation events.
+"""The durable batch store: job definitions, job queues and jobs (and, on the same SQLite file,
+the async invocation events of :mod:`runtime.asyncinvoke.store`).
 
 ``Store`` is the interface the service, the runner and the engine program against;
 ``SqliteStore`` is the embedded implementation (a Redis one for several nodes comes later).
-Both leave every AWS rule to :mod:`runtime.batch.rules` and :mod:`runtime.batch.events`: a store
-only gathers facts, asks the rules, and writes the outcome. Nothing here reads a clock: every
-call that changes state takes ``now`` (epoch seconds).
+Both leave every AWS rule to :mod:`runtime.batch.rules` and :mod:`runtime.asyncinvoke.model`:
+a store only gathers facts, asks the rules, and writes the outcome. Nothing here reads a
+clock: every call that changes state takes ``now`` (epoch seconds).
 
 ::
 
@@ -15,6 +16,7 @@ call that changes state takes ``now`` (epoch seconds).
                                                               SUCCEEDED | FAILED ◀┘
                               (dependents and the array parent settle in the same transaction)
     engine ── put_event, claim_events, event_done, event_failed: Lambda's async retries, DLQ
+              (the EventStore protocol of runtime.asyncinvoke.store, served by SqliteStore too)
 
 SQLite specifics:
 
@@ -28,11 +30,13 @@ SQLite specifics:
 - One connection per ``SqliteStore``, calls serialized by a lock: use it from any thread, one
   call at a time. Every call is short (a few statements), so calling it from the event loop's
   thread or through ``asyncio.to_thread`` are both fine.
-- The schema version is ``PRAGMA user_version``; opening a file migrates it forward.
+- The schema version is the ``batch`` row of ``warmstart_meta`` (see :mod:`runtime.sqlite`;
+  ``PRAGMA user_version`` is kept in step for older readers); opening a file migrates it
+  forward.
 
 ``SqliteStore`` is assembled from one mixin per part of the API (``store_resources``,
-``store_jobs``, ``store_runner``, ``store_describe``, ``store_events``) on the connection and
-schema of ``store_base``.
+``store_jobs``, ``store_runner``, ``store_describe``, and ``runtime.asyncinvoke.store``'s
+``EventsMixin``) on the connection and schema of ``store_base``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import events as ev
+from ..asyncinvoke.store import EventsMixin, EventStore
 from .model import (
     Claim,
     CreateJobQueueRequest,
@@ -60,7 +64,6 @@ from .model import (
 )
 from .store_base import DEFAULT_LOG_CAP, MIGRATIONS, SCHEMA_VERSION, Demand, Page
 from .store_describe import DescribeMixin
-from .store_events import EventsMixin
 from .store_runner import RunnerMixin
 
 __all__ = [
@@ -171,33 +174,6 @@ class Store(Protocol):
     def demand(self) -> Demand: ...
     def mark_blocked(self, vcpus: float, memory_mib: int, gpus: int, reason: str) -> int: ...
 
-    # async invocations
-    def put_event(
-        self,
-        function: str,
-        payload: bytes,
-        now: float,
-        *,
-        max_retries: int | None = None,
-        max_age_s: int | None = None,
-        request_id: str | None = None,
-    ) -> ev.AsyncEvent: ...
-    def claim_events(self, node: str, now: float, limit: int = 10) -> ev.EventClaim: ...
-    def event_done(self, event_id: str) -> None: ...
-    def event_failed(
-        self, event_id: str, error: str, now: float, *, throttled: bool = False
-    ) -> ev.AsyncEvent: ...
-    def dlq_list(self, function: str | None = None, limit: int = 100) -> list[ev.AsyncEvent]: ...
-    def dlq_redrive(self, event_ids: Sequence[str] | None, now: float) -> int: ...
-    def put_event_invoke_config(
-        self, function: str, config: ev.EventInvokeConfig, now: float
-    ) -> ev.EventInvokeConfig: ...
-    def update_event_invoke_config(
-        self, function: str, config: ev.EventInvokeConfig, now: float
-    ) -> ev.EventInvokeConfig: ...
-    def get_event_invoke_config(self, function: str) -> ev.EventInvokeConfig: ...
-    def delete_event_invoke_config(self, function: str) -> None: ...
-
     def close(self) -> None: ...
 
 
@@ -215,3 +191,6 @@ if TYPE_CHECKING:
 
     def _conforms(store: SqliteStore) -> Store:
         return store  # the type checker holds SqliteStore to the Store protocol
+
+    def _serves_events(store: SqliteStore) -> EventStore:
+        return store  # and to the async invocations' EventStore

@@ -4,7 +4,8 @@ transactions, and the helpers every part of :class:`~runtime.batch.store.SqliteS
 The store is assembled from mixins, one per part of the API, each on top of
 :class:`SqliteBase`: ``store_resources`` (job definitions and queues), ``store_jobs``
 (submitting, settling, cancel and terminate), ``store_runner`` (what a runner calls),
-``store_describe`` (DescribeJobs and ListJobs) and ``store_events`` (async invocations).
+``store_describe`` (DescribeJobs and ListJobs), and :mod:`runtime.asyncinvoke.store`'s
+``EventsMixin`` (async invocations, whose tables are in this schema).
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from ..errors import ServiceException
-from . import events as ev
+from ..sqlite import SqliteFile
 from .model import (
     ClientException,
     JobDefinition,
     JobQueueDetail,
     JobSpec,
 )
-from .sqlite import SqliteFile
 
 T = TypeVar("T")
 #: (job seq, final status, statusReason or None to keep the current one)
@@ -172,16 +171,17 @@ _SCHEMA_V2 = (
     )""",
 )
 
-#: MIGRATIONS[i] takes a file from user_version i to i + 1
+#: MIGRATIONS[i] takes the batch tables from version i to i + 1 (see runtime.sqlite)
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
 SCHEMA_VERSION = len(MIGRATIONS)
+#: the batch tables' row in warmstart_meta
+COMPONENT: Final = "batch"
 
 
 _spec_encoder = msgspec.json.Encoder()
 _spec_decoder = msgspec.json.Decoder(JobSpec)
 _definition_decoder = msgspec.json.Decoder(JobDefinition)
 _queue_decoder = msgspec.json.Decoder(JobQueueDetail)
-_config_decoder = msgspec.json.Decoder(ev.EventInvokeConfig)
 
 
 def _ms(now: float) -> int:
@@ -280,21 +280,15 @@ class SqliteBase(SqliteFile):
 
     def _migrate(self) -> None:
         with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ServiceException(
-                    f"{self.path} has batch schema version {version}; this warmstart knows "
-                    f"up to {SCHEMA_VERSION}"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {target + 1}")
+            # a file from before warmstart_meta kept this version in PRAGMA user_version
+            legacy = int(db.execute("PRAGMA user_version").fetchone()[0])
+            version = self._upgrade(db, COMPONENT, MIGRATIONS, legacy=legacy)
+            # kept in step, so that an older warmstart opening this file finds it current
+            db.execute(f"PRAGMA user_version = {version}")
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return self._version(COMPONENT)
 
     # -- lookups the parts share --------------------------------------------------------------
 
@@ -323,11 +317,3 @@ class SqliteBase(SqliteFile):
         if row is None:
             raise ClientException(f"Job {job_id} does not exist")
         return row  # type: ignore[no-any-return]
-
-    @staticmethod
-    def _beat(db: sqlite3.Connection, node: str, now: float) -> None:
-        db.execute(
-            "INSERT INTO nodes (id, seen_at) VALUES (?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-            (node, now),
-        )

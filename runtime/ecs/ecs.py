@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import PoolConfig
-from ..pools.container import local_node_id
+from ..node import local_node_id
 from .clusters import Clusters
 from .errors import InvalidParameterException
 from .listing import page

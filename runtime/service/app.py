@@ -48,14 +48,17 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from ..batch.dispatch import EventBacklog, EventDispatcher, offload
+from ..asyncinvoke.backlog import EventBacklog
+from ..asyncinvoke.dispatch import EventDispatcher
+from ..asyncinvoke.store import EventStore
 from ..batch.queue import STORE_FILE, BatchQueue
-from ..batch.rules_store import RuleStore
-from ..batch.schedules import ScheduleRunner, sync_config
-from ..batch.store import SqliteStore, Store, default_data_dir
+from ..batch.store import SqliteStore, default_data_dir
 from ..configfile import ConfigFile
 from ..ecs import Ecs
 from ..engine import Engine
+from ..schedules.runner import ScheduleRunner, sync_config
+from ..schedules.store import RuleStore
+from ..sqlite import offload
 from ..wording import request_id
 from . import ecs_api, events_api, gateway
 from .auth import AuthError, check_authorization
@@ -310,7 +313,7 @@ class Background:
         self.data_dir = Path(data_dir or config.batch.data_dir or default_data_dir())
         self.queue: BatchQueue | None = None
         self.backlog: BatchQueue | EventBacklog | None = None
-        self.store: Store | None = None
+        self.store: EventStore | None = None
         self.rules: RuleStore | None = None
         self.dispatcher: EventDispatcher | None = None
         self.schedules: ScheduleRunner | None = None

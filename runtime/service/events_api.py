@@ -32,7 +32,10 @@ from typing import Any
 
 import orjson
 
-from ..batch.rules_store import (
+from ..config import PoolConfig
+from ..errors import ResourceNotFoundException, ServiceException
+from ..schedules.runner import rule_arn
+from ..schedules.store import (
     DISABLED,
     ENABLED,
     STATES,
@@ -44,9 +47,6 @@ from ..batch.rules_store import (
     check_expression,
     target_function,
 )
-from ..batch.schedules import rule_arn
-from ..config import PoolConfig
-from ..errors import ResourceNotFoundException, ServiceException
 from .json_rpc import JsonRpc
 
 TARGET_PREFIX = "AWSEvents"

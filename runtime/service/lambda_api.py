@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..batch import events as ev
+from ..asyncinvoke import model as ev
 from ..code import make_work_dir, remove_code
 from ..config import FunctionConfig
 from ..configfile import ServiceConfig
@@ -84,7 +84,7 @@ from .shapes import (
 )
 
 if TYPE_CHECKING:
-    from ..batch.store import Store
+    from ..asyncinvoke.store import EventStore
     from ..engine import Engine
     from .metrics import ServiceMetrics
 
@@ -125,7 +125,7 @@ class LambdaApi:
         self.records: dict[str, FunctionRecord] = {}
         self.followers = LogFollowers(engine)
         #: where event invoke configs live (the service's durable store), once attached
-        self.event_store: Store | None = None
+        self.event_store: EventStore | None = None
         self._code_root: str | None = None
 
     async def close(self) -> None:
@@ -471,7 +471,7 @@ class LambdaApi:
         shapes = [self._event_invoke_shape(name, config) for config in configs]
         return json_response({"FunctionEventInvokeConfigs": shapes})
 
-    def _event_invoke_target(self, request: web.Request) -> tuple[str, Store]:
+    def _event_invoke_target(self, request: web.Request) -> tuple[str, EventStore]:
         """The function (which must exist) and the store its settings live in."""
         name = self.engine.get_function(self._name(request)).name
         if self.event_store is None:
@@ -482,7 +482,7 @@ class LambdaApi:
 
     def _event_invoke_request(
         self, request: web.Request, body: bytes
-    ) -> tuple[str, Store, ev.EventInvokeConfig]:
+    ) -> tuple[str, EventStore, ev.EventInvokeConfig]:
         name, store = self._event_invoke_target(request)
         config = event_invoke_config(json_object(body))
         ev.check_event_invoke_config(config)

@@ -19,7 +19,7 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from ..batch.events import DestinationConfig, EventInvokeConfig
+from ..asyncinvoke.model import DestinationConfig, EventInvokeConfig
 from ..code import prepare_code
 from ..config import FunctionConfig, PoolConfig
 from ..errors import InvalidParameterValueException, InvalidRequestContentException

@@ -25,31 +25,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Protocol
 
 import orjson
 
 from ..config import PoolConfig
 from ..errors import (
-    BatchUnavailableException,
     ResourceNotFoundException,
     TooManyRequestsException,
     WarmstartError,
 )
-from ..pools.container import local_node_id, node_alive
+from ..node import local_node_id, node_alive
 from ..result import InvokeResult
-from . import events as ev
-from .rules_store import target_function
-from .store import Store
+from ..schedules.store import target_function
+from ..sqlite import offload
+from . import model as ev
+from .store import EventStore
 
-T = TypeVar("T")
 log = logging.getLogger("warmstart.batch")
 
 #: the prefix of a dispatcher's node id (the rest is ``local_node_id()``): the store's
@@ -63,13 +61,6 @@ class Invoker(Protocol):
     pool: PoolConfig
 
     async def invoke(self, name: str, payload: bytes) -> InvokeResult: ...
-
-
-async def offload(executor: Executor | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` in ``executor`` (None: the loop's default one), off the loop:
-    a store call may wait for another process's write lock."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
 
 
 def event_node_id() -> str:
@@ -105,7 +96,7 @@ class EventDispatcher:
     def __init__(
         self,
         engine: Invoker,
-        store: Store,
+        store: EventStore,
         *,
         node_id: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -368,41 +359,3 @@ def _function_error(result: InvokeResult) -> str:
     if isinstance(doc, dict):
         return f"{result.function_error}: {doc.get('errorType')}: {doc.get('errorMessage')}"
     return str(result.function_error)
-
-
-class EventBacklog:
-    """The engine's backlog for Event invocations only: each is stored (in a thread) before
-    Invoke answers 202, then every callable in ``event_listeners`` is called (the
-    dispatcher's ``wake``). Batch work is refused: that is ``runtime.batch.queue``'s."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        clock: Callable[[], float] = time.time,
-        executor: Executor | None = None,
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.executor = executor
-        self.event_listeners: list[Callable[[], None]] = []
-
-    async def put_event(self, function: str, payload: bytes, request_id: str) -> None:
-        await offload(
-            self.executor,
-            self.store.put_event,
-            function,
-            payload,
-            self.clock(),
-            request_id=request_id,
-        )
-        for listener in self.event_listeners:
-            listener()
-
-    async def spill(
-        self, function: str, payload: bytes, *, origin: str, request_id: str
-    ) -> NoReturn:
-        raise BatchUnavailableException(
-            f"{function} needs the batch queue (a batch function or spill_on_timeout), and "
-            "this service runs async invocations only"
-        )

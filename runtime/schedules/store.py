@@ -2,10 +2,10 @@
 
 The rules live in the same SQLite file as :class:`~runtime.batch.store.SqliteStore`, in their
 own tables (``schedule_rules``, ``schedule_targets``) over their own connection (WAL, like the
-batch store's). ``SqliteStore`` owns the file's ``PRAGMA user_version``, so this schema keeps
-its version in a ``warmstart_meta`` table, one row per component.
+batch store's), with their own schema version: the ``schedule_rules`` row of the file's
+``warmstart_meta`` (:mod:`runtime.sqlite`).
 
-A rule records three instants (epoch seconds), which is all :mod:`runtime.schedule` needs to
+A rule records three instants (epoch seconds), which is all :mod:`.expressions` needs to
 fire it once per instant and once after downtime:
 
 - ``created_at``: the anchor of a ``rate(...)`` schedule (EventBridge counts from creation);
@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from ..errors import ResourceNotFoundException, ServiceException, WarmstartError
-from ..schedule import Schedule, parse
-from .sqlite import SqliteFile
+from ..errors import ResourceNotFoundException, WarmstartError
+from ..sqlite import SqliteFile
+from .expressions import Schedule, parse
 
 ENABLED: Final = "ENABLED"
 DISABLED: Final = "DISABLED"
@@ -173,35 +173,11 @@ class RuleStore(SqliteFile):
 
     def _migrate(self) -> None:
         with self._write() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS warmstart_meta"
-                " (component TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
-            )
-            row = db.execute(
-                "SELECT version FROM warmstart_meta WHERE component = ?", (COMPONENT,)
-            ).fetchone()
-            version = 0 if row is None else int(row[0])
-            if version > SCHEMA_VERSION:
-                raise ServiceException(
-                    f"{self.path} has schedule rule schema version {version}; this warmstart "
-                    f"knows up to {SCHEMA_VERSION}"
-                )
-            for target in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[target]:
-                    db.execute(statement)
-            db.execute(
-                "INSERT INTO warmstart_meta (component, version) VALUES (?, ?)"
-                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                (COMPONENT, SCHEMA_VERSION),
-            )
+            self._upgrade(db, COMPONENT, MIGRATIONS)
 
     @property
     def schema_version(self) -> int:
-        with self._read() as db:
-            row = db.execute(
-                "SELECT version FROM warmstart_meta WHERE component = ?", (COMPONENT,)
-            ).fetchone()
-        return int(row[0])
+        return self._version(COMPONENT)
 
     # -- rules ----------------------------------------------------------------------------------
 

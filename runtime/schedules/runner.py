@@ -32,9 +32,9 @@ from typing import Protocol
 import orjson
 
 from ..config import PoolConfig
-from ..schedule import scheduled_event
-from .dispatch import offload
-from .rules_store import (
+from ..sqlite import offload
+from .expressions import scheduled_event
+from .store import (
     CONFIG_MANAGER,
     DISABLED,
     ENABLED,

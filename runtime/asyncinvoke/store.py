@@ -1,23 +1,78 @@
-"""The batch store's async invocations: events stored before Invoke answers 202, claimed by a
-dispatcher, retried or dead-lettered by :mod:`runtime.batch.events`' rules, redriven; and the
-per-function event invoke configs."""
+"""The store of async invocations: events stored before Invoke answers 202, claimed by a
+dispatcher, retried or dead-lettered by :mod:`runtime.asyncinvoke.model`'s rules, redriven; and
+the per-function event invoke configs.
+
+:class:`EventStore` is the interface the dispatcher, the backlog and the service program
+against. :class:`EventsMixin` implements it on the SQLite file of the batch store (its tables
+are in that file's ``batch`` schema), and :class:`~runtime.batch.store.SqliteStore` includes
+it, so one object serves both protocols. Nothing here reads a clock: every call that changes
+state takes ``now`` (epoch seconds).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from ..errors import ResourceNotFoundException
+from ..sqlite import SqliteFile
 from ..wording import request_id as new_request_id
-from . import events as ev
-from .store_base import (
-    SqliteBase,
-    _config_decoder,
-    _spec_encoder,
-)
+from . import model as ev
+
+__all__ = ["EventStore", "EventsMixin", "Recovered"]
+
+_encoder = msgspec.json.Encoder()
+_config_decoder = msgspec.json.Decoder(ev.EventInvokeConfig)
+
+
+class Recovered(Protocol):
+    """What a recovery of a dead node found; the dispatcher counts its events."""
+
+    @property
+    def events(self) -> int: ...
+
+
+class EventStore(Protocol):
+    """The async-invocation store's interface. Every method is one transaction; ``now`` is
+    epoch seconds. ``heartbeat``, ``stale_nodes`` and ``recover`` are the node liveness the
+    dispatcher shares with batch runners on the same file."""
+
+    def put_event(
+        self,
+        function: str,
+        payload: bytes,
+        now: float,
+        *,
+        max_retries: int | None = None,
+        max_age_s: int | None = None,
+        request_id: str | None = None,
+    ) -> ev.AsyncEvent: ...
+    def claim_events(self, node: str, now: float, limit: int = 10) -> ev.EventClaim: ...
+    def event_done(self, event_id: str) -> None: ...
+    def event_failed(
+        self, event_id: str, error: str, now: float, *, throttled: bool = False
+    ) -> ev.AsyncEvent: ...
+    def dlq_list(self, function: str | None = None, limit: int = 100) -> list[ev.AsyncEvent]: ...
+    def dlq_redrive(self, event_ids: Sequence[str] | None, now: float) -> int: ...
+    def put_event_invoke_config(
+        self, function: str, config: ev.EventInvokeConfig, now: float
+    ) -> ev.EventInvokeConfig: ...
+    def update_event_invoke_config(
+        self, function: str, config: ev.EventInvokeConfig, now: float
+    ) -> ev.EventInvokeConfig: ...
+    def get_event_invoke_config(self, function: str) -> ev.EventInvokeConfig: ...
+    def delete_event_invoke_config(self, function: str) -> None: ...
+
+    # node liveness
+    def heartbeat(self, node: str, now: float) -> None: ...
+    def stale_nodes(self, now: float, max_silence_s: float) -> list[str]: ...
+    def recover(self, node: str, now: float) -> Recovered: ...
+
+    def close(self) -> None: ...
+
 
 _EVENT_COLUMNS = (
     "id, function, payload, created_at, next_at, state, node, invocations, retries, throttles,"
@@ -25,7 +80,7 @@ _EVENT_COLUMNS = (
 )
 
 
-class EventsMixin(SqliteBase):
+class EventsMixin(SqliteFile):
     """Async invocation events and event invoke configs."""
 
     # -- async invocation events --------------------------------------------------------------
@@ -217,7 +272,7 @@ class EventsMixin(SqliteBase):
         db.execute(
             "INSERT INTO event_configs (function, detail) VALUES (?, ?)"
             " ON CONFLICT (function) DO UPDATE SET detail = excluded.detail",
-            (function, _spec_encoder.encode(config)),
+            (function, _encoder.encode(config)),
         )
         return config
 
