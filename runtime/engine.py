@@ -16,6 +16,9 @@
 
 One timer follows the core's earliest deadline; when it fires the engine calls
 ``advance(now)`` and carries out what comes back.
+
+Environments start and stop through a ``Launcher`` per backend (``pools.launcher``: processes
+forked from a template or spawned, containers); invocations go to the ``Worker`` directly.
 """
 
 from __future__ import annotations
@@ -30,8 +33,6 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-import aiodocker
-import aiohttp
 import orjson
 
 from . import scheduler as S
@@ -43,7 +44,7 @@ from .code import (
     remove_code,
     remove_dead_work_dirs,
 )
-from .config import FunctionConfig, PoolConfig, check_interpreter
+from .config import FunctionConfig, PoolConfig
 from .environment import Call, Environment, EnvStatus, FunctionState
 from .errors import (
     BatchUnavailableException,
@@ -56,14 +57,9 @@ from .errors import (
     TooManyRequestsException,
     WarmstartError,
 )
-from .pools.container import (
-    ContainerBackend,
-    ContainerStartError,
-    ContainerWorker,
-    SandboxKey,
-    local_node_id,
-)
-from .pools.process import FunctionSpec, InitFailed, Template, Worker, python_for, spawn_worker
+from .node import local_node_id
+from .pools.launcher import LAUNCHERS, LaunchContext, Launcher
+from .pools.process import FunctionSpec, InitFailed, Worker, python_for
 from .result import InvokeResult, Report
 from .wording import (
     THROTTLE_REASONS,
@@ -117,9 +113,15 @@ class Engine:
         #: False runs batch functions (timeout_s > 900) here like any other: the batch runner's
         #: own engine, which must not hand its work back to the queue it serves
         self.spill = spill
-        self._core_cls = scheduler or S.Scheduler
-        self._core: S.SchedulerPy | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._core = (scheduler or S.Scheduler)(
+            account_limit=self.pool.account_concurrency,
+            cold_start_cap=self.pool.cold_start_cap,
+            memory_budget_mb=self.pool.memory_budget_mb,
+            max_queue=self.pool.max_queue,
+            queue_timeout=self.pool.queue_timeout_s,
+        )
+        #: the running loop, from start() on
+        self._loop: asyncio.AbstractEventLoop
         self._functions: dict[str, FunctionState] = {}
         self._envs: dict[int, Environment] = {}
         self._calls: dict[int, Call] = {}
@@ -130,7 +132,9 @@ class Engine:
         self._work_dir = ""
         self._own_work_dir = False
         self._closed = False
-        self._containers: ContainerBackend | None = None
+        #: ``FunctionConfig.backend`` → its launcher, made at start
+        self._launchers: dict[str, Launcher] = {}
+        self._started = False
         #: names this engine's containers (their labels), so a later run can remove leftovers
         self.node_id = local_node_id()
         self.log_listeners: list[Any] = []
@@ -141,25 +145,21 @@ class Engine:
 
     async def start(self) -> Engine:
         self._loop = asyncio.get_running_loop()
+        self._started = True
         pool = self.pool
-        self._core = self._core_cls(
-            account_limit=pool.account_concurrency,
-            cold_start_cap=pool.cold_start_cap,
-            memory_budget_mb=pool.memory_budget_mb,
-            max_queue=pool.max_queue,
-            queue_timeout=pool.queue_timeout_s,
-        )
         # the work dirs of runs that died without closing (SIGKILL), never a live run's; on
         # the loop, since start may come after the loop's default executor was shut down
         remove_dead_work_dirs(pool.work_dir)
         self._work_dir = make_work_dir(pool.work_dir)
         self._own_work_dir = True
-        if pool.stem_cells:
-            try:
-                await self._container_backend()
-            except BaseException:
-                await self.close()
-                raise
+        context = LaunchContext(pool, self._work_dir, self.node_id)
+        self._launchers = {name: make(context) for name, make in LAUNCHERS.items()}
+        try:
+            for launcher in self._launchers.values():
+                await launcher.open()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aenter__(self) -> Engine:
@@ -184,10 +184,9 @@ class Engine:
         await self._wait_exits(
             [env.worker for env in self._envs.values() if env.worker is not None]
         )
-        await self._close_templates()
         await self._drain_tasks(5.0)
-        if self._containers is not None:
-            await self._containers.close()
+        for launcher in self._launchers.values():
+            await launcher.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -204,14 +203,6 @@ class Engine:
                 call.future.set_exception(ServiceException("the engine is shutting down"))
         self._calls.clear()
 
-    async def _close_templates(self) -> None:
-        """Templates of registered functions, and of unregistered ones whose calls were running."""
-        functions = {id(fn): fn for fn in self._functions.values()}
-        functions.update((id(env.fn), env.fn) for env in self._envs.values())
-        for fn in functions.values():
-            for template in list(fn.templates.values()):
-                await template.close()
-
     async def _drain_tasks(self, timeout: float) -> None:
         """Let environments already stopping (keepalive, unregister, update) and templates
         already closing finish: cancelled, they would leave their processes unawaited."""
@@ -227,14 +218,21 @@ class Engine:
 
     @property
     def core(self) -> S.SchedulerPy:
-        if self._core is None:
+        return self._core
+
+    @property
+    def _containers(self) -> Any:
+        """The container launcher's Docker side once made (tests and benchmarks look at it)."""
+        return getattr(self._launchers.get("container"), "backend", None)
+
+    def _launcher(self, config: FunctionConfig) -> Launcher:
+        if not self._started:
             raise ServiceException(
                 "the engine is not started: use 'async with Engine()' or await start()"
             )
-        return self._core
+        return self._launchers[config.backend]
 
     def _now(self) -> float:
-        assert self._loop is not None
         return self._loop.time()
 
     # -- functions --------------------------------------------------------------------------
@@ -243,11 +241,10 @@ class Engine:
         """Add a function; returns once its template and provisioned environments are warm."""
         if self._closed:
             raise ServiceException("the engine is closed")
-        core = self.core
+        launcher = self._launcher(config)
         if config.name in self._functions:
             raise ResourceConflictException(f"Function already exist: {config.name}")
-        host_binds = await self._check_backend(config)
-        await asyncio.to_thread(check_interpreter, config)
+        await launcher.prepare(config)
         fn_dir = os.path.join(self._work_dir, "functions", config.name)
         os.makedirs(fn_dir, exist_ok=True)
         code_dir = await asyncio.to_thread(prepare_code, config.code, fn_dir)
@@ -258,11 +255,9 @@ class Engine:
         except WarmstartError:
             await asyncio.to_thread(remove_code, code_dir)  # a directory used in place stays
             raise
-        fn = FunctionState(config, code_dir, fn_dir)
-        fn.host_binds = host_binds
+        fn = FunctionState(config, code_dir, fn_dir, self._spec(config, code_dir, fn_dir, 0))
         self._functions[config.name] = fn
-        self._new_spec(fn)
-        actions = core.add_function(config.name, *self._core_args(config), self._now())
+        actions = self._core.add_function(config.name, *self._core_args(config), self._now())
         await self._warm_up(fn, actions)
 
     async def update(self, name: str, /, **changes: Any) -> FunctionConfig:
@@ -274,20 +269,19 @@ class Engine:
         if changes.get("name", name) != name:
             raise InvalidParameterValueException("name: a function cannot be renamed by update")
         config = fn.config.replace(**changes)
-        host_binds = await self._check_backend(config)
-        await asyncio.to_thread(check_interpreter, config)
+        await self._launcher(config).prepare(config)
         self._check_reserved(config, fn)
         if "code" in changes:
             code_dir = await asyncio.to_thread(prepare_code, config.code, fn.work_dir)
             if code_dir != fn.code_dir:  # the old code goes once this generation drains
                 fn.retired_code[fn.generation], fn.code_dir = fn.code_dir, code_dir
         fn.config = config
-        fn.host_binds = host_binds
         fn.generation += 1
-        self._new_spec(fn)
-        actions = self.core.update_function(name, *self._core_args(config), self._now())
+        fn.spec = self._spec(config, fn.code_dir, fn.work_dir, fn.generation)
+        fn.held.add(fn.generation)
+        actions = self._core.update_function(name, *self._core_args(config), self._now())
         await self._warm_up(fn, actions)
-        self._retire_templates(fn)
+        self._retire(fn)
         return config
 
     async def set_concurrency(
@@ -303,7 +297,7 @@ class Engine:
         )
         self._check_reserved(config, fn)
         fn.config = config
-        actions = self.core.set_concurrency(
+        actions = self._core.set_concurrency(
             name, -1 if reserved is None else reserved, config.provisioned_concurrency, self._now()
         )
         await self._warm_up(fn, actions)
@@ -312,10 +306,10 @@ class Engine:
         """Remove a function: waiting calls are refused, running ones finish, then all stops
         and code unpacked from a zip is removed."""
         fn = self._function(name)
-        self._apply(self.core.remove_function(name, self._now()))
+        self._apply(self._core.remove_function(name, self._now()))
         del self._functions[name]
         fn.retired_code[fn.generation] = fn.code_dir
-        self._retire_templates(fn, everything=True)
+        self._retire(fn, everything=True)
 
     def functions(self) -> list[FunctionConfig]:
         return [fn.config for fn in self._functions.values()]
@@ -331,48 +325,6 @@ class Engine:
 
     def _arn(self, name: str) -> str:
         return self.pool.function_arn(name)
-
-    async def _check_backend(self, config: FunctionConfig) -> tuple[str, ...]:
-        """A container function needs an engine that answers and its image; returns the host
-        paths to bind-mount (only from images the pool trusts)."""
-        if config.backend != "container":
-            return ()
-        backend = await self._container_backend()
-        try:
-            binds = await backend.host_binds(config.image or "")
-        except ContainerStartError as exc:
-            raise InvalidParameterValueException(f"image: {exc}") from None
-        return binds if self.pool.trust_image_binds else ()
-
-    async def _container_backend(self) -> ContainerBackend:
-        """The Docker client, made on first use; leftovers of dead runs are removed then."""
-        if self._containers is None:
-            backend = ContainerBackend(
-                start_cap=self.pool.cold_start_cap,
-                root=os.path.join(self._work_dir, "containers"),
-                node_id=self.node_id,
-            )
-            try:
-                await backend.cleanup_leftovers(self.node_id)
-            except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
-                await backend.close()
-                raise InvalidParameterValueException(
-                    f"backend: 'container' needs a Docker Engine, and none answers ({exc})"
-                ) from None
-            self._containers = backend
-            await self._keep_stem_cells(backend)
-        return self._containers
-
-    async def _keep_stem_cells(self, backend: ContainerBackend) -> None:
-        for stem in self.pool.stem_cells:
-            try:
-                binds = await backend.host_binds(stem.image)
-            except ContainerStartError as exc:
-                raise InvalidParameterValueException(f"stem_cells.image: {exc}") from None
-            key = SandboxKey(
-                stem.image, stem.memory_mb, stem.ephemeral_storage_mb, stem.network, stem.python
-            )
-            backend.keep_stem_cells(key, stem.count, binds if self.pool.trust_image_binds else ())
 
     def _check_reserved(self, config: FunctionConfig, current: FunctionState | None) -> None:
         """Lambda keeps at least 100 (here: 10%) of the account unreserved."""
@@ -403,8 +355,10 @@ class Engine:
             config.is_batch and self.spill,
         )
 
-    def _new_spec(self, fn: FunctionState) -> None:
-        config = fn.config
+    def _spec(
+        self, config: FunctionConfig, code_dir: str, work_dir: str, generation: int
+    ) -> FunctionSpec:
+        """What environments of one generation start from."""
         environ = {
             "AWS_LAMBDA_FUNCTION_NAME": config.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
@@ -415,7 +369,7 @@ class Engine:
             "AWS_DEFAULT_REGION": self.pool.region,
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3",
             "_HANDLER": config.handler,
-            "LAMBDA_TASK_ROOT": fn.code_dir,
+            "LAMBDA_TASK_ROOT": code_dir,
             "LAMBDA_RUNTIME_DIR": os.path.dirname(os.path.dirname(P.__file__)),
             "TZ": ":UTC",
             "LANG": "en_US.UTF-8",
@@ -423,7 +377,7 @@ class Engine:
         }
         init_config = {
             "handler": config.handler,
-            "task_root": fn.code_dir,
+            "task_root": code_dir,
             "environ": environ,
             "function_name": config.name,
             "function_version": "$LATEST",
@@ -431,21 +385,22 @@ class Engine:
             "memory_mb": config.memory_mb,
             "log_group_name": f"/aws/lambda/{config.name}",
             "log_stream_name": "",
-            "log_path": os.path.join(fn.work_dir, f"template-{fn.generation}.log"),
+            "log_path": os.path.join(work_dir, f"template-{generation}.log"),
             "log_cap": self.pool.log_cap_bytes,
         }
-        fn.spec = FunctionSpec(
+        return FunctionSpec(
             config.name,
-            fn.generation,
+            generation,
             python_for(config.runtime),
-            fn.code_dir,
-            fn.work_dir,
+            code_dir,
+            work_dir,
             init_config,
             os.getpid(),
         )
 
     async def _warm_up(self, fn: FunctionState, actions: list[S.Action]) -> None:
-        """Carry out actions; wait for the template and the provisioned cold starts they began."""
+        """Carry out actions; wait for the launcher's warm-up (a template) and the provisioned
+        cold starts they began."""
         self._apply(actions)
         starts = [
             env.start_task
@@ -454,31 +409,20 @@ class Engine:
             and (env := self._envs.get(env_id)) is not None
             and env.start_task is not None
         ]
-        if fn.config.backend == "process" and fn.config.start == "fork" and fn.spec is not None:
-            template = self._template(fn)
-            with contextlib.suppress(InitFailed, EOFError, OSError):
-                await template.ensure()  # import errors surface at invoke time, as on Lambda
+        await self._launchers[fn.config.backend].warm(fn)
         if starts:
             await asyncio.gather(*starts, return_exceptions=True)
 
-    def _template(self, fn: FunctionState) -> Template:
-        template = fn.templates.get(fn.generation)
-        if template is None:
-            assert fn.spec is not None
-            assert self._loop is not None
-            template = fn.templates[fn.generation] = Template(fn.spec, self._loop)
-        return template
-
-    def _retire_templates(self, fn: FunctionState, everything: bool = False) -> None:
-        """Close templates of old generations once none of their workers is left."""
-        for generation, template in list(fn.templates.items()):
-            if generation == fn.generation and not everything:
-                continue
-            if any(env.fn is fn and env.generation == generation for env in self._envs.values()):
-                continue
-            del fn.templates[generation]
-            self._spawn_task(template.close())
+    def _retire(self, fn: FunctionState, everything: bool = False) -> None:
+        """Retire old generations (every one with ``everything``) once none of their
+        environments is left: the launchers release what they held, drained code goes."""
         live = [env.generation for env in self._envs.values() if env.fn is fn]
+        for generation in sorted(fn.held):
+            if (generation == fn.generation and not everything) or generation in live:
+                continue
+            fn.held.discard(generation)
+            for launcher in self._launchers.values():
+                self._spawn_task(launcher.retire(fn, generation))
         for code_dir in drained_code(fn.retired_code, live):
             if all(other.code_dir != code_dir for other in self._functions.values()):
                 self._spawn_task(asyncio.to_thread(remove_code, code_dir))
@@ -565,11 +509,10 @@ class Engine:
     ) -> Call:
         """Hand a new call to the core; its future resolves with its result."""
         loop = self._loop
-        assert loop is not None
         req = next(self._req_ids)
         call = Call(req, fn, body, context, loop.create_future(), rid)
         self._calls[req] = call
-        self._apply(self._core.submit(req, fn.config.name, loop.time()))  # type: ignore[union-attr]
+        self._apply(self._core.submit(req, fn.config.name, loop.time()))
         return call
 
     def _withdraw(self, call: Call) -> None:
@@ -580,7 +523,7 @@ class Engine:
         if any(env.call is call for env in self._envs.values()):
             return
         del self._calls[call.req]
-        self._apply(self.core.withdraw(call.req, self._now()))
+        self._apply(self._core.withdraw(call.req, self._now()))
 
     def signal_call(self, request_id: str, signum: int) -> bool:
         """Send ``signum`` to the worker process running the call ``request_id``; False when
@@ -624,7 +567,7 @@ class Engine:
         A later deadline leaves the armed timer alone: when it fires early, ``advance`` finds
         nothing due and the timer moves on, which is cheaper than re-arming on every call.
         """
-        when = self._core.next_deadline()  # type: ignore[union-attr]
+        when = self._core.next_deadline()
         if when >= self._timer_at:
             return
         if self._timer is not None:
@@ -632,14 +575,13 @@ class Engine:
             self._timer = None
         self._timer_at = when
         if when != float("inf"):
-            assert self._loop is not None
             self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
         if not self._closed:
-            self._apply(self.core.advance(self._now()))
+            self._apply(self._core.advance(self._now()))
 
     def _dispatch(self, env_id: int, req: int) -> None:
         env = self._envs[env_id]
@@ -664,14 +606,14 @@ class Engine:
         env.to(EnvStatus.READY)
         call.cold_ms = None
         now = self._now()
-        self._apply(self.core.crashed(env.id, now))
-        self._apply(self.core.submit(call.req, call.fn.config.name, now))
+        self._apply(self._core.crashed(env.id, now))
+        self._apply(self._core.submit(call.req, call.fn.config.name, now))
 
     def _cold_start(self, env_id: int, req: int) -> None:
         env = self._envs.get(env_id)
         call = self._calls.get(req) if req >= 0 else None
         if env is None:
-            fn = call.fn if call is not None else self._functions[self.core.env_function(env_id)]
+            fn = call.fn if call is not None else self._functions[self._core.env_function(env_id)]
             env = self._envs[env_id] = Environment(self, env_id, fn, self._work_dir)
             if req < 0:
                 env.init_type = "provisioned-concurrency"
@@ -681,8 +623,7 @@ class Engine:
 
     async def _start_env(self, env: Environment, call: Call | None) -> None:
         fn = env.fn
-        assert self._loop is not None
-        assert fn.spec is not None
+        launcher = self._launchers[fn.config.backend]
         t0 = time.perf_counter()
         old = env.worker
         if old is not None:
@@ -700,12 +641,7 @@ class Engine:
             "dir": env.dir,
         }
         try:
-            if fn.config.backend == "container":
-                worker = await self._start_container(fn, env, env_config)
-            elif fn.config.start == "spawn":
-                worker = await spawn_worker(fn.spec, env, self._loop, env_config)
-            else:
-                worker = await self._template(fn).fork(env, env.id, env_config)
+            worker = await launcher.start(fn, env, env_config)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -715,9 +651,9 @@ class Engine:
             env.start_task = None
         if call is not None and self._calls.get(call.req) is not call:
             call = None  # withdrawn while it started: the environment is warmed for the next
-        env.worker = worker
-        if isinstance(worker, ContainerWorker):
-            env.log_path = worker.log_path  # the sandbox's log file
+        env.worker, env.launcher = worker, launcher
+        if worker.log_path:
+            env.log_path = worker.log_path
         if worker.transport is None and env.status is EnvStatus.STARTING and env.id in self._envs:
             # it died between its handshake and now: its loss went unheard, since the
             # environment did not hold it yet
@@ -729,30 +665,9 @@ class Engine:
             fn.metrics.cold_starts += 1
         if env.status is EnvStatus.STARTING and env.id in self._envs:
             env.to(EnvStatus.READY)
-            self._apply(self.core.ready(env.id, self._loop.time()))
+            self._apply(self._core.ready(env.id, self._loop.time()))
         else:
             worker.kill()  # the environment went away while it started
-
-    async def _start_container(
-        self, fn: FunctionState, env: Environment, env_config: dict[str, Any]
-    ) -> Worker:
-        config = fn.config
-        assert self._containers is not None
-        assert self._loop is not None
-        assert fn.spec is not None
-        return await self._containers.start_worker(
-            fn.spec,
-            env,
-            self._loop,
-            env_config,
-            image=config.image or "",
-            memory_mb=config.memory_mb,
-            ephemeral_storage_mb=config.ephemeral_storage_mb,
-            network=config.network,
-            python=config.runtime or "python3",
-            env_id=env.id,
-            host_binds=fn.host_binds,
-        )
 
     def _start_failed(
         self, env: Environment, call: Call | None, exc: Exception, elapsed: float
@@ -780,7 +695,7 @@ class Engine:
                 init_error=True,
             )
         if env.id in self._envs:
-            self._apply(self.core.start_failed(env.id, self._now()))
+            self._apply(self._core.start_failed(env.id, self._now()))
 
     def _throttle(self, req: int, reason: int) -> None:
         call = self._calls.pop(req)
@@ -868,18 +783,13 @@ class Engine:
     async def _stop_env(self, env: Environment) -> None:
         if env.start_task is not None:
             env.start_task.cancel()
-        worker = env.worker
-        if worker is not None:
+        worker, launcher = env.worker, env.launcher
+        if worker is not None and launcher is not None:
             with contextlib.suppress(asyncio.TimeoutError):
-                if isinstance(worker, ContainerWorker) and self._containers is not None:
-                    await self._containers.stop_worker(worker)
-                else:
-                    await worker.stop()
+                await launcher.stop(worker)
         env.to(EnvStatus.STOPPED)
         await asyncio.to_thread(shutil.rmtree, env.dir, True)
-        self._retire_templates(
-            env.fn, everything=self._functions.get(env.fn.config.name) is not env.fn
-        )
+        self._retire(env.fn, everything=self._functions.get(env.fn.config.name) is not env.fn)
 
     # -- results from workers ---------------------------------------------------------------
 
@@ -905,9 +815,9 @@ class Engine:
             # about now, so the environment is not counted busy after its call was answered.
             env.killed = True
             worker.kill()
-            self._apply(self.core.crashed(env.id, self._now()))
+            self._apply(self._core.crashed(env.id, self._now()))
         else:
-            self._apply(self._core.release(env.id, self._loop.time()))  # type: ignore[union-attr]
+            self._apply(self._core.release(env.id, self._loop.time()))
 
     def worker_lost(self, env: Environment, worker: Worker) -> None:
         if (
@@ -927,7 +837,7 @@ class Engine:
             env.uses += 1
             ran_ms = (time.perf_counter() - call.started) * 1000
             self._spawn_task(self._after_crash(env, worker, call, ran_ms, env.read_log()))
-        self._apply(self.core.crashed(env.id, self._now()))
+        self._apply(self._core.crashed(env.id, self._now()))
 
     async def _after_crash(
         self, env: Environment, worker: Worker, call: Call, ran_ms: float, log: bytes
@@ -1003,7 +913,7 @@ class Engine:
         out = {}
         for name, fn in self._functions.items():
             m = fn.metrics
-            starting, idle, busy, waiting = self.core.counts(name)
+            starting, idle, busy, waiting = self._core.counts(name)
             stopping = sum(
                 1
                 for env in self._envs.values()

@@ -1,4 +1,8 @@
-"""Engine-side records: a call in flight, an environment and its status, a function."""
+"""Engine-side records: a call in flight, an environment and its status, a function.
+
+An environment is its worker's owner and hands what the worker says to its own owner (the
+engine) through ``EnvironmentOwner``, so this module needs nothing of the engine's.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,22 @@ import os
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .agent import protocol as P
 from .config import FunctionConfig
+from .pools.launcher import Launcher
 from .pools.process import FunctionSpec, Template, Worker
 from .result import InvokeResult
 from .wording import request_id
 
-if TYPE_CHECKING:
-    from .engine import Engine
+
+class EnvironmentOwner(Protocol):
+    """Who hears what an environment's worker says (the engine)."""
+
+    def frame_received(self, env: Environment, worker: Worker, frame: P.Frame) -> None: ...
+
+    def worker_lost(self, env: Environment, worker: Worker) -> None: ...
 
 
 class EnvStatus(enum.Enum):
@@ -86,13 +96,14 @@ class Environment:
     __slots__ = (
         "call",
         "dir",
-        "engine",
         "fn",
         "generation",
         "id",
         "init_type",
         "killed",
+        "launcher",
         "log_path",
+        "owner",
         "pending_init_ms",
         "start_task",
         "status",
@@ -102,8 +113,8 @@ class Environment:
         "worker",
     )
 
-    def __init__(self, engine: Engine, env_id: int, fn: FunctionState, root: str) -> None:
-        self.engine = engine
+    def __init__(self, owner: EnvironmentOwner, env_id: int, fn: FunctionState, root: str) -> None:
+        self.owner = owner
         self.id = env_id
         self.fn = fn
         self.generation = fn.generation
@@ -114,6 +125,8 @@ class Environment:
         os.makedirs(self.tmp, exist_ok=True)
         self.stream = time.strftime("%Y/%m/%d", time.gmtime()) + f"/[$LATEST]{uuid.uuid4().hex}"
         self.worker: Worker | None = None
+        #: what started the worker, and stops it
+        self.launcher: Launcher | None = None
         self.call: Call | None = None
         self.uses = 0
         self.pending_init_ms: float | None = None
@@ -130,10 +143,10 @@ class Environment:
         self.status = status
 
     def frame_received(self, worker: Worker, frame: P.Frame) -> None:
-        self.engine.frame_received(self, worker, frame)
+        self.owner.frame_received(self, worker, frame)
 
     def worker_lost(self, worker: Worker) -> None:
-        self.engine.worker_lost(self, worker)
+        self.owner.worker_lost(self, worker)
 
     def read_log(self) -> bytes:
         """What the worker wrote since its last result (after a crash or a kill)."""
@@ -176,22 +189,26 @@ class Metrics:
 class FunctionState:
     """Engine-side state of a registered function."""
 
-    def __init__(self, config: FunctionConfig, code_dir: str, work_dir: str) -> None:
+    def __init__(
+        self, config: FunctionConfig, code_dir: str, work_dir: str, spec: FunctionSpec
+    ) -> None:
         self.config = config
         self.code_dir = code_dir
         self.work_dir = work_dir
-        self.generation = 0
+        self.generation = spec.generation
+        #: what environments of the current generation start from
+        self.spec = spec
+        #: the process launcher's templates, per generation
         self.templates: dict[int, Template] = {}
+        #: generations whose launchers may still hold something (retired once drained)
+        self.held = {spec.generation}
         #: code directories replaced by an update or unregister: the last generation that runs
         #: each -> the directory, removed once no environment of those generations is left
         self.retired_code: dict[int, str] = {}
-        self.spec: FunctionSpec | None = None
         self.metrics = Metrics()
         self.log: deque[InvokeResult] = deque()
         self.log_bytes = 0
-        #: read-only host mounts of a container function (from a trusted image's label)
-        self.host_binds: tuple[str, ...] = ()
 
     @property
     def arn(self) -> str:
-        return self.spec.init_config["invoked_function_arn"] if self.spec else ""
+        return str(self.spec.init_config["invoked_function_arn"])

@@ -37,7 +37,7 @@ def test_no_extensions_forces_the_pure_core() -> None:
 
 
 def test_engine_runs_the_selected_core() -> None:
-    assert Engine()._core_cls is sched_mod.Scheduler
+    assert type(Engine().core) is sched_mod.Scheduler
     if NO_EXTENSIONS:
         assert sched_mod.Scheduler is sched_mod.SchedulerPy
     elif sched_mod.SchedulerC is not None:

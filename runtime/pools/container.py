@@ -43,13 +43,19 @@ import tempfile
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
 
+from ..errors import InvalidParameterValueException
+from ..node import local_node_id, node_alive
 from .process import EXIT_WAIT_S, ForkServer, FunctionSpec, Worker, WorkerOwner
+
+if TYPE_CHECKING:
+    from ..config import FunctionConfig
+    from .launcher import Function, LaunchContext, Slot
 
 AGENT_DIR = str(Path(__file__).resolve().parent.parent / "agent")
 SOCK_DIR = "/var/runtime-sock"
@@ -204,31 +210,6 @@ class Sandbox(ForkServer):
 def cpu_shares(memory_mb: int) -> int:
     """Docker CPU shares (1024 = one CPU) in Lambda's proportion to memory."""
     return max(2, memory_mb * 1024 // MB_PER_VCPU)
-
-
-def local_node_id() -> str:
-    """This process as a node: ``host/pid/start time``, so a restarted pid is another node."""
-    return f"{socket.gethostname()}/{os.getpid()}/{_start_ticks(os.getpid())}"
-
-
-def node_alive(node_id: str) -> bool:
-    """Whether the node that labelled a container may still run (another host: assume so)."""
-    try:
-        host, pid, ticks = node_id.rsplit("/", 2)
-    except ValueError:
-        return True
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    return _start_ticks(int(pid)) == ticks
-
-
-def _start_ticks(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return ""
-    return stat.rsplit(b")", 1)[1].split()[19].decode()
 
 
 def container_paths(
@@ -874,6 +855,95 @@ class ContainerBackend:
             f"<ContainerBackend live={len(self._live)} starting={self._starting} "
             f"stem={stems} cap={self.start_cap}>"
         )
+
+
+class ContainerLauncher:
+    """Environments as containers: the Docker client made on first use (the leftovers of dead
+    runs are removed then), the pool's stem cells, host binds from trusted images' labels."""
+
+    def __init__(self, context: LaunchContext) -> None:
+        self._pool = context.pool
+        self._root = os.path.join(context.work_dir, "containers")
+        self._node_id = context.node_id
+        self.backend: ContainerBackend | None = None
+        #: (function, image) → the host paths its containers mount read-only
+        self._binds: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    async def open(self) -> None:
+        if self._pool.stem_cells:
+            await self._backend()
+
+    async def prepare(self, config: FunctionConfig) -> None:
+        """An engine that answers and the image; its host binds, if the pool trusts images."""
+        backend = await self._backend()
+        image = config.image or ""
+        try:
+            binds = await backend.host_binds(image)
+        except ContainerStartError as exc:
+            raise InvalidParameterValueException(f"image: {exc}") from None
+        self._binds[config.name, image] = binds if self._pool.trust_image_binds else ()
+
+    async def warm(self, fn: Function) -> None:
+        pass
+
+    async def start(self, fn: Function, env: Slot, env_config: dict[str, Any]) -> Worker:
+        config = fn.config
+        image = config.image or ""
+        backend = await self._backend()
+        return await backend.start_worker(
+            fn.spec,
+            env,
+            asyncio.get_running_loop(),
+            env_config,
+            image=image,
+            memory_mb=config.memory_mb,
+            ephemeral_storage_mb=config.ephemeral_storage_mb,
+            network=config.network,
+            python=config.runtime or "python3",
+            env_id=env.id,
+            host_binds=self._binds.get((config.name, image), ()),
+        )
+
+    async def stop(self, worker: Worker) -> None:
+        if isinstance(worker, ContainerWorker) and self.backend is not None:
+            await self.backend.stop_worker(worker)
+        else:
+            await worker.stop()
+
+    async def retire(self, fn: Function, generation: int) -> None:
+        pass
+
+    async def close(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
+
+    async def _backend(self) -> ContainerBackend:
+        if self.backend is None:
+            backend = ContainerBackend(
+                start_cap=self._pool.cold_start_cap, root=self._root, node_id=self._node_id
+            )
+            try:
+                await backend.cleanup_leftovers(self._node_id)
+            except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+                await backend.close()
+                raise InvalidParameterValueException(
+                    f"backend: 'container' needs a Docker Engine, and none answers ({exc})"
+                ) from None
+            self.backend = backend
+            await self._keep_stem_cells(backend)
+        return self.backend
+
+    async def _keep_stem_cells(self, backend: ContainerBackend) -> None:
+        trusted = self._pool.trust_image_binds
+        for stem in self._pool.stem_cells:
+            try:
+                binds = await backend.host_binds(stem.image)
+            except ContainerStartError as exc:
+                raise InvalidParameterValueException(f"stem_cells.image: {exc}") from None
+            key = SandboxKey(
+                stem.image, stem.memory_mb, stem.ephemeral_storage_mb, stem.network, stem.python
+            )
+            backend.keep_stem_cells(key, stem.count, binds if trusted else ())
 
 
 async def _process_gone(pid: int) -> None:

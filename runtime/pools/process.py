@@ -22,12 +22,16 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from ..agent import protocol as P
+from ..config import FunctionConfig, check_interpreter
 from ..wording import peak_rss_mb
+
+if TYPE_CHECKING:
+    from .launcher import Function, LaunchContext, Slot
 
 AGENT_MAIN = str(Path(__file__).resolve().parent.parent / "agent" / "__main__.py")
 EXIT_WAIT_S = 5.0
@@ -55,6 +59,9 @@ class Worker(asyncio.Protocol):
     #: the kernel's OOM killer ended it (the container backend sets it; the engine then
     #: answers Runtime.OutOfMemory)
     oom_killed: bool = False
+    #: the host path of the worker's log file when it is not the environment's own (a
+    #: container's is in its sandbox directory)
+    log_path: str = ""
 
     def __init__(self, owner: WorkerOwner, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = owner
@@ -458,6 +465,53 @@ async def spawn_worker(
                 await asyncio.wait_for(asyncio.shield(proc.exited), EXIT_WAIT_S)
         raise
     return worker
+
+
+class ProcessLauncher:
+    """Environments as local processes: forked from a template per function generation
+    (``start="fork"``), or spawned as fresh interpreters (``start="spawn"``)."""
+
+    def __init__(self, context: LaunchContext) -> None:
+        self._templates: set[Template] = set()
+
+    async def open(self) -> None:
+        pass
+
+    async def prepare(self, config: FunctionConfig) -> None:
+        await asyncio.to_thread(check_interpreter, config)
+
+    async def warm(self, fn: Function) -> None:
+        if fn.config.start == "fork":
+            with contextlib.suppress(InitFailed, EOFError, OSError):
+                await self._template(fn).ensure()
+
+    async def start(self, fn: Function, env: Slot, env_config: dict[str, Any]) -> Worker:
+        if fn.config.start == "spawn":
+            return await spawn_worker(fn.spec, env, asyncio.get_running_loop(), env_config)
+        return await self._template(fn).fork(env, env.id, env_config)
+
+    async def stop(self, worker: Worker) -> None:
+        await worker.stop()
+
+    async def retire(self, fn: Function, generation: int) -> None:
+        template: Template | None = fn.templates.pop(generation, None)
+        if template is not None:
+            self._templates.discard(template)
+            await template.close()
+
+    async def close(self) -> None:
+        """Templates of registered functions, and of unregistered ones whose calls ran."""
+        for template in list(self._templates):
+            await template.close()
+        self._templates.clear()
+
+    def _template(self, fn: Function) -> Template:
+        template: Template | None = fn.templates.get(fn.generation)
+        if template is None:
+            template = Template(fn.spec, asyncio.get_running_loop())
+            fn.templates[fn.generation] = template
+            self._templates.add(template)
+        return template
 
 
 def python_for(runtime: str | None) -> str:
