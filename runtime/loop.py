@@ -1,9 +1,15 @@
-"""Event loops: uvloop when it is installed, asyncio's own otherwise."""
+"""Event loops: uvloop when it is installed, asyncio's own otherwise.
+
+``WARMSTART_LOOP=asyncio`` picks asyncio's own loop even when uvloop is installed, so the code can
+be checked on both.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -11,6 +17,8 @@ T = TypeVar("T")
 
 
 def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if os.environ.get("WARMSTART_LOOP") == "asyncio":
+        return None
     try:
         module = importlib.import_module("uvloop")
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
@@ -47,3 +55,21 @@ def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     if tasks:
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+async def interruptible(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; Ctrl-C cancels it, so targets close and environments stop.
+
+    Without this, a KeyboardInterrupt raised inside an event-loop callback can be swallowed by
+    the loop and the benchmark would carry on.
+    """
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+    except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
+        return await task
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)

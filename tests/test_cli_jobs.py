@@ -2,7 +2,7 @@
 (``--data-dir``): the same commands, the same output, the same errors.
 
 The test plays the runner: it claims, starts and finishes attempts on its own connection to the
-store file, between two polls of ``--wait`` (``jobs_commands.pause`` is replaced), so every
+store file, between two polls of ``--wait`` (``jobs.pause`` is replaced), so every
 state the command sees is known in advance.
 """
 
@@ -32,10 +32,9 @@ from runtime.batch.model import (
     parse,
 )
 from runtime.batch.store import SqliteStore
-from runtime.cli import main
+from runtime.cli import jobs, main
 from runtime.configfile import AuthConfig
 from runtime.loop import new_event_loop
-from runtime.service import jobs_commands
 from runtime.service.batch_api import BatchApi
 from runtime.service.gateway import authenticator
 from runtime.service.lambda_api import Authenticate
@@ -431,7 +430,7 @@ def between_polls(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[float]]
             assert pending, "the command polled after the last step"
             pending.pop(0)()
 
-        monkeypatch.setattr(jobs_commands, "pause", pause)
+        monkeypatch.setattr(jobs, "pause", pause)
         return pauses
 
     return install
@@ -510,7 +509,7 @@ def test_the_progress_bar_on_a_terminal() -> None:
             return True
 
     stream = Terminal()
-    with jobs_commands.progress_display(stream) as display:
+    with jobs.progress_display(stream) as display:
         for status, done in (("PENDING", 0), ("PENDING", 3), ("FAILED", 4)):
             summary = {"SUCCEEDED": done - done // 4, "FAILED": done // 4, "RUNNING": 4 - done}
             props = {"size": 4, "statusSummary": summary}

@@ -18,11 +18,12 @@ import orjson
 import pytest
 
 from runtime.cli import main
-from runtime.harness.command import interruptible, make_payload
+from runtime.harness.command import make_payload
 from runtime.harness.load import LoadShape
 from runtime.harness.progress import LiveProgress
 from runtime.harness.runner import measure
 from runtime.harness.targets import EmbeddedTarget
+from runtime.loop import interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
 MIXED = str(ROOT / "tests" / "functions" / "harness_mixed")

@@ -21,10 +21,10 @@ from service_support import (  # noqa: F401 (fixtures)
 )
 from yarl import URL
 
+from runtime.cli.client import ServiceClient, ServiceError
 from runtime.configfile import AuthConfig
 from runtime.service import gateway
 from runtime.service.app import is_reserved_path
-from runtime.service.client import LambdaClient, ServiceError
 
 pytestmark = pytest.mark.usefixtures("aws_env", "no_leaked_threads")
 
@@ -161,18 +161,18 @@ def test_sigv4_through_the_hook(arun: Callable[..., Any]) -> None:
                 assert result["Payload"].read() == b'{"a":1}'
                 listed = await call(client.list_functions, MaxItems=1)
                 assert [f["FunctionName"] for f in listed["Functions"]] == ["echo"]
-            async with LambdaClient(svc.url, credentials=("AKIDTEST", "secret")) as signed:
+            async with ServiceClient(svc.url, credentials=("AKIDTEST", "secret")) as signed:
                 assert (await signed.invoke("echo", b"[2]")).payload == b"[2]"
                 assert [f["FunctionName"] for f in await signed.list_functions()] == ["echo"]
                 assert "START RequestId" in await signed.logs("echo")
-            async with LambdaClient(svc.url) as unsigned:
+            async with ServiceClient(svc.url) as unsigned:
                 with pytest.raises(ServiceError) as caught:
                     await unsigned.invoke("echo", b"{}")
             assert (caught.value.code, caught.value.status) == (
                 "MissingAuthenticationTokenException",
                 403,
             )
-            async with LambdaClient(svc.url, credentials=("AKIDTEST", "wrong")) as forged:
+            async with ServiceClient(svc.url, credentials=("AKIDTEST", "wrong")) as forged:
                 with pytest.raises(ServiceError) as caught:
                     await forged.list_functions()
             assert caught.value.code == "InvalidSignatureException"

@@ -30,8 +30,8 @@ from service_support import (  # noqa: F401 (fixtures)
 )
 
 from runtime import FunctionConfig, PoolConfig
+from runtime.cli.client import ServiceClient, sigv4_headers
 from runtime.configfile import AuthConfig, ConfigFile, ServiceConfig
-from runtime.service.client import LambdaClient, sigv4_headers
 from runtime.service.connections import (
     REQUEST_TIMEOUT,
     ServiceRunner,
@@ -512,10 +512,10 @@ def test_signed_clients_of_every_api_still_pass(arun: Callable[..., Any]) -> Non
                 assert "clusterArns" in await call(ecs.list_clusters)
             async with boto(svc.url, "events") as events:
                 assert (await call(events.list_rules))["Rules"] == []
-            async with LambdaClient(svc.url, credentials=CREDENTIALS) as ours:
+            async with ServiceClient(svc.url, credentials=CREDENTIALS) as ours:
                 assert [f["FunctionName"] for f in await ours.list_functions()] == ["echo"]
                 assert "START RequestId" in await ours.logs("echo")
-                assert (await ours._json("POST", "/v1/describejobqueues", {}))["jobQueues"] == []
+                assert (await ours.json("POST", "/v1/describejobqueues", {}))["jobQueues"] == []
 
     arun(main())
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
 
 from .. import configfile
 from ..config import FunctionConfig
-from ..loop import run
+from ..loop import interruptible, run
 from .baselines import NAMES as BASELINE_NAMES
 from .load import LoadShape
 from .runner import BenchPlan, run_bench
@@ -338,24 +337,6 @@ def plan_from(args: argparse.Namespace) -> BenchPlan:
     target = target_from(args, shape)
     workers = baseline_workers(args, shape, target)
     return BenchPlan(target, shape, payload, tuple(args.baseline), workers)
-
-
-async def interruptible(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro``; Ctrl-C cancels it, so targets close and environments stop.
-
-    Without this, a KeyboardInterrupt raised inside an event-loop callback can be swallowed by
-    the loop and the benchmark would carry on.
-    """
-    task = asyncio.ensure_future(coro)
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, task.cancel)
-    except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
-        return await task
-    try:
-        return await task
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
 
 
 def run_command(args: argparse.Namespace) -> int:

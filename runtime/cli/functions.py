@@ -23,12 +23,11 @@ import orjson
 
 from .. import configfile
 from ..configfile import ConfigFile
-from ..harness.command import interruptible
-from ..loop import run
+from ..loop import interruptible, run
 
 if TYPE_CHECKING:  # aiohttp is imported only by the commands that talk to a service
-    from ..batch.events import AsyncEvent
-    from .client import Invocation, LambdaClient
+    from ..asyncinvoke.model import AsyncEvent
+    from .client import Invocation, ServiceClient
 
 DEFAULT_CONFIG = "warmstart.toml"
 C = TypeVar("C")
@@ -228,27 +227,27 @@ def load_config(path: str | None) -> ConfigFile:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from .app import serve
+    from ..service.app import serve
 
     config = load_config(args.config)
     return run(serve(config, args.host, args.port))
 
 
 @contextlib.asynccontextmanager
-async def connect(args: argparse.Namespace) -> AsyncIterator[LambdaClient]:
+async def connect(args: argparse.Namespace) -> AsyncIterator[ServiceClient]:
     """A client of ``--endpoint``, or of an embedded service built from ``--config``."""
-    from .client import LambdaClient
+    from .client import ServiceClient
 
     if args.endpoint:
-        async with LambdaClient(
+        async with ServiceClient(
             args.endpoint, credentials=credentials_from_env(), region=_region()
         ) as client:
             yield client
         return
-    from .app import running
+    from ..service.app import running
 
     config = load_config(args.config)
-    async with running(config, "127.0.0.1", 0) as url, LambdaClient(url) as client:
+    async with running(config, "127.0.0.1", 0) as url, ServiceClient(url) as client:
         yield client
 
 
@@ -284,7 +283,9 @@ def run_connected(
         return 130
 
 
-def _run(args: argparse.Namespace, work: Callable[[LambdaClient], Coroutine[Any, Any, int]]) -> int:
+def _run(
+    args: argparse.Namespace, work: Callable[[ServiceClient], Coroutine[Any, Any, int]]
+) -> int:
     return run_connected(connect, args, work)
 
 
@@ -296,7 +297,7 @@ def read_payload(arg: str) -> bytes:
 def invoke_command(args: argparse.Namespace) -> int:
     payload = read_payload(args.payload)
 
-    async def work(client: LambdaClient) -> int:
+    async def work(client: ServiceClient) -> int:
         result = await client.invoke(args.name, payload, args.type)
         _print_invocation(result, args.tail)
         return 1 if result.function_error else 0
@@ -321,7 +322,7 @@ def _print_invocation(result: Invocation, tail: bool) -> None:
 
 
 def functions_list_command(args: argparse.Namespace) -> int:
-    async def work(client: LambdaClient) -> int:
+    async def work(client: ServiceClient) -> int:
         functions = await client.list_functions()
         if args.json:
             sys.stdout.buffer.write(
@@ -394,7 +395,7 @@ def functions_create_command(args: argparse.Namespace) -> int:
 
     code = code_bytes(args.code)
 
-    async def work(client: LambdaClient) -> int:
+    async def work(client: ServiceClient) -> int:
         created = await client.create_function(args.name, args.handler, code, **settings)
         sys.stdout.buffer.write(orjson.dumps(created, option=orjson.OPT_INDENT_2) + b"\n")
         if not args.endpoint:
@@ -408,7 +409,7 @@ def functions_create_command(args: argparse.Namespace) -> int:
 
 
 def functions_delete_command(args: argparse.Namespace) -> int:
-    async def work(client: LambdaClient) -> int:
+    async def work(client: ServiceClient) -> int:
         await client.delete_function(args.name)
         sys.stderr.write(f"warmstart: deleted {args.name}\n")
         return 0
@@ -417,7 +418,7 @@ def functions_delete_command(args: argparse.Namespace) -> int:
 
 
 def logs_command(args: argparse.Namespace) -> int:
-    async def work(client: LambdaClient) -> int:
+    async def work(client: ServiceClient) -> int:
         if not args.follow:
             sys.stdout.write(await client.logs(args.name))
             return 0

@@ -6,16 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from . import __version__
-from .config import FunctionConfig
-from .engine import Engine
-from .errors import WarmstartError
-from .harness.command import add_parser as add_bench_parser
-from .loop import run
-from .service.commands import add_parsers as add_service_parsers
-from .service.commands import read_payload
-from .service.ecs_commands import add_parser as add_ecs_parser
-from .service.jobs_commands import add_parser as add_jobs_parser
+from .. import __version__
+from ..config import FunctionConfig
+from ..engine import Engine
+from ..errors import WarmstartError
+from ..harness.command import add_parser as add_bench_parser
+from ..loop import run
+from .ecs import add_parser as add_ecs_parser
+from .functions import add_parsers as add_service_parsers
+from .functions import read_payload
+from .jobs import add_parser as add_jobs_parser
 
 
 def _local(args: argparse.Namespace) -> int:

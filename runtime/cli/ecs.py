@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .commands import command_parser, connect, run_connected
+from .functions import command_parser, connect, run_connected
 
 if TYPE_CHECKING:  # aiohttp and the ECS model are imported only when a request is sent
-    from .client import LambdaClient
+    from .client import ServiceClient
 
 ECS_EPILOG = """\
 examples:
@@ -100,7 +100,7 @@ def register_task_definition_command(args: argparse.Namespace) -> int:
         print(f"warmstart: {exc}", file=sys.stderr)
         return 2
 
-    async def work(client: LambdaClient) -> int:
+    async def work(client: ServiceClient) -> int:
         try:
             answer = await register_task_definition(client, body)
         except ServiceError as exc:  # the service's refusal, in ECS's words
@@ -112,13 +112,13 @@ def register_task_definition_command(args: argparse.Namespace) -> int:
     return run_connected(connect, args, work)
 
 
-async def register_task_definition(client: LambdaClient, body: bytes) -> Any:
+async def register_task_definition(client: ServiceClient, body: bytes) -> Any:
     """RegisterTaskDefinition with ``body`` as the request, sent as it is; the answer's JSON."""
-    from .ecs_api import TARGET_PREFIX
-    from .json_rpc import CONTENT_TYPE, TARGET_HEADER
+    from ..service.ecs_api import TARGET_PREFIX
+    from ..service.json_rpc import CONTENT_TYPE, TARGET_HEADER
 
     headers = {
         TARGET_HEADER: f"{TARGET_PREFIX}.RegisterTaskDefinition",
         "Content-Type": CONTENT_TYPE,
     }
-    return await client._json("POST", "/", body, headers=headers)
+    return await client.json("POST", "/", body, headers=headers)

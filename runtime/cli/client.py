@@ -23,7 +23,7 @@ import orjson
 from yarl import URL
 
 from ..errors import WarmstartError
-from .auth import ALGORITHM, TERMINATOR, TIMESTAMP, canonical_request, signature
+from ..service.auth import ALGORITHM, TERMINATOR, TIMESTAMP, canonical_request, signature
 
 
 class ServiceError(WarmstartError):
@@ -100,8 +100,8 @@ def sigv4_headers(
     return headers
 
 
-class LambdaClient:
-    """``async with LambdaClient("http://127.0.0.1:9000") as client: ...``
+class ServiceClient:
+    """``async with ServiceClient("http://127.0.0.1:9000") as client: ...``
 
     ``credentials`` (access key id, secret) sign every request with SigV4 for ``region``.
     """
@@ -137,7 +137,7 @@ class LambdaClient:
             out.update(sigv4_headers(method, url, body, self.credentials, self.region, service))
         return URL(url, encoded=True), out
 
-    async def __aenter__(self) -> LambdaClient:
+    async def __aenter__(self) -> ServiceClient:
         self._session = aiohttp.ClientSession(timeout=self.timeout)
         return self
 
@@ -146,7 +146,7 @@ class LambdaClient:
             await self._session.close()
             self._session = None
 
-    async def _request(
+    async def request(
         self,
         method: str,
         path: str,
@@ -155,7 +155,7 @@ class LambdaClient:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, bytes]:
         """(status, headers, body) of one request; an error status raises ServiceError."""
-        assert self._session is not None, "use 'async with LambdaClient(...)'"
+        assert self._session is not None, "use 'async with ServiceClient(...)'"
         data = b"" if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
         url, sent = self._prepare(method, path, data, params, headers)
         try:
@@ -167,8 +167,8 @@ class LambdaClient:
         except aiohttp.ClientConnectionError as exc:
             raise EndpointUnreachable(f"cannot reach {self.endpoint}: {exc}") from None
 
-    async def _json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        _, _, content = await self._request(method, path, body, **kw)
+    async def json(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        _, _, content = await self.request(method, path, body, **kw)
         return orjson.loads(content) if content else {}
 
     async def invoke(
@@ -176,7 +176,7 @@ class LambdaClient:
     ) -> Invocation:
         """Invoke ``name``; the log tail is always asked for."""
         headers = {"X-Amz-Invocation-Type": invocation_type, "X-Amz-Log-Type": "Tail"}
-        status, out, content = await self._request(
+        status, out, content = await self.request(
             "POST", f"/2015-03-31/functions/{_q(name)}/invocations", payload, headers=headers
         )
         tail = out.get("X-Amz-Log-Result")
@@ -193,7 +193,7 @@ class LambdaClient:
         functions: list[dict[str, Any]] = []
         params: dict[str, str] = {}
         while True:
-            page = await self._json("GET", "/2015-03-31/functions", params=params)
+            page = await self.json("GET", "/2015-03-31/functions", params=params)
             functions.extend(page.get("Functions", []))
             if not page.get("NextMarker"):
                 return functions
@@ -207,13 +207,13 @@ class LambdaClient:
             "Code": {"ZipFile": base64.b64encode(code).decode()},
             **settings,
         }
-        return await self._json("POST", "/2015-03-31/functions", body)
+        return await self.json("POST", "/2015-03-31/functions", body)
 
     async def delete_function(self, name: str) -> None:
-        await self._request("DELETE", f"/2015-03-31/functions/{_q(name)}")
+        await self.request("DELETE", f"/2015-03-31/functions/{_q(name)}")
 
     async def logs(self, name: str) -> str:
-        _, _, content = await self._request("GET", f"/warmstart/logs/{_q(name)}")
+        _, _, content = await self.request("GET", f"/warmstart/logs/{_q(name)}")
         return content.decode(errors="replace")
 
     async def follow_logs(self, name: str) -> AsyncIterator[str]:

@@ -35,13 +35,13 @@ from urllib.parse import quote
 import orjson
 
 from ..batch.model import FAILED, FINAL_STATUSES, JOB_STATUSES, SUCCEEDED, ClientException
-from .commands import command_parser, run_connected
+from .functions import command_parser, run_connected
 
 if TYPE_CHECKING:  # the store, aiohttp and rich are imported only by the commands that use them
     from rich.progress import Progress
 
     from ..batch.store import SqliteStore
-    from .client import LambdaClient
+    from .client import ServiceClient
 
 Job = dict[str, Any]
 
@@ -182,16 +182,16 @@ class JobsClient(abc.ABC):
 class HttpJobs(JobsClient):
     """A service's Batch API, through ``http`` (which signs when it has credentials)."""
 
-    def __init__(self, http: LambdaClient) -> None:
+    def __init__(self, http: ServiceClient) -> None:
         self.http = http
 
     async def call(self, operation: str, params: dict[str, Any]) -> Any:
-        return await self.http._json("POST", f"/v1/{operation}", params)
+        return await self.http.json("POST", f"/v1/{operation}", params)
 
     async def job_log(self, job_id: str, attempt: int | None = None) -> str:
         params = None if attempt is None else {"attempt": str(attempt)}
         path = f"/warmstart/jobs/{quote(job_id, safe='')}/logs"
-        _, _, content = await self.http._request("GET", path, params=params)
+        _, _, content = await self.http.request("GET", path, params=params)
         return content.decode(errors="replace")
 
 
@@ -200,7 +200,7 @@ class StoreJobs(JobsClient):
     answers and errors are the service's own."""
 
     def __init__(self, store: SqliteStore) -> None:
-        from .batch_api import BatchApi
+        from ..service.batch_api import BatchApi
 
         # No killer: a terminated attempt's runner reads the kill order from the store.
         self.api = BatchApi(store)
@@ -224,7 +224,7 @@ def store_path(args: argparse.Namespace) -> Path:
     """The store file in ``--data-dir``, else in the [batch] data_dir of ``--config`` (or of
     ./warmstart.toml), else in the default data directory: where a service finds it."""
     from ..batch.store import default_data_dir, default_store_path
-    from .commands import load_config
+    from .functions import load_config
 
     folder = args.data_dir or load_config(args.config).batch.data_dir or default_data_dir()
     return Path(folder) / default_store_path().name
@@ -235,11 +235,11 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[JobsClient]:
     """A client of ``--endpoint``, or of the store under ``--data-dir``."""
     region = os.environ.get("WARMSTART_REGION", "us-east-1")
     if args.endpoint:
-        from .client import LambdaClient
-        from .commands import credentials_from_env
+        from .client import ServiceClient
+        from .functions import credentials_from_env
 
         credentials = credentials_from_env()
-        async with LambdaClient(args.endpoint, credentials=credentials, region=region) as http:
+        async with ServiceClient(args.endpoint, credentials=credentials, region=region) as http:
             yield HttpJobs(http)
         return
     from ..batch.store import SqliteStore
