@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run tour bench lint typecheck build clean system-deps docker-up
+.PHONY: check test run tour bench lint typecheck build clean system-deps docker-up
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ system-deps:
 # root on a Debian-like machine). Without one the container tests skip; under CI it is an error.
 docker-up:
 	@bash scripts/docker-up || [ -z "$$CI" ]
+
+# The fast loop: lint, types, and the unit tests that start no process and no service.
+check: build lint typecheck
+	$(VENV)/bin/pytest -q tests/test_scheduler.py \
+		tests/test_selector.py tests/test_config.py tests/test_configfile.py tests/test_schedule.py \
+		tests/test_protocol.py tests/test_apigw.py tests/test_auth.py tests/test_batch_rules.py \
+		tests/test_batch_model.py tests/test_agent_portable.py
 
 test: build lint typecheck system-deps docker-up
 	$(VENV)/bin/pytest -q tests

@@ -9,12 +9,18 @@ past the keepalive sweeps the heap: every idle environment stops and the stale e
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
-from runtime.scheduler import COLD_START, DISPATCH, STOP, SchedulerC, SchedulerPy
+from runtime.scheduler import (
+    COLD_START,
+    DISPATCH,
+    MISSING_COMPILED,
+    STOP,
+    SchedulerPy,
+    require_compiled,
+)
 
 from ._support import size
 
@@ -24,12 +30,13 @@ KEEPALIVE = 300.0
 TICKS = size(2000, 50)
 ROUNDS = size(30, 2)
 
-if SchedulerC is not None:
-    C_CORE = pytest.param(SchedulerC, id="c")
-elif os.environ.get("WARMSTART_REQUIRE_EXTENSIONS") == "1":
+try:
+    _COMPILED = require_compiled()
+except RuntimeError:
     C_CORE = pytest.param(None, id="c")  # fails below
 else:
-    C_CORE = pytest.param(None, id="c", marks=pytest.mark.skip(reason="Cython core not built"))
+    _SKIP = [] if _COMPILED else [pytest.mark.skip(reason="Cython core not built")]
+    C_CORE = pytest.param(_COMPILED, id="c", marks=_SKIP)
 
 
 def warm(core: type[Any]) -> tuple[tuple[Any, float], dict[str, Any]]:
@@ -71,7 +78,7 @@ def workload(sched: Any, now: float) -> list[Any]:
 @pytest.mark.parametrize("core", [pytest.param(SchedulerPy, id="py"), C_CORE])
 def test_p6_scheduler(benchmark: Any, core: type[Any] | None) -> None:
     if core is None:
-        pytest.fail("WARMSTART_REQUIRE_EXTENSIONS=1 but runtime._scheduler_c did not load")
+        pytest.fail(MISSING_COMPILED)
     benchmark.group = "P6-scheduler"
     # bench/report.py takes the P6 ratio between roles "c" and "py".
     role = "py" if core is SchedulerPy else "c"

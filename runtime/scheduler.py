@@ -53,6 +53,24 @@ else:
 Scheduler: type[SchedulerPy] = SchedulerPy if NO_EXTENSIONS or SchedulerC is None else SchedulerC
 COMPILED = Scheduler is not SchedulerPy
 
+# CI sets this: a compiled core that did not load is then a failure, not a skip.
+REQUIRE_EXTENSIONS = os.environ.get("WARMSTART_REQUIRE_EXTENSIONS") == "1"
+MISSING_COMPILED = "WARMSTART_REQUIRE_EXTENSIONS=1 but runtime._scheduler_c did not load"
+
+
+def compiled_or_none() -> type[SchedulerPy] | None:
+    """SchedulerC when it loaded and is not switched off by ``WARMSTART_NO_EXTENSIONS``."""
+    return None if NO_EXTENSIONS else SchedulerC
+
+
+def require_compiled() -> type[SchedulerPy] | None:
+    """SchedulerC, or None when it may be skipped; raises when it is required but absent."""
+    core = compiled_or_none()
+    if core is None and REQUIRE_EXTENSIONS:
+        raise RuntimeError(MISSING_COMPILED)
+    return core
+
+
 __all__ = [
     "BUSY",
     "COLD_START",
@@ -61,7 +79,9 @@ __all__ = [
     "EVICT",
     "IDLE",
     "KILL",
+    "MISSING_COMPILED",
     "QUEUE",
+    "REQUIRE_EXTENSIONS",
     "R_ACCOUNT",
     "R_GENERATION",
     "R_INIT_FAILED",
@@ -82,4 +102,6 @@ __all__ = [
     "Scheduler",
     "SchedulerC",
     "SchedulerPy",
+    "compiled_or_none",
+    "require_compiled",
 ]

@@ -16,20 +16,16 @@ from runtime.loop import run as loop_run
 
 T = TypeVar("T")
 
-REQUIRE_EXTENSIONS = os.environ.get("WARMSTART_REQUIRE_EXTENSIONS") == "1"
-NO_EXTENSIONS = os.environ.get("WARMSTART_NO_EXTENSIONS") == "1"
-
 
 def _core_params() -> list[object]:
     params: list[object] = [pytest.param(sched_mod.SchedulerPy, id="py")]
-    if sched_mod.SchedulerC is not None:
-        params.append(pytest.param(sched_mod.SchedulerC, id="c"))
-    elif REQUIRE_EXTENSIONS:
-        params.append(pytest.param(None, id="c"))
+    try:
+        compiled = sched_mod.require_compiled()
+    except RuntimeError:
+        params.append(pytest.param(None, id="c"))  # fails in the fixture
     else:
-        params.append(
-            pytest.param(None, id="c", marks=pytest.mark.skip(reason="Cython core not built"))
-        )
+        skip = [] if compiled else [pytest.mark.skip(reason="Cython core not built")]
+        params.append(pytest.param(compiled, id="c", marks=skip))
     return params
 
 
@@ -37,7 +33,7 @@ def _core_params() -> list[object]:
 def Scheduler(request: pytest.FixtureRequest) -> type:
     """Each scheduler-core test runs once on the pure core and once on the Cython core."""
     if request.param is None:
-        pytest.fail("WARMSTART_REQUIRE_EXTENSIONS=1 but runtime._scheduler_c did not load")
+        pytest.fail(sched_mod.MISSING_COMPILED)
     return request.param  # type: ignore[no-any-return]
 
 
@@ -68,7 +64,10 @@ def no_leaked_processes() -> Iterator[None]:
 
 @pytest.fixture
 def arun() -> Iterator[Callable[..., Any]]:
-    """Run a coroutine on a fresh uvloop loop; unhandled loop exceptions fail the test."""
+    """Run a coroutine on a fresh loop (uvloop unless WARMSTART_LOOP=asyncio).
+
+    Unhandled loop exceptions fail the test.
+    """
     errors: list[dict[str, Any]] = []
 
     def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:

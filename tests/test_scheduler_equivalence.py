@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import os
 import random
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -31,16 +30,16 @@ from runtime.scheduler import (
     DISPATCH,
     EVICT,
     KILL,
+    MISSING_COMPILED,
     QUEUE,
+    REQUIRE_EXTENSIONS,
     SPILL,
     STOP,
     THROTTLE,
-    SchedulerC,
     SchedulerPy,
+    require_compiled,
 )
 
-REQUIRE_EXTENSIONS = os.environ.get("WARMSTART_REQUIRE_EXTENSIONS") == "1"
-NO_EXTENSIONS = os.environ.get("WARMSTART_NO_EXTENSIONS") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
@@ -61,11 +60,13 @@ JUMP = (0.0, 0.5, 1.0, 2.0, 5.0, 11.0, 30.0, 100.0)  # advance() steps
 
 def compiled_core() -> type[Any]:
     """SchedulerC, or skip (fail when the extensions are required)."""
-    if SchedulerC is None or NO_EXTENSIONS:
-        if REQUIRE_EXTENSIONS:
-            pytest.fail("WARMSTART_REQUIRE_EXTENSIONS=1 but runtime._scheduler_c did not load")
+    try:
+        core = require_compiled()
+    except RuntimeError:
+        pytest.fail(MISSING_COMPILED)
+    if core is None:
         pytest.skip("Cython core not built")
-    return SchedulerC
+    return core
 
 
 # -- choices: Hypothesis (shrinks) or a seeded Random (long runs) ---------------------------
