@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check runtime tests bench examples
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy runtime
+	$(VENV)/bin/mypy
 
 # Debian packages the tests use for real (a headless browser opens the HTML reports); installed
 # when missing and we are root on a Debian-like machine, otherwise the tests that need them skip.
@@ -41,7 +41,7 @@ check: build lint typecheck
 	$(VENV)/bin/pytest -q tests/test_scheduler.py \
 		tests/test_selector.py tests/test_config.py tests/test_configfile.py tests/test_schedule.py \
 		tests/test_protocol.py tests/test_apigw.py tests/test_auth.py tests/test_batch_rules.py \
-		tests/test_batch_model.py tests/test_agent_portable.py
+		tests/test_batch_model.py tests/test_agent_portable.py tests/test_layout.py
 
 test: build lint typecheck system-deps docker-up
 	$(VENV)/bin/pytest -q tests

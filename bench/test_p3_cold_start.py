@@ -11,7 +11,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -27,6 +27,7 @@ def engine(loop: asyncio.AbstractEventLoop) -> Iterator[Engine]:
     engine = Engine()
     code = str(FUNCTIONS / "noop")
     loop.run_until_complete(engine.start())
+    start: Literal["fork", "spawn"]
     for name, start in (("cold-fork", "fork"), ("cold-spawn", "spawn")):
         config = FunctionConfig(
             name=name, handler="app.handler", code=code, max_uses=1, start=start

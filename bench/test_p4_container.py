@@ -29,8 +29,8 @@ from aiodocker.containers import DockerContainer
 
 from runtime import Engine, FunctionConfig, PoolConfig
 from runtime.config import StemCellConfig
+from runtime.docker import LABEL
 from runtime.pools.container import (
-    LABEL,
     SOCK_DIR,
     ContainerBackend,
     SandboxKey,

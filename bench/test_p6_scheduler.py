@@ -18,6 +18,7 @@ from runtime.scheduler import (
     DISPATCH,
     MISSING_COMPILED,
     STOP,
+    FunctionLimits,
     SchedulerPy,
     require_compiled,
 )
@@ -44,7 +45,7 @@ def warm(core: type[Any]) -> tuple[tuple[Any, float], dict[str, Any]]:
     sched = core(account_limit=1000, cold_start_cap=64)
     now, req = 0.0, 0
     for name in FUNCTIONS:
-        sched.add_function(name, 128, 30.0, KEEPALIVE, -1, 0, 0, False, now)
+        sched.add_function(name, FunctionLimits(128, 30.0, KEEPALIVE), now)
         envs = []
         for _ in range(WARM):
             req += 1

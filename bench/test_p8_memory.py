@@ -8,7 +8,7 @@ which owns all its pages, is measured beside it.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -28,7 +28,7 @@ def unique_rss_mb(pid: int) -> float:
     return total_kb / 1024
 
 
-def _idle_uss(loop: asyncio.AbstractEventLoop, start: str) -> list[float]:
+def _idle_uss(loop: asyncio.AbstractEventLoop, start: Literal["fork", "spawn"]) -> list[float]:
     async def run() -> list[float]:
         async with Engine() as engine:
             config = FunctionConfig(
@@ -48,7 +48,9 @@ def _idle_uss(loop: asyncio.AbstractEventLoop, start: str) -> list[float]:
 
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
-def test_p8_idle_worker_memory(benchmark: Any, loop: asyncio.AbstractEventLoop, start: str) -> None:
+def test_p8_idle_worker_memory(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, start: Literal["fork", "spawn"]
+) -> None:
     samples: list[float] = []
     benchmark.group = "P8-idle-memory"
     benchmark.extra_info.update(

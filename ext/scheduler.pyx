@@ -224,19 +224,16 @@ cdef class SchedulerC:
 
     # -- functions --------------------------------------------------------------------------
 
-    def add_function(
-        self,
-        name,
-        long long memory_mb,
-        double timeout,
-        double keepalive,
-        long long reserved,
-        long long provisioned,
-        long long max_uses,
-        bint batch,
-        double now,
-    ):
-        """Register ``name``; returns the cold starts of its provisioned floor."""
+    def add_function(self, name, limits, double now):
+        """Register ``name`` with ``limits`` (a ``FunctionLimits``); returns the cold starts
+        of its provisioned floor."""
+        cdef long long memory_mb = limits.memory_mb
+        cdef double timeout = limits.timeout
+        cdef double keepalive = limits.keepalive
+        cdef long long reserved = limits.reserved
+        cdef long long provisioned = limits.provisioned
+        cdef long long max_uses = limits.max_uses
+        cdef bint batch = limits.batch
         if name in self._functions:
             raise KeyError(f"function {name!r} is already registered")
         cdef _Function fn = _Function(name)
@@ -246,19 +243,16 @@ cdef class SchedulerC:
         self._top_up(fn, now, out)
         return out
 
-    def update_function(
-        self,
-        name,
-        long long memory_mb,
-        double timeout,
-        double keepalive,
-        long long reserved,
-        long long provisioned,
-        long long max_uses,
-        bint batch,
-        double now,
-    ):
-        """New generation: idle environments stop now, busy ones when they finish."""
+    def update_function(self, name, limits, double now):
+        """New generation with ``limits``: idle environments stop now, busy ones when they
+        finish."""
+        cdef long long memory_mb = limits.memory_mb
+        cdef double timeout = limits.timeout
+        cdef double keepalive = limits.keepalive
+        cdef long long reserved = limits.reserved
+        cdef long long provisioned = limits.provisioned
+        cdef long long max_uses = limits.max_uses
+        cdef bint batch = limits.batch
         cdef _Function fn = <_Function>self._functions[name]
         cdef list out = []
         cdef _Env env

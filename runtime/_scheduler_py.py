@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import NamedTuple
 
 DISPATCH = 1
 COLD_START = 2
@@ -63,6 +64,24 @@ _K_ENV = 0
 _K_WAIT = 1
 
 Action = tuple[int, int, int, int]
+
+
+class FunctionLimits(NamedTuple):
+    """What the core keeps of a function's configuration (both cores take it)."""
+
+    memory_mb: int
+    #: seconds an invocation may run
+    timeout: float
+    #: seconds an idle environment is kept
+    keepalive: float
+    #: reserved concurrency, -1 for none
+    reserved: int = -1
+    #: environments kept started (the provisioned floor)
+    provisioned: int = 0
+    #: invocations an environment serves before it stops, 0 for no limit
+    max_uses: int = 0
+    #: a batch function: its calls are SPILLed to the batch queue
+    batch: bool = False
 
 
 class _Function:
@@ -168,41 +187,21 @@ class SchedulerPy:
 
     # -- functions --------------------------------------------------------------------------
 
-    def add_function(
-        self,
-        name: str,
-        memory_mb: int,
-        timeout: float,
-        keepalive: float,
-        reserved: int,
-        provisioned: int,
-        max_uses: int,
-        batch: bool,
-        now: float,
-    ) -> list[Action]:
-        """Register ``name``; returns the cold starts of its provisioned floor."""
+    def add_function(self, name: str, limits: FunctionLimits, now: float) -> list[Action]:
+        """Register ``name`` with ``limits``; returns the cold starts of its provisioned
+        floor."""
         if name in self._functions:
             raise KeyError(f"function {name!r} is already registered")
         fn = _Function(name)
         self._functions[name] = fn
         out: list[Action] = []
-        self._configure(fn, memory_mb, timeout, keepalive, reserved, provisioned, max_uses, batch)
+        self._configure(fn, *limits)
         self._top_up(fn, now, out)
         return out
 
-    def update_function(
-        self,
-        name: str,
-        memory_mb: int,
-        timeout: float,
-        keepalive: float,
-        reserved: int,
-        provisioned: int,
-        max_uses: int,
-        batch: bool,
-        now: float,
-    ) -> list[Action]:
-        """New generation: idle environments stop now, busy ones when they finish."""
+    def update_function(self, name: str, limits: FunctionLimits, now: float) -> list[Action]:
+        """New generation with ``limits``: idle environments stop now, busy ones when they
+        finish."""
         fn = self._functions[name]
         out: list[Action] = []
         fn.generation += 1
@@ -210,7 +209,7 @@ class SchedulerPy:
         fn.provision_failed = False
         for env in list(fn.idle):
             self._remove(env, STOP, R_GENERATION, out)
-        self._configure(fn, memory_mb, timeout, keepalive, reserved, provisioned, max_uses, batch)
+        self._configure(fn, *limits)
         self._top_up(fn, now, out)
         self._pump(now, out)
         return out

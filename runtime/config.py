@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 
 from .agent.protocol import MAX_LOG
+from .arns import function_arn
 from .errors import InvalidParameterValueException
 
 LAMBDA_MAX_TIMEOUT_S = 900
@@ -337,7 +338,7 @@ class PoolConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def function_arn(self, name: str) -> str:
         """``arn:aws:lambda:<region>:<account>:function:<name>``, in this pool's region and
         account."""
-        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+        return function_arn(self.region, self.account_id, name)
 
 
 def _default_vcpus() -> float:

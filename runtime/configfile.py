@@ -58,16 +58,16 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import orjson
 
-from .config import BatchConfig, FunctionConfig, PoolConfig, _range
-from .errors import InvalidParameterValueException
-from .schedules.expressions import ScheduleExpressionError
-from .schedules.expressions import parse as parse_schedule
-from .service.apigw_routes import (
+from .apigw.routes import (
     DEFAULT_TIMEOUT_MS,
     TIMEOUT_MS_RANGE,
     RouteKey,
     parse_route_key,
 )
+from .config import BatchConfig, FunctionConfig, PoolConfig, _range
+from .errors import InvalidParameterValueException
+from .schedules.expressions import ScheduleExpressionError
+from .schedules.expressions import parse as parse_schedule
 
 # tomllib is in the standard library from 3.11; tomli is the same parser for 3.10
 _toml: Any = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
@@ -174,7 +174,7 @@ class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class RouteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An API Gateway route: the table key (``GET /pets/{id}``, ``ANY /{proxy+}``, ``$default``)
-    to a function.  ``key`` follows ``apigw_routes.parse_route_key``'s grammar.
+    to a function.  ``key`` follows ``apigw.routes.parse_route_key``'s grammar.
     """
 
     key: str

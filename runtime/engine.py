@@ -30,7 +30,6 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import orjson
@@ -61,14 +60,10 @@ from .node import local_node_id
 from .pools.launcher import LAUNCHERS, LaunchContext, Launcher
 from .pools.process import FunctionSpec, InitFailed, Worker, python_for
 from .result import InvokeResult, Report
-from .wording import (
-    THROTTLE_REASONS,
-    error_doc,
-    exit_description,
-    iso_now,
-    too_large,
-)
-from .wording import request_id as new_request_id
+from .stamps import iso_now
+from .stamps import request_id as new_request_id
+from .tasks import TaskSet
+from .wording import THROTTLE_REASONS, error_doc, exit_description, too_large
 
 #: how long the answer of a crashed call waits for its worker's exit code (a stopped template
 #: or a slow container inspect must not hold the caller)
@@ -128,7 +123,7 @@ class Engine:
         self._req_ids = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet()
         self._work_dir = ""
         self._own_work_dir = False
         self._closed = False
@@ -187,10 +182,7 @@ class Engine:
         await self._drain_tasks(5.0)
         for launcher in self._launchers.values():
             await launcher.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         self._envs.clear()
         for _ in range(3):
             await asyncio.sleep(0)  # let closed transports finish closing before the loop may end
@@ -206,9 +198,7 @@ class Engine:
     async def _drain_tasks(self, timeout: float) -> None:
         """Let environments already stopping (keepalive, unregister, update) and templates
         already closing finish: cancelled, they would leave their processes unawaited."""
-        deadline = self._now() + timeout
-        while self._tasks and self._now() < deadline:
-            await asyncio.wait(list(self._tasks), timeout=deadline - self._now())
+        await self._tasks.drain(timeout)
 
     @staticmethod
     async def _wait_exits(workers: list[Worker]) -> None:
@@ -257,7 +247,7 @@ class Engine:
             raise
         fn = FunctionState(config, code_dir, fn_dir, self._spec(config, code_dir, fn_dir, 0))
         self._functions[config.name] = fn
-        actions = self._core.add_function(config.name, *self._core_args(config), self._now())
+        actions = self._core.add_function(config.name, self._limits(config), self._now())
         await self._warm_up(fn, actions)
 
     async def update(self, name: str, /, **changes: Any) -> FunctionConfig:
@@ -279,7 +269,7 @@ class Engine:
         fn.generation += 1
         fn.spec = self._spec(config, fn.code_dir, fn.work_dir, fn.generation)
         fn.held.add(fn.generation)
-        actions = self._core.update_function(name, *self._core_args(config), self._now())
+        actions = self._core.update_function(name, self._limits(config), self._now())
         await self._warm_up(fn, actions)
         self._retire(fn)
         return config
@@ -344,15 +334,15 @@ class Engine:
                 f" (the account keeps {floor} unreserved)"
             )
 
-    def _core_args(self, config: FunctionConfig) -> tuple[int, float, float, int, int, int, bool]:
-        return (
-            config.memory_mb,
-            float(config.timeout_s),
-            float(config.keepalive_s),
-            -1 if config.reserved_concurrency is None else config.reserved_concurrency,
-            config.provisioned_concurrency,
-            config.max_uses or 0,
-            config.is_batch and self.spill,
+    def _limits(self, config: FunctionConfig) -> S.FunctionLimits:
+        return S.FunctionLimits(
+            memory_mb=config.memory_mb,
+            timeout=float(config.timeout_s),
+            keepalive=float(config.keepalive_s),
+            reserved=-1 if config.reserved_concurrency is None else config.reserved_concurrency,
+            provisioned=config.provisioned_concurrency,
+            max_uses=config.max_uses or 0,
+            batch=config.is_batch and self.spill,
         )
 
     def _spec(
@@ -375,7 +365,7 @@ class Engine:
             "LANG": "en_US.UTF-8",
             **config.environment,
         }
-        init_config = {
+        init_config: P.InitConfig = {
             "handler": config.handler,
             "task_root": code_dir,
             "environ": environ,
@@ -422,10 +412,10 @@ class Engine:
                 continue
             fn.held.discard(generation)
             for launcher in self._launchers.values():
-                self._spawn_task(launcher.retire(fn, generation))
+                self._tasks.create_task(launcher.retire(fn, generation))
         for code_dir in drained_code(fn.retired_code, live):
             if all(other.code_dir != code_dir for other in self._functions.values()):
-                self._spawn_task(asyncio.to_thread(remove_code, code_dir))
+                self._tasks.create_task(asyncio.to_thread(remove_code, code_dir))
 
     # -- invoking ---------------------------------------------------------------------------
 
@@ -463,7 +453,7 @@ class Engine:
             if self.backlog is not None:  # durable: accepted means stored
                 await self.backlog.put_event(name, body, request_id or new_request_id())
             else:
-                self._spawn_task(self._invoke_event(fn, body, context))
+                self._tasks.create_task(self._invoke_event(fn, body, context))
             return InvokeResult(b"", status_code=202)
         call = self._enqueue(fn, body, context, request_id)
         try:
@@ -619,7 +609,7 @@ class Engine:
                 env.init_type = "provisioned-concurrency"
         else:
             env.to(EnvStatus.STARTING)
-        env.start_task = self._spawn_task(self._start_env(env, call))
+        env.start_task = self._tasks.create_task(self._start_env(env, call))
 
     async def _start_env(self, env: Environment, call: Call | None) -> None:
         fn = env.fn
@@ -630,7 +620,7 @@ class Engine:
             await self._wait_exits([old])
         env.worker = None
         env.killed = False
-        env_config = {
+        env_config: P.EnvConfig = {
             "environ": {
                 "AWS_LAMBDA_LOG_STREAM_NAME": env.stream,
                 "AWS_LAMBDA_INITIALIZATION_TYPE": env.init_type,
@@ -715,7 +705,7 @@ class Engine:
     def _spill(self, req: int) -> None:
         call = self._calls.pop(req)
         if self.backlog is not None:
-            self._spawn_task(self._submit_spilled(call, "invoke"))
+            self._tasks.create_task(self._submit_spilled(call, "invoke"))
             return
         if not call.future.done():
             call.future.set_exception(
@@ -770,7 +760,7 @@ class Engine:
             env.to(EnvStatus.READY)
         self._finish(call, error_doc("Sandbox.Timedout", message), "Unhandled", log, report, env)
         if reason == S.R_TIMEOUT and config.spill_on_timeout and self.backlog is not None:
-            self._spawn_task(self._submit_spilled(call, "spill_on_timeout"))
+            self._tasks.create_task(self._submit_spilled(call, "spill_on_timeout"))
 
     def _stop(self, env_id: int) -> None:
         env = self._envs.pop(env_id, None)
@@ -778,7 +768,7 @@ class Engine:
             return
         if env.status is not EnvStatus.STOPPING:
             env.to(EnvStatus.STOPPING)
-        self._spawn_task(self._stop_env(env))
+        self._tasks.create_task(self._stop_env(env))
 
     async def _stop_env(self, env: Environment) -> None:
         if env.start_task is not None:
@@ -836,7 +826,7 @@ class Engine:
         if call is not None:
             env.uses += 1
             ran_ms = (time.perf_counter() - call.started) * 1000
-            self._spawn_task(self._after_crash(env, worker, call, ran_ms, env.read_log()))
+            self._tasks.create_task(self._after_crash(env, worker, call, ran_ms, env.read_log()))
         self._apply(self._core.crashed(env.id, self._now()))
 
     async def _after_crash(
@@ -895,12 +885,6 @@ class Engine:
         if self.log_listeners:
             for listener in self.log_listeners:
                 listener(fn.config.name, result.log)
-
-    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # -- introspection ----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from .config import FunctionConfig
 from .pools.launcher import Launcher
 from .pools.process import FunctionSpec, Template, Worker
 from .result import InvokeResult
-from .wording import request_id
+from .stamps import request_id
 
 
 class EnvironmentOwner(Protocol):

@@ -35,6 +35,7 @@ from ._scheduler_py import (
     STOP,
     THROTTLE,
     Action,
+    FunctionLimits,
     SchedulerPy,
 )
 
@@ -99,6 +100,7 @@ __all__ = [
     "STOP",
     "THROTTLE",
     "Action",
+    "FunctionLimits",
     "Scheduler",
     "SchedulerC",
     "SchedulerPy",

@@ -3,8 +3,9 @@
 Durability is against the process dying (WAL with ``synchronous = NORMAL``: a committed
 transaction is in the operating system's hands), not against the machine losing power.
 
-Several stores share one file (the batch store with its async invocations, the schedule
-rules), each over its own connection and with its own tables. Each is a *component* with its
+Several stores share one file (the batch store, the async invocations, the schedule rules,
+and the ``nodes`` heartbeat table of :mod:`runtime.node` that the first two share), each over
+its own connection and with its own tables. Each is a *component* with its
 own schema version, kept in one table::
 
     warmstart_meta(component TEXT PRIMARY KEY, version INTEGER)
@@ -113,15 +114,6 @@ class SqliteFile:
         """The schema version of ``component`` recorded in this file."""
         with self._read() as db:
             return _recorded(db, component) or 0
-
-    @staticmethod
-    def _beat(db: sqlite3.Connection, node: str, now: float) -> None:
-        """``node`` is alive at ``now``: the ``nodes`` table every runner on the file reads."""
-        db.execute(
-            "INSERT INTO nodes (id, seen_at) VALUES (?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-            (node, now),
-        )
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -1,10 +1,10 @@
-"""Lambda's wording: error documents, exit descriptions, request ids, timestamps."""
+"""Lambda's wording: error documents, throttle reasons, exit descriptions, size limits.
+
+Request ids and timestamps are in ``runtime.stamps``."""
 
 from __future__ import annotations
 
-import random
 import signal
-import time
 
 import orjson
 
@@ -49,39 +49,8 @@ def exit_description(code: int) -> str:
     return f"exit status {code}"
 
 
-def iso(now: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with milliseconds, as Lambda stamps its records."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
-
-
-def iso_now() -> str:
-    return iso(time.time())
-
-
-_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def request_id() -> str:
-    """A random version-4 UUID string (request ids need uniqueness, not secrecy)."""
-    h = f"{(random.getrandbits(128) & _UUID_CLEAR) | _UUID_SET:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def error_doc(error_type: str, message: str) -> bytes:
     return orjson.dumps({"errorMessage": message, "errorType": error_type})
-
-
-def peak_rss_mb(pid: int) -> int:
-    """A live process's peak resident size (VmHWM), in MB rounded up; 0 if unknown."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return -(-int(line.split()[1]) // 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def too_large(size: int, limit: int, invocation_type: str) -> str:

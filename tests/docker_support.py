@@ -21,10 +21,10 @@ import aiodocker
 import pytest
 
 from runtime.agent import protocol as P
+from runtime.docker import NODE_LABEL
 from runtime.loop import run as loop_run
 from runtime.node import local_node_id
 from runtime.pools.container import (
-    NODE_LABEL,
     ContainerBackend,
     ContainerWorker,
 )
@@ -122,7 +122,7 @@ def make_spec(
         "LAMBDA_TASK_ROOT": code_dir,
         "TZ": ":UTC",
     }
-    init_config = {
+    init_config: P.InitConfig = {
         "handler": handler,
         "task_root": code_dir,
         "environ": environ,
@@ -137,7 +137,7 @@ def make_spec(
     return FunctionSpec("fn", 0, "python3", code_dir, work_dir, init_config, os.getpid())
 
 
-def env_config(work_dir: str, env_id: int, memory_mb: int = 128) -> dict[str, Any]:
+def env_config(work_dir: str, env_id: int, memory_mb: int = 128) -> P.EnvConfig:
     """One environment's directory and settings, as the engine's _start_env makes them."""
     env_dir = os.path.join(work_dir, f"env-{env_id}")
     os.makedirs(os.path.join(env_dir, "tmp"), exist_ok=True)

@@ -6,8 +6,15 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 import pytest
+
+if TYPE_CHECKING:
+    from runtime.result import InvokeResult, Report
+
+#: The AWS services whose boto3 clients the tests point at warmstart.
+AwsService = Literal["batch", "ecs", "events", "lambda"]
 
 
 def agents_of(pid: int) -> list[tuple[int, str]]:
@@ -27,6 +34,12 @@ def agents_of(pid: int) -> list[tuple[int, str]]:
         if AGENT_MAIN in cmdline and marker in cmdline:
             found.append((int(entry), cmdline.replace("\x00", " ").strip()))
     return found
+
+
+def report_of(result: InvokeResult) -> Report:
+    """The REPORT figures of ``result``, which every completed invocation has."""
+    assert result.report is not None
+    return result.report
 
 
 def pid_exists(pid: int) -> bool:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import helpers
 import pytest
+from helpers import AwsService
 
 from runtime.config import FunctionConfig, PoolConfig
 from runtime.configfile import ConfigFile, ServiceConfig
@@ -73,13 +74,13 @@ async def serving(config: ConfigFile, **hooks: Any) -> AsyncIterator[Service]:
 
     On exit the port must be closed and the default executor's threads joined.
     """
-    from runtime.service.app import create_app
+    from runtime.service.app import Background, create_app
 
     service = Service("")
 
-    def factory(engine: Engine, cfg: ConfigFile) -> Any:
+    def factory(engine: Engine, cfg: ConfigFile, *, background: Background) -> Any:
         service.engine = engine
-        service.app = create_app(engine, cfg, **hooks)
+        service.app = create_app(engine, cfg, background=background, **hooks)
         return service.app
 
     async with running(config, "127.0.0.1", 0, app_factory=factory) as url:
@@ -110,7 +111,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def aws_client(service: str, url: str, secret: str = "secret", **config: Any) -> Any:
+def aws_client(service: AwsService, url: str, secret: str = "secret", **config: Any) -> Any:
     """A boto3 client of ``service`` at ``url`` signing as AKIDTEST with ``secret``, never
     retrying."""
     import boto3
@@ -132,7 +133,7 @@ def lambda_client(url: str, secret: str = "secret", **config: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def boto(url: str, service: str = "lambda", **config: Any) -> AsyncIterator[Any]:
+async def boto(url: str, service: AwsService = "lambda", **config: Any) -> AsyncIterator[Any]:
     """An :func:`aws_client` of ``service``, closed on exit."""
     client = await call(aws_client, service, url, **config)
     try:

@@ -25,14 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from multidict import CIMultiDict
 
 from runtime import Engine, FunctionConfig
-from runtime.config import PoolConfig
-from runtime.errors import (
-    RequestTooLargeException,
-    ResourceNotFoundException,
-    TooManyRequestsException,
-)
-from runtime.loop import run
-from runtime.service.apigw import (
+from runtime.apigw import (
     ApiInfo,
     HttpRequest,
     HttpResponse,
@@ -43,19 +36,25 @@ from runtime.service.apigw import (
     build_event,
     build_event_v1,
     build_event_v2,
-    engine_invoke,
+    check_api_key,
     format_request_time,
-    from_aiohttp,
     handle,
     is_text_type,
     parse_route_key,
     random_ids,
     response_v1,
     response_v2,
-    to_aiohttp,
 )
-from runtime.service.apigw_events import api_key_id
-from runtime.service.apigw_routes import CATCH_ALL, EXACT, GREEDY_TEMPLATE, TEMPLATE, RouteMatch
+from runtime.apigw.events import api_key_id
+from runtime.apigw.routes import CATCH_ALL, EXACT, GREEDY_TEMPLATE, TEMPLATE, RouteMatch
+from runtime.config import PoolConfig
+from runtime.errors import (
+    RequestTooLargeException,
+    ResourceNotFoundException,
+    TooManyRequestsException,
+)
+from runtime.loop import run
+from runtime.service.gateway import engine_invoke, from_aiohttp, to_aiohttp
 
 FUNCTIONS = Path(__file__).parent / "functions" / "apigw_echo"
 JSON_CT = ("Content-Type", "application/json")
@@ -956,6 +955,22 @@ def test_api_keys(headers: list[tuple[str, str]], api_keys: set[str] | None, sta
     assert len(lam.calls) == (1 if status == 200 else 0)
     if status == 403:
         assert message(resp) == (403, {"message": "Forbidden"})
+
+
+@pytest.mark.parametrize(
+    ("headers", "accepted"),
+    [
+        ([("x-api-key", "k1")], True),
+        ({"X-Api-Key": "k2"}, True),
+        ([(" X-API-KEY ", "k1")], True),  # the name is matched trimmed, in any case
+        ([], False),
+        ([("x-api-key", "")], False),
+        ([("x-api-key", "K1")], False),  # the value is matched exactly
+        ([("x-api-key", "k1"), ("x-api-key", "k1")], False),
+    ],
+)
+def test_check_api_key(headers: Any, accepted: bool) -> None:
+    assert check_api_key(headers, frozenset({"k1", "k2"})) is accepted
 
 
 def test_routes_without_api_key_ignore_it() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.utils import percent_encode, percent_encode_sequence
+from helpers import AwsService
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,7 +100,11 @@ def sign(
     when: datetime = T0,
 ) -> Signed:
     """Sign with botocore at a frozen time, then hand back what goes on the wire."""
-    url = ENDPOINT + path + (f"?{percent_encode_sequence(list(query))}" if query else "")
+    url = ENDPOINT + path
+    if query:
+        # botocore encodes a list of pairs as well as a mapping (repeated keys need the list);
+        # its stubs admit only the mapping
+        url += f"?{percent_encode_sequence(list(query))}"  # type: ignore[arg-type]
     request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
     with mock.patch("botocore.auth.get_current_datetime", return_value=when):
         SigV4Auth(Credentials(akid, secret, token), service, region).add_auth(request)
@@ -107,7 +112,8 @@ def sign(
     parts = urlsplit(prepared.url)
     wire = list(prepared.headers.items())
     wire.append(("Host", parts.netloc))  # urllib3 adds it after signing, as sent
-    return Signed(method, parts.path, parts.query, wire, prepared.body or b"")
+    # the body went in as bytes, and prepare() hands it on as it was
+    return Signed(method, parts.path, parts.query, wire, cast(bytes, prepared.body or b""))
 
 
 def rejects(signed: Signed, code: str, **kw: Any) -> AuthError:
@@ -285,7 +291,7 @@ def test_tampering_is_an_invalid_signature(tamper: Any) -> None:
 
 
 def test_wrong_secret_is_an_invalid_signature() -> None:
-    request = dict(body=b"payload", query=[("Qualifier", "1")])
+    request: dict[str, Any] = dict(body=b"payload", query=[("Qualifier", "1")])
     assert sign(**request).verify() == AKID
     err = rejects(sign(**request, secret="not-the-secret"), "InvalidSignatureException")
     assert err.message == SIGNATURE_MISMATCH
@@ -405,7 +411,7 @@ HEADER_FAULTS = {
 
 def test_check_authorization_needs_no_body() -> None:
     signed = sign(body=b'{"big": "body"}')
-    scope = dict(service="lambda", region="us-east-1")
+    scope: dict[str, Any] = dict(service="lambda", region="us-east-1")
     assert check_authorization(signed.headers, CREDS, T0, **scope) == AKID
     with pytest.raises(AuthError) as info:
         check_authorization(signed.headers, CREDS, T0 + timedelta(minutes=6), **scope)
@@ -415,7 +421,7 @@ def test_check_authorization_needs_no_body() -> None:
 @pytest.mark.parametrize(("edit", "code"), HEADER_FAULTS.values(), ids=HEADER_FAULTS.keys())
 def test_check_authorization_refuses_what_verify_refuses(edit: Any, code: str) -> None:
     faulty = edit(sign(body=b"{}"))
-    scope = dict(service="lambda", region="us-east-1")
+    scope: dict[str, Any] = dict(service="lambda", region="us-east-1")
     with pytest.raises(AuthError) as early:
         check_authorization(faulty.headers, CREDS, T0, **scope)
     assert early.value.code == code
@@ -596,7 +602,7 @@ def make_app(
     return app
 
 
-def client(service: str, url: str, secret: str | None = SECRET) -> Any:
+def client(service: AwsService, url: str, secret: str | None = SECRET) -> Any:
     config = Config(
         retries={"max_attempts": 1}, signature_version=UNSIGNED if secret is None else None
     )
@@ -610,7 +616,7 @@ def client(service: str, url: str, secret: str | None = SECRET) -> Any:
     )
 
 
-def call(service: str, url: str, secret: str | None, op: str, **kw: Any) -> Any:
+def call(service: AwsService, url: str, secret: str | None, op: str, **kw: Any) -> Any:
     """Run one boto3 call; returns the result or the ClientError's error code."""
     c = client(service, url, secret)
     try:
@@ -630,7 +636,7 @@ class Call:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-async def serve_and_call(app: web.Application, service: str, calls: list[Call]) -> list[Any]:
+async def serve_and_call(app: web.Application, service: AwsService, calls: list[Call]) -> list[Any]:
     """Serve ``app`` on 127.0.0.1:0 and run the calls one by one on a worker thread."""
     loop = asyncio.get_running_loop()
     async with TestServer(app, host="127.0.0.1", port=0) as server:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_batch_store import job, make_store, run, status, submit
@@ -19,7 +20,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s.close()
 
 
-def array(store: SqliteStore, size: int, now: float = 1.0, **fields: object) -> str:
+def array(store: SqliteStore, size: int, now: float = 1.0, **fields: Any) -> str:
     return submit(store, now=now, arrayProperties={"size": size}, **fields)
 
 

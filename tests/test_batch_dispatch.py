@@ -17,7 +17,7 @@ from runtime.asyncinvoke import model as ev
 from runtime.asyncinvoke.backlog import EventBacklog
 from runtime.asyncinvoke.dispatch import NODE_PREFIX, EventDispatcher, event_node_id
 from runtime.asyncinvoke.model import DestinationConfig, DestinationTarget, EventInvokeConfig
-from runtime.batch import SqliteStore
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.config import PoolConfig
 from runtime.errors import ResourceNotFoundException, TooManyRequestsException
 from runtime.result import InvokeResult
@@ -78,13 +78,13 @@ class ScriptedEngine:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "batch.sqlite3")
+def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
+    s = SqliteEventStore(tmp_path / "batch.sqlite3")
     yield s
     s.close()
 
 
-def dispatcher(engine: ScriptedEngine, store: SqliteStore, **options: Any) -> EventDispatcher:
+def dispatcher(engine: ScriptedEngine, store: SqliteEventStore, **options: Any) -> EventDispatcher:
     return EventDispatcher(engine, store, node_id="events@test", clock=engine.clock, **options)
 
 
@@ -149,7 +149,7 @@ def destinations(on_success: str | None = None, on_failure: str | None = None) -
 )
 def test_retry_timing(
     arun: Any,
-    store: SqliteStore,
+    store: SqliteEventStore,
     script: list[str],
     offsets: list[float],
     calls: list[float],
@@ -172,7 +172,7 @@ def test_retry_timing(
     arun(main())
 
 
-def test_the_dead_letter_keeps_the_last_error(arun: Any, store: SqliteStore) -> None:
+def test_the_dead_letter_keeps_the_last_error(arun: Any, store: SqliteEventStore) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock, f=["throttle", "error"])
@@ -190,7 +190,7 @@ def test_the_dead_letter_keeps_the_last_error(arun: Any, store: SqliteStore) -> 
     arun(main())
 
 
-def test_an_event_past_its_age_is_dead_lettered_unrun(arun: Any, store: SqliteStore) -> None:
+def test_an_event_past_its_age_is_dead_lettered_unrun(arun: Any, store: SqliteEventStore) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock)
@@ -207,7 +207,7 @@ def test_an_event_past_its_age_is_dead_lettered_unrun(arun: Any, store: SqliteSt
 
 
 def test_on_failure_gets_lambdas_record_and_the_dlq_stays_empty(
-    arun: Any, store: SqliteStore
+    arun: Any, store: SqliteEventStore
 ) -> None:
     async def main() -> None:
         clock = Clock()
@@ -240,7 +240,7 @@ def test_on_failure_gets_lambdas_record_and_the_dlq_stays_empty(
     arun(main())
 
 
-def test_on_success_gets_the_response(arun: Any, store: SqliteStore) -> None:
+def test_on_success_gets_the_response(arun: Any, store: SqliteEventStore) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock)
@@ -257,7 +257,7 @@ def test_on_success_gets_the_response(arun: Any, store: SqliteStore) -> None:
     arun(main())
 
 
-def test_an_expired_event_goes_to_on_failure(arun: Any, store: SqliteStore) -> None:
+def test_an_expired_event_goes_to_on_failure(arun: Any, store: SqliteEventStore) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock)
@@ -272,7 +272,7 @@ def test_an_expired_event_goes_to_on_failure(arun: Any, store: SqliteStore) -> N
 
 
 def test_a_destination_that_is_not_a_function_leaves_the_event_dead(
-    arun: Any, store: SqliteStore
+    arun: Any, store: SqliteEventStore
 ) -> None:
     async def main() -> None:
         clock = Clock()
@@ -289,7 +289,7 @@ def test_a_destination_that_is_not_a_function_leaves_the_event_dead(
 # -- concurrency, recovery, shutdown ----------------------------------------------------------
 
 
-def test_concurrency_is_bounded(arun: Any, store: SqliteStore) -> None:
+def test_concurrency_is_bounded(arun: Any, store: SqliteEventStore) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock)
@@ -302,7 +302,9 @@ def test_concurrency_is_bounded(arun: Any, store: SqliteStore) -> None:
     arun(main())
 
 
-def test_start_recovers_this_node_and_dead_processes_only(arun: Any, store: SqliteStore) -> None:
+def test_start_recovers_this_node_and_dead_processes_only(
+    arun: Any, store: SqliteEventStore
+) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock)
@@ -323,7 +325,9 @@ def test_start_recovers_this_node_and_dead_processes_only(arun: Any, store: Sqli
     arun(main())
 
 
-def test_background_dispatch_wakes_on_put_and_close_releases(arun: Any, store: SqliteStore) -> None:
+def test_background_dispatch_wakes_on_put_and_close_releases(
+    arun: Any, store: SqliteEventStore
+) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock, f=["hang"])
@@ -343,7 +347,7 @@ def test_background_dispatch_wakes_on_put_and_close_releases(arun: Any, store: S
     arun(main())
 
 
-def test_close_lets_running_events_finish(arun: Any, store: SqliteStore) -> None:
+def test_close_lets_running_events_finish(arun: Any, store: SqliteEventStore) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock)
@@ -359,7 +363,7 @@ def test_close_lets_running_events_finish(arun: Any, store: SqliteStore) -> None
     arun(main())
 
 
-def test_the_backlog_refuses_batch_work(arun: Any, store: SqliteStore) -> None:
+def test_the_backlog_refuses_batch_work(arun: Any, store: SqliteEventStore) -> None:
     from runtime.errors import BatchUnavailableException
 
     async def main() -> None:
@@ -370,7 +374,7 @@ def test_the_backlog_refuses_batch_work(arun: Any, store: SqliteStore) -> None:
     arun(main())
 
 
-def test_a_busy_dispatcher_keeps_beating(arun: Any, store: SqliteStore) -> None:
+def test_a_busy_dispatcher_keeps_beating(arun: Any, store: SqliteEventStore) -> None:
     async def main() -> None:
         clock = Clock()
         engine = ScriptedEngine(clock, f=["hang"])

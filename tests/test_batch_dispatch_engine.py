@@ -13,12 +13,12 @@ from runtime import Engine
 from runtime.asyncinvoke.backlog import EventBacklog
 from runtime.asyncinvoke.dispatch import EventDispatcher
 from runtime.asyncinvoke.model import DestinationConfig, DestinationTarget, EventInvokeConfig
-from runtime.batch import SqliteStore
+from runtime.asyncinvoke.store import SqliteEventStore
 
 
 def test_event_invocations_run_durably_with_destinations(arun: Any, tmp_path: Path) -> None:
     async def main() -> None:
-        store = SqliteStore(tmp_path / "data" / "batch.sqlite3")
+        store = SqliteEventStore(tmp_path / "data" / "batch.sqlite3")
         try:
             async with Engine() as engine:
                 backlog = EventBacklog(store)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from test_batch_store import make_store
 
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.batch import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,9 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # Prints each id once the call that accepted it has returned.
 WRITER = r"""
 import sys
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.batch import SqliteStore, SubmitJobRequest, parse
 
 store = SqliteStore(sys.argv[1])
+events = SqliteEventStore(sys.argv[1])
 single = parse(SubmitJobRequest, {"jobName": "j", "jobQueue": "q", "jobDefinition": "def"})
 array = parse(SubmitJobRequest, {"jobName": "a", "jobQueue": "q", "jobDefinition": "def",
                                  "arrayProperties": {"size": 500}})
@@ -35,7 +38,7 @@ while True:
     if kind == 0:
         print("job", store.submit_job(single, float(i)).job_id, flush=True)
     elif kind == 1:
-        print("event", store.put_event("f", b"{}", float(i)).id, flush=True)
+        print("event", events.put_event("f", b"{}", float(i)).id, flush=True)
     else:
         print("array", store.submit_job(array, float(i)).job_id, flush=True)
 """
@@ -83,15 +86,17 @@ def test_sigkill_loses_nothing_accepted(tmp_path: Path) -> None:
 
 def _check_reopened(path: Path, accepted: list[list[str]]) -> None:
     store = SqliteStore(path)
+    event_store = SqliteEventStore(path)
     try:
         jobs = [ident for kind, ident in accepted if kind in ("job", "array")]
         for i in range(0, len(jobs), 100):
             chunk = jobs[i : i + 100]
             assert {d.job_id for d in store.describe_jobs(chunk)} == set(chunk)
         events = {ident for kind, ident in accepted if kind == "event"}
-        claimed = {e.id for e in store.claim_events("check", 10_000.0, 100_000).events}
+        claimed = {e.id for e in event_store.claim_events("check", 10_000.0, 100_000).events}
         assert events <= claimed
     finally:
+        event_store.close()
         store.close()
     db = sqlite3.connect(path)
     try:  # every array committed, printed or not, has all its children

@@ -3,6 +3,9 @@ dead-letter list and its redrive, event invoke configs, invocation records."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,25 +15,25 @@ import pytest
 
 from runtime.asyncinvoke import model as ev
 from runtime.asyncinvoke.model import AsyncEvent, EventInvokeConfig
-from runtime.batch import SqliteStore
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.errors import InvalidParameterValueException, ResourceNotFoundException
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "batch.sqlite3")
+def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
+    s = SqliteEventStore(tmp_path / "batch.sqlite3")
     yield s
     s.close()
 
 
-def one(store: SqliteStore, now: float, node: str = "n1") -> AsyncEvent:
+def one(store: SqliteEventStore, now: float, node: str = "n1") -> AsyncEvent:
     claim = store.claim_events(node, now, 10)
     assert claim.expired == []
     (event,) = claim.events
     return event
 
 
-def nothing_due(store: SqliteStore, now: float) -> bool:
+def nothing_due(store: SqliteEventStore, now: float) -> bool:
     claim = store.claim_events("n1", now, 10)
     return claim.events == [] and claim.expired == []
 
@@ -104,7 +107,7 @@ def test_invocation_record_embeds_payloads_untouched() -> None:
 # -- the store --------------------------------------------------------------------------------
 
 
-def test_put_claim_done(store: SqliteStore) -> None:
+def test_put_claim_done(store: SqliteEventStore) -> None:
     put = store.put_event("f", b'{"x": 1}', 5.0, request_id="r1")
     assert (put.id, put.state, put.max_retries, put.max_age_s) == ("r1", ev.DUE, 2, 21_600)
     event = one(store, 5.0)
@@ -121,7 +124,7 @@ def test_put_claim_done(store: SqliteStore) -> None:
     assert store.dlq_list() == []
 
 
-def test_due_order_and_limit(store: SqliteStore) -> None:
+def test_due_order_and_limit(store: SqliteEventStore) -> None:
     for i in range(5):
         store.put_event("f", b"{}", float(i), request_id=f"e{i}")
     assert nothing_due(store, -1.0)
@@ -130,14 +133,14 @@ def test_due_order_and_limit(store: SqliteStore) -> None:
     assert [e.id for e in store.claim_events("n1", 10.0, 10).events] == ["e2", "e3", "e4"]
 
 
-def test_put_is_idempotent_per_request_id(store: SqliteStore) -> None:
+def test_put_is_idempotent_per_request_id(store: SqliteEventStore) -> None:
     store.put_event("f", b"{}", 1.0, request_id="same")
     again = store.put_event("f", b'{"other": 1}', 2.0, request_id="same")
     assert (again.payload, again.created_at) == (b"{}", 1.0)
     assert len(store.claim_events("n1", 3.0, 10).events) == 1
 
 
-def test_retries_at_exact_times(store: SqliteStore) -> None:
+def test_retries_at_exact_times(store: SqliteEventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e")
     one(store, 0.0)
     assert store.event_failed("e", "Unhandled", 10.0).next_attempt_at == 70.0
@@ -163,7 +166,7 @@ def test_retries_at_exact_times(store: SqliteStore) -> None:
     )
 
 
-def test_throttles_back_off_without_using_retries(store: SqliteStore) -> None:
+def test_throttles_back_off_without_using_retries(store: SqliteEventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e", max_retries=0)
     now = 0.0
     for delay in (1.0, 2.0, 4.0, 8.0):
@@ -176,7 +179,7 @@ def test_throttles_back_off_without_using_retries(store: SqliteStore) -> None:
     assert store.event_failed("e", "Unhandled", now).condition == ev.RETRIES_EXHAUSTED
 
 
-def test_max_age_ends_retries(store: SqliteStore) -> None:
+def test_max_age_ends_retries(store: SqliteEventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e", max_age_s=100)
     one(store, 0.0)
     assert store.event_failed("e", "x", 30.0).next_attempt_at == 90.0
@@ -185,7 +188,7 @@ def test_max_age_ends_retries(store: SqliteStore) -> None:
     assert (dead.state, dead.condition) == (ev.DEAD, ev.EVENT_AGE_EXCEEDED)
 
 
-def test_events_too_old_when_due_are_dead_lettered(store: SqliteStore) -> None:
+def test_events_too_old_when_due_are_dead_lettered(store: SqliteEventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="old", max_age_s=60)
     store.put_event("f", b"{}", 50.0, request_id="young", max_age_s=60)
     claim = store.claim_events("n1", 60.0, 1)  # after downtime
@@ -195,7 +198,7 @@ def test_events_too_old_when_due_are_dead_lettered(store: SqliteStore) -> None:
     ]
 
 
-def test_recover_returns_inflight_events(store: SqliteStore) -> None:
+def test_recover_returns_inflight_events(store: SqliteEventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="a")
     store.put_event("f", b"{}", 0.0, request_id="b")
     store.claim_events("A", 1.0, 1)
@@ -206,14 +209,14 @@ def test_recover_returns_inflight_events(store: SqliteStore) -> None:
     assert nothing_due(store, 6.0)  # B's event stays with B
 
 
-def test_stale_failure_reports_change_nothing(store: SqliteStore) -> None:
+def test_stale_failure_reports_change_nothing(store: SqliteEventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e")
     assert store.event_failed("e", "x", 1.0).state == ev.DUE  # never claimed
     with pytest.raises(ResourceNotFoundException):
         store.event_failed("nope", "x", 1.0)
 
 
-def test_redrive(store: SqliteStore) -> None:
+def test_redrive(store: SqliteEventStore) -> None:
     for name in ("a", "b", "c"):
         store.put_event(
             "fn" if name != "c" else "other", b"{}", 0.0, request_id=name, max_retries=0
@@ -239,7 +242,7 @@ def test_redrive(store: SqliteStore) -> None:
         ({"max_age_s": 21_601}, "MaximumEventAgeInSeconds"),
     ],
 )
-def test_put_event_limits(store: SqliteStore, kwargs: dict[str, int], message: str) -> None:
+def test_put_event_limits(store: SqliteEventStore, kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(InvalidParameterValueException, match=message):
         store.put_event("f", b"{}", 0.0, **kwargs)  # type: ignore[arg-type]
 
@@ -253,7 +256,7 @@ def config(data: dict[str, object]) -> EventInvokeConfig:
     return msgspec.convert(data, EventInvokeConfig)
 
 
-def test_config_put_get_update_delete(store: SqliteStore) -> None:
+def test_config_put_get_update_delete(store: SqliteEventStore) -> None:
     with pytest.raises(ResourceNotFoundException, match="doesn't have an EventInvokeConfig"):
         store.get_event_invoke_config("f")
     put = store.put_event_invoke_config(
@@ -282,7 +285,7 @@ def test_config_put_get_update_delete(store: SqliteStore) -> None:
         store.delete_event_invoke_config("f")
 
 
-def test_config_supplies_event_defaults(store: SqliteStore) -> None:
+def test_config_supplies_event_defaults(store: SqliteEventStore) -> None:
     store.put_event_invoke_config(
         "f", config({"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 300}), 0.0
     )
@@ -307,8 +310,44 @@ def test_config_supplies_event_defaults(store: SqliteStore) -> None:
         ),
     ],
 )
-def test_config_validation(store: SqliteStore, data: dict[str, object], message: str) -> None:
+def test_config_validation(store: SqliteEventStore, data: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidParameterValueException, match=message):
         store.put_event_invoke_config("f", config(data), 0.0)
     with pytest.raises(InvalidParameterValueException, match=message):
         store.update_event_invoke_config("f", config(data), 0.0)
+
+
+# Redrives the whole dead-letter list, then claims for node "other" and prints the ids.
+OTHER_PROCESS = r"""
+import sys
+from runtime.asyncinvoke.store import SqliteEventStore
+
+with SqliteEventStore(sys.argv[1]) as store:
+    print(store.dlq_redrive(None, 100.0))
+    print(" ".join(e.id for e in store.claim_events("other", 100.0, 2).events))
+"""
+
+
+def test_another_process_redrives_and_claims_on_the_same_file(
+    store: SqliteEventStore, tmp_path: Path
+) -> None:
+    for i in range(4):
+        store.put_event("f", b"{}", float(i), max_retries=0, request_id=f"e{i}")
+    assert len(store.claim_events("here", 10.0, 10).events) == 4
+    for i in range(4):
+        store.event_failed(f"e{i}", "Unhandled", 11.0)
+    assert len(store.dlq_list()) == 4
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS, str(tmp_path / "batch.sqlite3")],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    count, claimed = done.stdout.decode().splitlines()
+    assert (count, claimed.split()) == ("4", ["e0", "e1"])  # redriven: oldest first
+    assert store.dlq_list() == []
+    assert [e.id for e in store.claim_events("here", 100.0, 10).events] == ["e2", "e3"]
+    assert store.stale_nodes(101.0, 0.0) == ["here", "other"]

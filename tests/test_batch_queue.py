@@ -4,8 +4,9 @@ to the end, Event invocations are stored and wake the listeners; the library con
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -106,10 +107,28 @@ def test_event_invocations_are_stored_and_wake_the_listeners(arun: Any, tmp_path
             result = await engine.invoke("f", {"e": 1}, "Event")
             assert result.status_code == 202
             assert woken == [1]
-            claim = queue.store.claim_events("other", queue.clock())
+            claim = queue.event_store.claim_events("other", queue.clock())
             (event,) = claim.events
             assert (event.function, orjson.loads(event.payload)) == ("f", {"e": 1})
             assert engine.stats()["f"]["invocations"] == 0
+
+    arun(main())
+
+
+def test_the_runner_gives_back_the_events_of_a_silent_event_node(arun: Any, tmp_path: Path) -> None:
+    async def main() -> None:
+        now = [1_000.0]
+        async with Engine() as engine, batch(tmp_path, engine=engine, clock=lambda: now[0]) as q:
+            events, far = q.event_store, "events@far/1/1"
+            events.put_event("f", b"{}", now[0], request_id="e1")
+            assert [e.id for e in events.claim_events(far, now[0]).events] == ["e1"]
+            now[0] += 31  # past stale_after_s (30 s) of silence
+            q.runner.wake()
+            for _ in range(500):
+                if far not in events.stale_nodes(math.inf, 0.0):
+                    break
+                await asyncio.sleep(0.01)
+            assert [e.id for e in events.claim_events("here", now[0]).events] == ["e1"]
 
     arun(main())
 
@@ -123,10 +142,12 @@ def test_open_uses_the_data_dir_and_attaches_to_the_engine(arun: Any, tmp_path: 
             assert queue.store.path == tmp_path / "from-config" / STORE_FILE
             assert engine.backlog is None
             async with queue:
-                assert engine.backlog is queue
+                # widened: the narrowing to None above outlives the await
+                assert cast(object, engine.backlog) is queue
                 assert repr(queue).startswith(f"<BatchQueue node={queue.node_id} running=0")
             assert engine.backlog is None
             other = BatchQueue.open(engine, tmp_path / "explicit", config=config)
+            assert isinstance(other.store, SqliteStore)
             assert other.store.path == tmp_path / "explicit" / STORE_FILE
             await other.close()
 

@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from runtime import Engine, FunctionConfig, PoolConfig
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.batch import (
     BatchQueue,
     CreateJobQueueRequest,
@@ -135,7 +136,10 @@ async def batch(
             )
         options.setdefault("poll_s", 0.05)
         options.setdefault("heartbeat_s", 0.2)
-        queue = BatchQueue(eng, store, config=config or small_config(), own_store=True, **options)
+        events = SqliteEventStore(store.path)
+        queue = BatchQueue(
+            eng, store, events, config=config or small_config(), own_store=True, **options
+        )
         async with queue:
             yield queue
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.batch import SqliteStore
 from runtime.config import PoolConfig
 from runtime.configfile import ScheduleConfig
@@ -327,9 +328,9 @@ def test_list_rules_pages_by_name_and_prefix(rules: RuleStore) -> None:
 
 def test_the_rule_tables_share_the_batch_file(tmp_path: Path) -> None:
     path = tmp_path / "batch.sqlite3"
-    with SqliteStore(path) as batch, RuleStore(path) as rules:
+    with SqliteStore(path) as batch, SqliteEventStore(path) as events, RuleStore(path) as rules:
         rules.put_rule("r", "rate(1 hour)", T0)
-        batch.put_event("f", b"{}", T0, request_id="e")
+        events.put_event("f", b"{}", T0, request_id="e")
         assert rules.schema_version == 1
         version = batch.schema_version
     with RuleStore(path) as again, SqliteStore(path) as batch_again:
@@ -340,7 +341,7 @@ def test_the_rule_tables_share_the_batch_file(tmp_path: Path) -> None:
         meta = db.execute(
             "SELECT component, version FROM warmstart_meta ORDER BY component"
         ).fetchall()
-        assert meta == [("batch", version), ("schedule_rules", 1)]
+        assert meta == [("batch", version), ("events", 1), ("nodes", 1), ("schedule_rules", 1)]
     finally:
         db.close()
 

@@ -146,7 +146,8 @@ def terminate_and_wait(client: Any, job_id: str, within: float) -> tuple[dict[st
 
 
 def exit_code(job: dict[str, Any]) -> int | None:
-    return job["attempts"][-1]["container"].get("exitCode")
+    code: int | None = job["attempts"][-1]["container"].get("exitCode")
+    return code
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,8 @@ def test_the_whole_lifecycle_from_synchronous_code() -> None:
         first = engine.invoke("f")
         second = engine.invoke("f", b"{}")
         assert first.function_error is None
+        assert first.report is not None
+        assert second.report is not None
         assert first.report.cold
         assert not second.report.cold
         assert first.json()["pid"] == second.json()["pid"]
@@ -46,6 +48,7 @@ def test_the_whole_lifecycle_from_synchronous_code() -> None:
         updated = engine.update("f", environment={"VER": "2"})
         assert updated.environment == {"VER": "2"}
         third = engine.invoke("f")
+        assert third.report is not None
         assert third.report.cold
         assert third.json()["version"] == "2"
         assert third.json()["pid"] != first.json()["pid"]

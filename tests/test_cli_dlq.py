@@ -20,14 +20,14 @@ from service_support import (  # noqa: F401 (fixtures)
     serving,
 )
 
-from runtime.batch import SqliteStore
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.cli import main
 from runtime.config import FunctionConfig
 
 T0 = 1_700_000_000.0
 
 
-def dead(store: SqliteStore, function: str, rid: str, payload: bytes = b'{"n": 1}') -> None:
+def dead(store: SqliteEventStore, function: str, rid: str, payload: bytes = b'{"n": 1}') -> None:
     """An event that failed once with no retry left: dead-lettered."""
     store.put_event(function, payload, T0, max_retries=0, request_id=rid)
     store.claim_events("gone", T0, 100)
@@ -37,7 +37,7 @@ def dead(store: SqliteStore, function: str, rid: str, payload: bytes = b'{"n": 1
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "data"
-    with SqliteStore(path / "batch.sqlite3") as store:
+    with SqliteEventStore(path / "batch.sqlite3") as store:
         dead(store, "hello", "e1")
         dead(store, "other", "e2", b"[1, 2]")
     monkeypatch.setenv("WARMSTART_DATA_DIR", str(tmp_path / "elsewhere"))
@@ -84,7 +84,7 @@ def test_the_data_dir_comes_from_the_config(
 def test_redrive_by_id_and_all(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dlq", "redrive", "e2", "--data-dir", str(data_dir)]) == 0
     assert "redriven 1 event(s)" in capsys.readouterr().err
-    with SqliteStore(data_dir / "batch.sqlite3") as store:
+    with SqliteEventStore(data_dir / "batch.sqlite3") as store:
         assert [e.id for e in store.dlq_list()] == ["e1"]
         (again,) = store.claim_events("n", time.time(), 10).events
         assert (again.id, again.retries, again.condition) == ("e2", 0, None)
@@ -165,7 +165,7 @@ async def text_of(path: Path) -> str:
 async def wait_for_dead(data_dir: Path) -> list[Any]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with SqliteStore(data_dir / "batch.sqlite3") as store:
+        with SqliteEventStore(data_dir / "batch.sqlite3") as store:
             found = store.dlq_list()
         if found:
             return [{"function": e.function, "payload": json.loads(e.payload)} for e in found]

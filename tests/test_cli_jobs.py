@@ -37,7 +37,7 @@ from runtime.configfile import AuthConfig
 from runtime.loop import new_event_loop
 from runtime.service.batch_api import BatchApi
 from runtime.service.gateway import authenticator
-from runtime.service.lambda_api import Authenticate
+from runtime.service.protocol import Authenticate
 
 NOW = 1_800_000_000.0
 UNKNOWN = "ClientException: Job nope does not exist"
@@ -153,6 +153,7 @@ def submit(cli: Run, target: list[str], *options: str) -> str:
 def describe(cli: Run, target: list[str], job_id: str) -> dict[str, Any]:
     code, out, err = cli("jobs", "describe", job_id, "--json", *target)
     assert code == 0, err
+    job: dict[str, Any]
     (job,) = json.loads(out)["jobs"]
     return job
 

@@ -14,8 +14,9 @@ import orjson
 from docker_support import IMAGE, NODE, docker_engine, harness  # noqa: F401 - autouse fixture
 
 from runtime.agent import protocol as P
+from runtime.docker import LABEL, NODE_LABEL
 from runtime.node import local_node_id
-from runtime.pools.container import LABEL, NODE_LABEL, ContainerBackend
+from runtime.pools.container import ContainerBackend
 
 
 def _open_fds() -> int:
@@ -56,7 +57,11 @@ def test_twenty_concurrent_starts_stay_under_the_cap(arun: Callable[..., Any]) -
 
 
 async def _create_labelled(backend: ContainerBackend, node: str) -> str:
-    config = {"Image": IMAGE, "Cmd": ["python3"], "Labels": {LABEL: "1", NODE_LABEL: node}}
+    config: dict[str, Any] = {
+        "Image": IMAGE,
+        "Cmd": ["python3"],
+        "Labels": {LABEL: "1", NODE_LABEL: node},
+    }
     return (await backend.docker.containers.create(config)).id
 
 

@@ -26,9 +26,9 @@ from helpers import pid_exists
 from runtime import Engine, FunctionConfig, InvalidParameterValueException, PoolConfig
 from runtime.agent import protocol as P
 from runtime.config import StemCellConfig
+from runtime.docker import NODE_LABEL
 from runtime.pools.container import (
     FUNCTION_LABEL,
-    NODE_LABEL,
     STEM_LABEL,
     ContainerBackend,
     SandboxKey,
@@ -55,7 +55,7 @@ async def containers(**labels: str) -> list[dict[str, Any]]:
 
 
 def backend_of(engine: Engine) -> ContainerBackend:
-    backend = engine._containers
+    backend: ContainerBackend | None = engine._containers
     assert backend is not None
     return backend
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -147,7 +147,7 @@ member = st.builds(Entry, member_name, st.binary(max_size=64), st.booleans())
 def members(draw: st.DrawFn) -> list[Entry]:
     """Random members, some of them repeated (the same name with other contents)."""
     drawn = draw(st.lists(member, max_size=6))
-    if drawn and draw(st.booleans()):
+    if len(drawn) > 0 and draw(st.booleans()):
         again = draw(st.sampled_from(drawn))
         drawn.insert(draw(st.integers(0, len(drawn))), replace(again, data=draw(st.binary())))
     return drawn
@@ -403,7 +403,9 @@ def for_hint(hint: Any) -> st.SearchStrategy[Any]:
     raise AssertionError(f"no strategy for {hint!r}")
 
 
-def table_of(struct: type[msgspec.Struct], hidden: frozenset[str] = frozenset()) -> Any:
+def table_of(
+    struct: type[msgspec.Struct], hidden: frozenset[str] = frozenset()
+) -> st.SearchStrategy[dict[str, Any]]:
     """A table of ``struct``'s fields, each sometimes present, mostly with a value of its type
     or a plausible one, else anything; now and then with an unknown or a hidden key."""
     hints = typing.get_type_hints(struct)
@@ -416,7 +418,9 @@ def table_of(struct: type[msgspec.Struct], hidden: frozenset[str] = frozenset())
             typed = st.sampled_from(PLAUSIBLE[name]) | typed
         fields[name] = mostly(typed, toml_value)
     extra_key = st.sampled_from(sorted(hidden | {"nmae", "method", "path"})) | toml_key
-    extra = st.just({}) | st.dictionaries(extra_key, toml_value, max_size=1)
+    extra: st.SearchStrategy[dict[str, Any]] = st.just({}) | st.dictionaries(
+        extra_key, toml_value, max_size=1
+    )
     return st.builds(
         lambda known, more: {**known, **more}, st.fixed_dictionaries({}, optional=fields), extra
     )
@@ -609,7 +613,8 @@ def sign(body: bytes = b'{"k": "v"}') -> Signed:
     prepared = request.prepare()
     parts = urlsplit(prepared.url)
     wire = [*prepared.headers.items(), ("Host", parts.netloc)]
-    return Signed(parts.path, wire, prepared.body or b"")
+    # the body went in as bytes, and prepare() hands it on as it was
+    return Signed(parts.path, wire, cast(bytes, prepared.body or b""))
 
 
 SIGNED = sign()

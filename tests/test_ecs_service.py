@@ -29,8 +29,8 @@ from service_support import (  # noqa: F401 (fixtures)
 
 from runtime.config import PoolConfig
 from runtime.configfile import AuthConfig
+from runtime.docker import LABEL, MB, NODE_LABEL
 from runtime.node import local_node_id
-from runtime.pools.container import LABEL, MB, NODE_LABEL
 from runtime.service import gateway
 from runtime.service.app import ECS
 
@@ -198,7 +198,7 @@ def test_the_seed_registers_as_written_through_every_door(arun: Callable[..., An
 
 
 #: (definition as sent, the ClientException message it gets)
-BAD = [
+BAD: list[tuple[dict[str, Any], str]] = [
     ({"family": "bad name", "containerDefinitions": [{"name": "a", "image": "i", "memory": 8}]},
      "Family contains invalid characters."),
     ({"family": "f", "containerDefinitions": []}, "Container list cannot be empty."),

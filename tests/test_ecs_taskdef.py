@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from runtime.config import PoolConfig
+from runtime.docker import LABEL, MB, NODE_LABEL
 from runtime.ecs import ClientException, Ecs, InvalidParameterException, task_definition
 from runtime.ecs.clusters import Clusters
 from runtime.ecs.dockerconf import container_config, labels, network_bindings
@@ -30,7 +31,6 @@ from runtime.ecs.overrides import check_overrides, effective_containers, task_si
 from runtime.ecs.registry import TaskDefinitions
 from runtime.ecs.taskdef import FARGATE_MEMORY
 from runtime.errors import WarmstartError
-from runtime.pools.container import LABEL, MB, NODE_LABEL
 from runtime.service.json_rpc import method_name
 
 ARNS = Arns("us-east-1", "000000000000")
@@ -403,7 +403,7 @@ def test_clusters() -> None:
 
 def two_containers() -> dict[str, Any]:
     registry = TaskDefinitions(ARNS)
-    return registry.register(
+    registered = registry.register(
         ec2(
             container(environment=[{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]),
             container(name="side", essential=False, command=["sleep", "9"]),
@@ -411,7 +411,9 @@ def two_containers() -> dict[str, Any]:
             memory="1024",
         ),
         1.0,
-    )["taskDefinition"]
+    )
+    task_definition: dict[str, Any] = registered["taskDefinition"]
+    return task_definition
 
 
 def test_overrides_apply_by_name() -> None:
@@ -647,7 +649,9 @@ def test_definitions_need_no_engine_and_tasks_fail_without_one(arun: Callable[..
 
 # -- bad input never breaks anything -----------------------------------------------------------
 
-ODD = [None, True, 0, -1, 1.5, "", "x", "1", [], [1], ["x"], {}, {"a": 1}, [{}], [{"name": 1}]]
+ODD: list[Any] = [
+    None, True, 0, -1, 1.5, "", "x", "1", [], [1], ["x"], {}, {"a": 1}, [{}], [{"name": 1}],
+]  # fmt: skip
 TOP_FIELDS = [
     "taskDefinition", "family", "containerDefinitions", "cpu", "memory", "networkMode",
     "requiresCompatibilities", "tags", "volumes", "executionRoleArn", "cluster", "count",
@@ -708,6 +712,7 @@ def odd_requests(arn: str) -> Iterator[tuple[str, Any]]:
     for field, value in itertools.product(OVERRIDE_FIELDS, ODD):
         override = {"containerOverrides": [{"name": "web", field: value}]}
         yield "RunTask", {"taskDefinition": "fam", "overrides": override}
+    request: object
     for request in (None, [], "x", 1):
         yield "ListTasks", request
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import eventually, pid_exists
+from helpers import eventually, pid_exists, report_of
 
 from runtime import (
     Engine,
@@ -61,12 +61,14 @@ def test_cold_then_warm(arun: Any) -> None:
             second = await engine.invoke("f")
 
             assert first.function_error is None
+            assert first.report is not None
             assert first.report.cold is True
             assert first.report.init_duration_ms is not None
             assert first.report.init_duration_ms > 0
             assert re.search(r"\tInit Duration: \d+\.\d\d ms\t$", first.log.splitlines()[-1])
 
             assert second.function_error is None
+            assert second.report is not None
             assert second.report.cold is False
             assert second.report.init_duration_ms is None
             assert "Init Duration" not in second.log
@@ -154,6 +156,7 @@ def test_log_tail_frames_the_invocation(arun: Any) -> None:
                 lines[-1],
             )
             report = result.report
+            assert report is not None
             assert f"Duration: {report.duration_ms:.2f} ms\t" in lines[-1]
             assert f"Billed Duration: {report.billed_duration_ms} ms\t" in lines[-1]
             assert f"Max Memory Used: {report.max_memory_used_mb} MB\t" in lines[-1]
@@ -234,6 +237,7 @@ def test_context_object(arun: Any) -> None:
             await engine.register(config("ctxfn", "ctx", timeout_s=7))
             plain = await engine.invoke("ctxfn")
             ctx = plain.json()
+            assert plain.report is not None
             assert ctx["aws_request_id"] == plain.report.request_id
             assert ctx["function_name"] == "ctxfn"
             assert ctx["function_version"] == "$LATEST"
@@ -322,10 +326,13 @@ def test_max_memory_used_is_measured(arun: Any) -> None:
             idle = await engine.invoke("idle", {})
             assert hog.function_error is None
             assert hog.json() == 60 * 1024 * 1024
+            assert hog.report is not None
+            assert idle.report is not None
             assert hog.report.max_memory_used_mb >= 60
             assert idle.report.max_memory_used_mb > 0
             assert idle.report.max_memory_used_mb < hog.report.max_memory_used_mb - 40
             for result in (hog, idle):
+                assert result.report is not None
                 assert result.report.memory_size_mb == 256
                 assert "\tMemory Size: 256 MB\t" in result.log
                 assert f"\tMax Memory Used: {result.report.max_memory_used_mb} MB\t" in result.log
@@ -339,6 +346,8 @@ def test_billed_duration_rounds_up_to_the_millisecond(arun: Any) -> None:
             await engine.register(config("sleepy", "sleep"))
             slow = await engine.invoke("sleepy", {"s": 0.0123})
             fast = await engine.invoke("sleepy", {"s": 0})
+            assert slow.report is not None
+            assert fast.report is not None
             assert slow.report.duration_ms >= 12.3
             assert slow.report.billed_duration_ms == math.ceil(slow.report.duration_ms)
             assert fast.report.duration_ms < 5
@@ -466,6 +475,7 @@ def test_update_starts_a_new_generation(arun: Any) -> None:
             updated = await engine.update("f", environment={"VER": "2"})
             assert updated.environment == {"VER": "2"}
             after = await engine.invoke("f")
+            assert after.report is not None
             assert after.report.cold is True
             assert "Init Duration" in after.log
             assert after.json()["version"] == "2"
@@ -476,6 +486,7 @@ def test_update_starts_a_new_generation(arun: Any) -> None:
 
             await engine.update("f", code=str(FUNCTIONS / "v2"))
             third = await engine.invoke("f")
+            assert third.report is not None
             assert third.report.cold is True
             assert third.json()["version"] == "code-v2"
             assert engine.stats()["f"]["generation"] == 2
@@ -501,6 +512,7 @@ def test_keepalive_stops_an_idle_environment(arun: Any) -> None:
             assert time.monotonic() - t0 < 3.0
             assert sum(envs(engine, "f").values()) == 0
             again = await engine.invoke("f")
+            assert again.report is not None
             assert again.report.cold is True
             assert again.json()["pid"] != pid
 
@@ -513,10 +525,11 @@ def test_provisioned_concurrency_is_warm_before_the_first_call(arun: Any) -> Non
             await engine.register(config("f", "whoami", provisioned_concurrency=2, keepalive_s=0))
             assert envs(engine, "f")["ready"] == 2
             first = await engine.invoke("f")
+            assert first.report is not None
             assert first.report.cold is False
             assert "Init Duration" not in first.log
             both = await asyncio.gather(engine.invoke("f"), engine.invoke("f"))
-            assert all(not r.report.cold for r in both)
+            assert all(not report_of(r).cold for r in both)
             assert len({r.json()["pid"] for r in both}) == 2
             assert engine.stats()["f"]["cold_starts"] == 0
             assert envs(engine, "f")["ready"] == 2  # the floor is kept despite keepalive 0
@@ -529,6 +542,9 @@ def test_max_uses_recycles_the_environment(arun: Any) -> None:
         async with Engine() as engine:
             await engine.register(config("f", "whoami", max_uses=2))
             one, two, three = [await engine.invoke("f") for _ in range(3)]
+            assert one.report is not None
+            assert two.report is not None
+            assert three.report is not None
             assert one.report.cold
             assert not two.report.cold
             assert three.report.cold
@@ -575,6 +591,7 @@ def test_reserved_concurrency_with_a_queue_waits(arun: Any) -> None:
             assert first.function_error is None
             assert second.function_error is None
             assert first.json() == second.json()  # one environment served both, in turn
+            assert second.report is not None
             assert second.report.cold is False
             assert 0.6 <= elapsed < 3.0
             assert engine.stats()["f"]["throttles"] == 0
@@ -627,6 +644,7 @@ def test_update_lets_a_running_call_finish_on_the_old_code(arun: Any) -> None:
             assert old.function_error is None
             assert isinstance(old.json(), int)
             new = await engine.invoke("f")
+            assert new.report is not None
             assert new.report.cold
             assert new.json()["pid"] != old.json()
             await eventually(lambda: not pid_exists(old.json()))
@@ -645,10 +663,12 @@ def test_spawn_starts_a_fresh_interpreter(arun: Any) -> None:
             second = await engine.invoke("f")
             assert first.function_error is None
             assert first.json()["ppid"] == os.getpid()
+            assert first.report is not None
             assert first.report.cold is True
             assert first.report.init_duration_ms is not None
             assert first.report.init_duration_ms > 0
             assert "Init Duration" in first.log
+            assert second.report is not None
             assert second.report.cold is False
             assert second.json()["pid"] == first.json()["pid"]
 
@@ -675,13 +695,15 @@ def test_stats_meter_every_outcome(arun: Any) -> None:
             results.append(await slow)
 
             stats = engine.stats()["f"]
-            billed = sum(r.report.billed_duration_ms for r in results)
+            billed = sum(report_of(r).billed_duration_ms for r in results)
             assert stats["invocations"] == 4
             assert stats["cold_starts"] == 1
             assert stats["errors"] == 1
             assert stats["throttles"] == 1
             assert stats["billed_ms"] == billed
-            assert stats["duration_ms"] == pytest.approx(sum(r.report.duration_ms for r in results))
+            assert stats["duration_ms"] == pytest.approx(
+                sum(report_of(r).duration_ms for r in results)
+            )
             assert stats["gb_seconds"] == pytest.approx(billed / 1000 * 512 / 1024)
             assert stats["estimated_cost_usd"] == pytest.approx(
                 stats["gb_seconds"] * 0.0000166667 + 4 * 0.0000002

@@ -14,7 +14,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from helpers import eventually
@@ -83,10 +83,12 @@ def test_a_call_after_a_worker_death_the_template_did_not_report_is_answered(aru
                 os.kill(template, signal.SIGCONT)
             result = await asyncio.wait_for(call, 8.0)
             assert result.function_error is None
+            assert result.report is not None
             assert result.report.cold
             assert result.json()["pid"] != worker_pid
             assert not engine._calls
             again = await engine.invoke("f", {"do": "ok"})
+            assert again.report is not None
             assert not again.report.cold
 
     arun(main())
@@ -121,6 +123,7 @@ def test_a_call_on_a_worker_that_dies_unreported_is_answered_once(arun: Any) -> 
             assert not engine._calls
             after = await engine.invoke("f", {"do": "ok"})
             assert after.function_error is None
+            assert after.report is not None
             assert after.report.cold
 
     arun(main())
@@ -156,7 +159,7 @@ def test_a_waiter_whose_caller_gave_up_never_runs(arun: Any, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_a_call_withdrawn_during_its_cold_start_leaves_a_warm_environment(
-    arun: Any, tmp_path: Path, start: str
+    arun: Any, tmp_path: Path, start: Literal["fork", "spawn"]
 ) -> None:
     async def main() -> None:
         async with Engine() as engine:
@@ -177,6 +180,7 @@ def test_a_call_withdrawn_during_its_cold_start_leaves_a_warm_environment(
             assert not ran(mark)
             assert not engine._calls
             after = await engine.invoke("m", {})
+            assert after.report is not None
             assert after.report.cold is False  # the start went on, for the next caller
             assert engine.stats()["m"]["invocations"] == 1
 
@@ -196,6 +200,7 @@ def test_a_dispatched_call_whose_caller_gave_up_runs_to_its_end(arun: Any, tmp_p
             assert not engine._calls
             assert engine.stats()["m"]["errors"] == 0
             after = await engine.invoke("m", {})
+            assert after.report is not None
             assert after.report.cold is False  # the environment stayed warm
 
     arun(main())
@@ -269,6 +274,7 @@ def test_chaos_every_call_answered_once(arun: Any, Scheduler: Any, seed: int) ->
                 finish(call, *args, **kwargs)
 
             engine._finish = counted_finish  # type: ignore[method-assign]
+            start: Literal["fork", "spawn"]
             for name, start in (("fork", "fork"), ("spawn", "spawn")):
                 await engine.register(
                     FunctionConfig(
@@ -284,6 +290,7 @@ def test_chaos_every_call_answered_once(arun: Any, Scheduler: Any, seed: int) ->
                 for _ in range(4)
             ]
             kills = await asyncio.gather(_killer(engine, until, rng), *callers)
+            assert kills[0] is not None
             assert kills[0] > 10, kills[0]
             assert seen["ok"] > 0, seen
             assert seen["Runtime.ExitError"] > 0, seen
@@ -291,7 +298,11 @@ def test_chaos_every_call_answered_once(arun: Any, Scheduler: Any, seed: int) ->
             await eventually(lambda: not engine._calls, 5.0)
             for name in ("fork", "spawn"):
                 stats = engine.stats()[name]
-                await eventually(lambda n=name: engine.stats()[n]["environments"]["busy"] == 0)
+
+                def idle(n: str = name) -> bool:
+                    return bool(engine.stats()[n]["environments"]["busy"] == 0)
+
+                await eventually(idle)
                 assert stats["waiting"] == 0
             for i in range(100):
                 result = await engine.invoke(("fork", "spawn")[i % 2], {"do": "ok"})

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from helpers import eventually, pid_exists
@@ -211,6 +212,7 @@ def check_error(result: InvokeResult, row: Row) -> None:
     if row.in_log:
         assert body["errorMessage"] in result.log
     if row.init_error:
+        assert result.report is not None
         assert result.report.cold is True  # the failed init is reported
         assert "Init Duration" in lines[-1]
 
@@ -258,6 +260,7 @@ async def run_row(engine: Engine, row: Row, config: FunctionConfig) -> None:
         await engine.update(name, code=str(FAULTS), handler="app.main")
         good = await engine.invoke(name, {"do": "ok"})
         assert good.function_error is None
+        assert good.report is not None
         assert good.report.cold
         check_consistent(engine, name, invocations=3, errors=2)
         return
@@ -275,12 +278,14 @@ async def run_row(engine: Engine, row: Row, config: FunctionConfig) -> None:
         check_raise_body(result)
     if row.error_type == "Sandbox.Timedout":
         assert elapsed >= 0.95  # not before the timeout either
+        assert result.report is not None
         assert result.report.duration_ms == 1000.0
         assert "going to sleep" in result.log  # what it wrote before it was killed
         await eventually(lambda: not pid_exists(pid))
 
     following = await engine.invoke(name, {"do": "ok"})
     assert following.function_error is None
+    assert following.report is not None
     if row.next_cold:
         assert following.report.cold is True
         assert "Init Duration" in following.log
@@ -299,7 +304,7 @@ async def run_row(engine: Engine, row: Row, config: FunctionConfig) -> None:
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
-def test_fault(arun: Any, tmp_path: Path, row: Row, start: str) -> None:
+def test_fault(arun: Any, tmp_path: Path, row: Row, start: Literal["fork", "spawn"]) -> None:
     config = FunctionConfig(
         name=f"fault-{row.id}".replace("_", "-"),
         handler=row.handler,
@@ -352,7 +357,9 @@ def test_faults_do_not_disturb_other_functions(arun: Any) -> None:
 
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
-def test_a_provisioned_environment_is_restarted_after_a_crash(arun: Any, start: str) -> None:
+def test_a_provisioned_environment_is_restarted_after_a_crash(
+    arun: Any, start: Literal["fork", "spawn"]
+) -> None:
     async def main() -> None:
         async with Engine() as engine:
             await engine.register(
@@ -365,14 +372,18 @@ def test_a_provisioned_environment_is_restarted_after_a_crash(arun: Any, start: 
                 )
             )
             warm = await engine.invoke("p", {"do": "ok"})
+            assert warm.report is not None
             assert not warm.report.cold
             crash = await engine.invoke("p", {"do": "exit3"})
             assert crash.json()["errorType"] == "Runtime.ExitError"
-            counts = lambda: engine.stats()["p"]["environments"]  # noqa: E731
+            counts: Callable[[], dict[str, int]] = lambda: (  # noqa: E731
+                engine.stats()["p"]["environments"]
+            )
             await eventually(lambda: counts()["ready"] == 1 and counts()["starting"] == 0)
             after = await engine.invoke("p", {"do": "ok"})
             assert after.function_error is None
             # restarted ahead of the call, as provisioned concurrency is
+            assert after.report is not None
             assert not after.report.cold
             assert after.json()["pid"] != warm.json()["pid"]
             assert engine.stats()["p"]["cold_starts"] == 0
@@ -381,7 +392,9 @@ def test_a_provisioned_environment_is_restarted_after_a_crash(arun: Any, start: 
 
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
-def test_concurrent_calls_all_see_the_init_error(arun: Any, start: str) -> None:
+def test_concurrent_calls_all_see_the_init_error(
+    arun: Any, start: Literal["fork", "spawn"]
+) -> None:
     async def main() -> None:
         async with Engine() as engine:
             await engine.register(
@@ -420,6 +433,7 @@ def test_init_error_with_provisioned_concurrency(arun: Any) -> None:
             assert counts["ready"] == 2
             good = await engine.invoke("broken", {"do": "ok"})
             assert good.function_error is None
+            assert good.report is not None
             assert not good.report.cold
 
     arun(main())

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -181,7 +181,7 @@ def test_a_long_request_id_still_leaves_the_payload_whole(agent: AgentProcess) -
 
 @pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_engine_answers_a_big_result_with_a_full_log_from_a_warm_worker(
-    arun: Any, start: str
+    arun: Any, start: Literal["fork", "spawn"]
 ) -> None:
     async def main() -> None:
         async with Engine(PoolConfig(log_cap_bytes=P.MAX_LOG)) as engine:
@@ -201,6 +201,7 @@ def test_engine_answers_a_big_result_with_a_full_log_from_a_warm_worker(
             assert too_large.json() == TOO_LARGE
             after = await engine.invoke("big", {})
             assert after.json()["pid"] == pid
+            assert after.report is not None
             assert not after.report.cold
 
     arun(main(), timeout=60)

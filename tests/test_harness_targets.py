@@ -95,7 +95,7 @@ def invoke_app(seen: list[tuple[str, bytes, str]]) -> web.Application:
         seen.append((request.match_info["name"], body, request.headers.get("X-Amz-Log-Type", "")))
         n = len(seen)
         if n % 7 == 0:
-            doc = {"Reason": THROTTLED, "Type": "User", "message": "Rate Exceeded."}
+            doc: dict[str, Any] = {"Reason": THROTTLED, "Type": "User", "message": "Rate Exceeded."}
             return web.json_response(
                 doc, status=429, headers={"X-Amzn-ErrorType": "TooManyRequestsException"}
             )

@@ -471,6 +471,7 @@ def test_outside_bytes_yield_the_frames_they_encode_or_protocol_error(
     decoder = Decoder()
     got: list[Frame] = []
     fed = 0
+    refusal: str | None
     try:
         for cut in [*cuts, len(stream)]:
             got += decoder.feed(stream[fed:cut])

@@ -504,6 +504,14 @@ def _nearest_weekday(n: int) -> Callable[[date], bool]:
     return test
 
 
+def _last_weekday(w: int) -> Callable[[date], bool]:
+    return lambda d: _day_of_week(d) == w and d.day + 7 > _last_day(d)
+
+
+def _nth_weekday(w: int, k: int) -> Callable[[date], bool]:
+    return lambda d: _day_of_week(d) == w and (d.day - 1) // 7 + 1 == k
+
+
 def _definitions() -> list[tuple[str, Callable[[date], bool]]]:
     """Each special day rule in a dozen words, written without the module's arithmetic."""
     rules: list[tuple[str, Callable[[date], bool]]] = [
@@ -521,11 +529,8 @@ def _definitions() -> list[tuple[str, Callable[[date], bool]]]:
     ]
     rules += [(f"{n}W ?", _nearest_weekday(n)) for n in range(1, 32)]
     for w in range(1, 8):
-        rules.append((f"? {w}L", lambda d, w=w: _day_of_week(d) == w and d.day + 7 > _last_day(d)))
-        rules += [
-            (f"? {w}#{k}", lambda d, w=w, k=k: _day_of_week(d) == w and (d.day - 1) // 7 + 1 == k)
-            for k in range(1, 6)
-        ]
+        rules.append((f"? {w}L", _last_weekday(w)))
+        rules += [(f"? {w}#{k}", _nth_weekday(w, k)) for k in range(1, 6)]
     return rules
 
 

@@ -35,6 +35,7 @@ from runtime.scheduler import (
     SPILL,
     STOP,
     THROTTLE,
+    FunctionLimits,
 )
 
 INF = float("inf")
@@ -63,11 +64,13 @@ def cfg(
 
 
 def add(core: Any, name: str = "f", now: float = 0.0, **kw: Any) -> list[tuple[int, ...]]:
-    return core.add_function(name, now=now, **cfg(**kw))
+    actions: list[tuple[int, ...]] = core.add_function(name, FunctionLimits(**cfg(**kw)), now)
+    return actions
 
 
 def update(core: Any, name: str = "f", now: float = 0.0, **kw: Any) -> list[tuple[int, ...]]:
-    return core.update_function(name, now=now, **cfg(**kw))
+    actions: list[tuple[int, ...]] = core.update_function(name, FunctionLimits(**cfg(**kw)), now)
+    return actions
 
 
 def cold(env: int, req: int) -> tuple[int, int, int, int]:
@@ -1202,7 +1205,7 @@ class _Walk:
         self.next_req = 0
         out = []
         for name, c in self.fns.items():
-            out += core.add_function(name, now=0.0, **c)
+            out += core.add_function(name, FunctionLimits(**c), 0.0)
         self.apply(out)
 
     def apply(self, out: list[tuple[int, int, int, int]]) -> None:

@@ -36,6 +36,7 @@ from runtime.scheduler import (
     SPILL,
     STOP,
     THROTTLE,
+    FunctionLimits,
     SchedulerPy,
     require_compiled,
 )
@@ -417,7 +418,11 @@ def op_add(pair: Pair, ch: Chooser) -> None:
     name = ch.pick(NAMES) if not free or ch.pick(range(10)) == 9 else ch.pick(free)
     config = fn_config(ch)
     pair.run(
-        "add_function", name, *config, pair.model.now, on_ok=lambda: model.register(name, config[3])
+        "add_function",
+        name,
+        FunctionLimits(*config),
+        pair.model.now,
+        on_ok=lambda: model.register(name, config[3]),
     )
 
 
@@ -429,7 +434,7 @@ def op_update(pair: Pair, ch: Chooser) -> None:
     def on_ok() -> None:
         model.reserved[model.registered[name]] = config[3]
 
-    pair.run("update_function", name, *config, model.now, on_ok=on_ok)
+    pair.run("update_function", name, FunctionLimits(*config), model.now, on_ok=on_ok)
 
 
 def op_set_concurrency(pair: Pair, ch: Chooser) -> None:
@@ -573,7 +578,13 @@ def test_cores_agree_on_long_runs(seed: int) -> None:
     model = pair.model
     for name in NAMES:
         config = (128, 600.0, 6000.0, -1, seed % 2, 0, False)
-        pair.run("add_function", name, *config, 0.0, on_ok=partial(model.register, name, -1))
+        pair.run(
+            "add_function",
+            name,
+            FunctionLimits(*config),
+            0.0,
+            on_ok=partial(model.register, name, -1),
+        )
     pair.peek_every = 64
     hot = {"submit": 12, "ready": 6, "release": 12, "advance": 0, "update": 0, "remove": 0}
     hot["withdraw"] = 0
@@ -623,8 +634,10 @@ def test_compaction_inside_advance(monkeypatch: pytest.MonkeyPatch) -> None:
     model = pair.model
 
     def add(name: str, timeout: float, provisioned: int) -> list[Any]:
-        args = (128, timeout, 1000.0, -1, provisioned, 0, False, model.now)
-        out = pair.run("add_function", name, *args, on_ok=partial(model.register, name, -1))
+        limits = FunctionLimits(128, timeout, 1000.0, -1, provisioned, 0, False)
+        out = pair.run(
+            "add_function", name, limits, model.now, on_ok=partial(model.register, name, -1)
+        )
         assert out is not None
         return out
 

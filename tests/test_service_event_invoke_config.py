@@ -82,7 +82,7 @@ def test_put_get_update_delete(arun: Callable[..., Any]) -> None:
     arun(main())
 
 
-REFUSALS = [
+REFUSALS: list[tuple[dict[str, Any], str, str]] = [
     ({"FunctionName": "missing", "MaximumRetryAttempts": 1}, "ResourceNotFoundException", ""),
     (
         {"FunctionName": "f", "Qualifier": "1", "MaximumRetryAttempts": 1},

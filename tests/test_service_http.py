@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from service_support import (  # noqa: F401 (fixtures)
     aws_env,
@@ -23,8 +25,9 @@ from yarl import URL
 
 from runtime.cli.client import ServiceClient, ServiceError
 from runtime.configfile import AuthConfig
-from runtime.service import gateway
-from runtime.service.app import is_reserved_path
+from runtime.service import gateway, protocol
+from runtime.service.app import create_app, is_reserved_path, start_engine
+from runtime.service.body import within
 
 pytestmark = pytest.mark.usefixtures("aws_env", "no_leaked_threads")
 
@@ -274,3 +277,156 @@ def test_shutdown_ends_followers(arun: Callable[..., Any]) -> None:
             follow.release()
 
     arun(main())
+
+
+def test_an_app_without_background_answers_store_operations_with_internal_errors(
+    arun: Callable[..., Any],
+) -> None:
+    async def main() -> None:
+        config = config_of(basic("echo"))
+        engine = await start_engine(config)
+        try:
+            async with (
+                TestServer(create_app(engine, config)) as server,
+                aiohttp.ClientSession() as http,
+            ):
+                url = str(server.make_url("/"))
+                configs = url + "2019-09-25/functions/echo/event-invoke-config"
+                async with http.get(configs) as resp:
+                    assert (resp.status, resp.headers["x-amzn-ErrorType"]) == (
+                        500,
+                        "ServiceException",
+                    )
+                    assert await resp.json() == {
+                        "Type": "Service",
+                        "Message": "async invocation settings need the service's durable "
+                        "store (warmstart serve)",
+                    }
+                rules = {"X-Amz-Target": "AWSEvents.ListRules"}
+                async with http.post(url, headers=rules, data=b"{}") as resp:
+                    assert resp.status == 500
+                    assert await resp.json(content_type=None) == {
+                        "__type": "ServiceException",
+                        "message": "EventBridge rules need the service's data directory",
+                    }
+                async with http.post(url + "v1/listjobs", data=b'{"jobQueue": "q"}') as resp:
+                    assert (resp.status, resp.headers["x-amzn-ErrorType"]) == (
+                        500,
+                        "ServerException",
+                    )
+                    assert await resp.json() == {
+                        "__type": "ServerException",
+                        "message": "the batch queue is not running on this service",
+                    }
+                # DeleteFunction needs no store: without one there are no settings to delete
+                async with http.delete(url + "2015-03-31/functions/echo") as resp:
+                    assert resp.status == 204
+            assert engine.functions() == []
+        finally:
+            await engine.close()
+            await asyncio.get_running_loop().shutdown_default_executor()
+
+    arun(main())
+
+
+def test_unexpected_errors_are_each_apis_internal_error(arun: Callable[..., Any]) -> None:
+    """A bug (here in the hook) is logged and answered as the API's internal error."""
+
+    async def authenticate(request: web.Request, body: bytes) -> None:
+        raise RuntimeError("boom")
+
+    lambda_error = {"Type": "Service", "Message": "RuntimeError: boom"}
+
+    def json_error(code: str) -> dict[str, str]:
+        return {"__type": code, "message": "RuntimeError: boom"}
+
+    ecs = {"X-Amz-Target": "AmazonEC2ContainerServiceV20141113.ListClusters"}
+    events = {"X-Amz-Target": "AWSEvents.ListRules"}
+    unknown = {"X-Amz-Target": "Nobody.Serves"}
+    cases: list[tuple[str, dict[str, str], str, dict[str, str]]] = [
+        ("/2015-03-31/functions", {}, "ServiceException", lambda_error),
+        ("/v1/listjobs", {}, "ServerException", json_error("ServerException")),
+        ("/", ecs, "ServerException", json_error("ServerException")),
+        ("/", events, "InternalException", json_error("InternalException")),
+        ("/", unknown, "InternalFailure", json_error("InternalFailure")),
+    ]
+
+    async def main() -> None:
+        async with (
+            serving(config_of(basic("echo")), authenticate=authenticate) as svc,
+            aiohttp.ClientSession() as http,
+        ):
+            for path, headers, code, expected in cases:
+                async with http.post(svc.url + path, headers=headers, data=b"{}") as resp:
+                    assert (resp.status, resp.headers["x-amzn-ErrorType"]) == (500, code), path
+                    doc = await resp.json(content_type=None)
+                    assert doc == expected, path
+
+    arun(main())
+
+
+def test_one_operation_reads_then_authenticates_then_runs(
+    arun: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``protocol.operation``: an oversized body is refused before the hook sees it, the hook
+    before the operation runs; what is not an AWS error is logged and named by the wire."""
+    steps: list[str] = []
+
+    def render(error: protocol.AwsError) -> web.Response:
+        doc = {"code": error.code, "message": error.message}
+        return web.json_response(doc, status=error.status)
+
+    async def authenticate(request: web.Request, body: bytes) -> None:
+        steps.append(f"auth {body!r}")
+        if request.headers.get("X-Deny"):
+            raise protocol.ServerException("denied", "AccessDenied")
+
+    async def run(request: web.Request, body: bytes) -> web.StreamResponse:
+        steps.append("run")
+        if request.headers.get("X-Boom"):
+            raise KeyError("boom")
+        return web.Response(body=body)
+
+    wire = protocol.WireFormat("Test API", render, "Oops")
+    app = web.Application()
+    app.router.add_post("/", protocol.operation(run, within(4), wire, authenticate))
+
+    async def main() -> None:
+        async with TestServer(app) as server, aiohttp.ClientSession() as http:
+
+            async def answer(body: bytes, **headers: str) -> tuple[int, bytes]:
+                async with http.post(server.make_url("/"), data=body, headers=headers) as resp:
+                    return resp.status, await resp.read()
+
+            assert await answer(b"12345") == (
+                413,
+                b'{"code": "RequestTooLargeException", "message": "Request must be smaller '
+                b'than 4 bytes (got at least 5)"}',
+            )
+            assert steps == []
+            denied = (500, b'{"code": "AccessDenied", "message": "denied"}')
+            assert await answer(b"ab", **{"X-Deny": "1"}) == denied
+            assert steps == ["auth b'ab'"]
+            assert await answer(b"ok") == (200, b"ok")
+            assert steps == ["auth b'ab'", "auth b'ok'", "run"]
+            with caplog.at_level(logging.ERROR, "warmstart.service"):
+                assert await answer(b"", **{"X-Boom": "1"}) == (
+                    500,
+                    b'{"code": "Oops", "message": "KeyError: \'boom\'"}',
+                )
+            logged = [r.getMessage() for r in caplog.records if r.name == "warmstart.service"]
+            assert logged == ["unexpected error in a Test API operation"]
+
+    arun(main())
+
+
+def test_an_unavailable_store_fails_where_it_is_first_used() -> None:
+    store: Any = protocol.Unavailable("no store here", "ServiceException")
+    with pytest.raises(protocol.StoreUnavailable) as caught:
+        store.get_rule  # noqa: B018 - reaching for a method is enough
+    assert (caught.value.code, caught.value.status, caught.value.message) == (
+        "ServiceException",
+        500,
+        "no store here",
+    )
+    assert not hasattr(store, "__len__")

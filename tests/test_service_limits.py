@@ -29,7 +29,7 @@ from service_support import (  # noqa: F401 (fixtures)
     serving,
 )
 
-from runtime import FunctionConfig, PoolConfig
+from runtime import FunctionConfig, InvokeResult, PoolConfig
 from runtime.cli.client import ServiceClient, sigv4_headers
 from runtime.configfile import AuthConfig, ConfigFile, ServiceConfig
 from runtime.service.connections import (
@@ -441,8 +441,11 @@ def test_a_synchronous_invoke_is_cancelled_when_its_client_leaves(
             real = engine.invoke
 
             async def invoke(
-                name: str, payload: bytes, invocation_type: str = "RequestResponse", **kw: Any
-            ) -> Any:
+                name: str,
+                payload: bytes | str | Any = b"{}",
+                invocation_type: str = "RequestResponse",
+                **kw: Any,
+            ) -> InvokeResult:
                 if invocation_type not in intercepted:  # the dispatcher running the Event
                     return await real(name, payload, invocation_type, **kw)
                 intercepted.discard(invocation_type)
@@ -466,7 +469,11 @@ def test_a_synchronous_invoke_is_cancelled_when_its_client_leaves(
                             body=b"{}",
                         )
                     )
-                    await wait_for(lambda kind=kind: (kind, "started") in calls, SLACK)
+
+                    def started(kind: str = kind) -> bool:
+                        return (kind, "started") in calls
+
+                    await wait_for(started, SLACK)
             await wait_for(lambda: ("RequestResponse", "cancelled") in calls, SLACK)
             release.set()
             await wait_for(lambda: ("Event", "finished") in calls, SLACK)

@@ -1,9 +1,11 @@
 """Files made by earlier warmstart builds open with this one.
 
 Before ``warmstart_meta`` held every component's version, the batch store kept its own in
-``PRAGMA user_version`` and the schedule rules theirs in a ``warmstart_meta`` row. The files
-here are built by hand with ``sqlite3``, statement for statement as that code built them, and
-then opened with today's stores.
+``PRAGMA user_version`` and the schedule rules theirs in a ``warmstart_meta`` row; and the
+async invocations' tables and the ``nodes`` table were part of the batch schema, before the
+event store and the node table became components of their own. The files here are built by
+hand with ``sqlite3``, statement for statement as that code built them, and then opened with
+today's stores.
 """
 
 from __future__ import annotations
@@ -13,12 +15,22 @@ from pathlib import Path
 
 import pytest
 
+from runtime.asyncinvoke import store as event_store
+from runtime.asyncinvoke.model import EventInvokeConfig
+from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.batch import SqliteStore
 from runtime.batch.store import SCHEMA_VERSION
 from runtime.errors import ServiceException
 from runtime.schedules.store import RuleStore
 
 T0 = 1_700_000_000.0
+#: the components a file holds once every store opened it
+EVERY = [
+    ("batch", SCHEMA_VERSION),
+    ("events", event_store.SCHEMA_VERSION),
+    ("nodes", 1),
+    ("schedule_rules", 1),
+]
 
 # -- the schema as the earlier batch store wrote it (user_version 1, then 2) ------------------
 
@@ -210,13 +222,13 @@ def meta(path: Path) -> list[tuple[str, int]]:
 def test_a_file_of_the_earlier_stores_opens_and_keeps_its_data(tmp_path: Path, batch: int) -> None:
     path = tmp_path / "batch.sqlite3"
     old_file(path, batch=batch, rules=True)
-    with SqliteStore(path) as store, RuleStore(path) as rules:
+    with SqliteStore(path) as store, SqliteEventStore(path) as events, RuleStore(path) as rules:
         assert store.schema_version == SCHEMA_VERSION
         assert rules.schema_version == 1
         assert rules.get_rule("r").expression == "rate(1 hour)"
-        claim = store.claim_events("n1", T0 + 1)
+        claim = events.claim_events("n1", T0 + 1)
         assert [(e.id, e.function, e.payload) for e in claim.events] == [("e1", "f", b"{}")]
-    assert meta(path) == [("batch", SCHEMA_VERSION), ("schedule_rules", 1)]
+    assert meta(path) == EVERY
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -229,21 +241,21 @@ def test_a_file_of_the_earlier_stores_opens_and_keeps_its_data(tmp_path: Path, b
 def test_a_file_of_the_earlier_batch_store_alone_opens(tmp_path: Path) -> None:
     path = tmp_path / "batch.sqlite3"
     old_file(path, batch=2, rules=False)
-    with RuleStore(path) as rules, SqliteStore(path) as store:
+    with RuleStore(path) as rules, SqliteStore(path) as store, SqliteEventStore(path) as events:
         assert rules.list_rules() == ([], None)
         assert store.schema_version == SCHEMA_VERSION
-        assert [e.id for e in store.claim_events("n1", T0 + 1).events] == ["e1"]
-    assert meta(path) == [("batch", SCHEMA_VERSION), ("schedule_rules", 1)]
+        assert [e.id for e in events.claim_events("n1", T0 + 1).events] == ["e1"]
+    assert meta(path) == EVERY
 
 
 def test_a_file_of_the_earlier_rule_store_alone_gets_the_batch_tables(tmp_path: Path) -> None:
     path = tmp_path / "batch.sqlite3"
     old_file(path, batch=0, rules=True)
-    with SqliteStore(path) as store, RuleStore(path) as rules:
+    with SqliteStore(path) as store, SqliteEventStore(path) as events, RuleStore(path) as rules:
         assert store.schema_version == SCHEMA_VERSION
-        assert store.put_event("f", b"{}", T0, request_id="e2").id == "e2"
+        assert events.put_event("f", b"{}", T0, request_id="e2").id == "e2"
         assert rules.get_rule("r").state == "ENABLED"
-    assert meta(path) == [("batch", SCHEMA_VERSION), ("schedule_rules", 1)]
+    assert meta(path) == EVERY
 
 
 def test_a_component_newer_than_this_build_is_refused(tmp_path: Path) -> None:
@@ -256,3 +268,105 @@ def test_a_component_newer_than_this_build_is_refused(tmp_path: Path) -> None:
         SqliteStore(path)
     with RuleStore(path) as rules:  # another component is not held back by it
         assert rules.schema_version == 1
+
+
+def old_events(path: Path) -> None:
+    """Beside ``old_file``'s due event: a dead one, one in flight on a node that beat, and an
+    event invoke config, all in the tables the batch schema made."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute(
+            "INSERT INTO events (id, function, payload, created_at, next_at, state, node,"
+            " invocations, max_retries, max_age, error, condition)"
+            " VALUES ('e2', 'g', X'5B315D', ?, ?, 'DEAD', NULL, 3, 2, 21600, 'Unhandled',"
+            " 'RetriesExhausted')",
+            (T0, T0 + 5),
+        )
+        db.execute(
+            "INSERT INTO events (id, function, payload, created_at, next_at, state, node,"
+            " invocations, max_retries, max_age) VALUES ('e3', 'f', X'7B7D', ?, ?, 'INFLIGHT',"
+            " 'events@gone', 1, 2, 21600)",
+            (T0, T0),
+        )
+        db.execute("INSERT INTO nodes (id, seen_at) VALUES ('events@gone', ?)", (T0,))
+        db.execute(
+            "INSERT INTO event_configs (function, detail) VALUES"
+            " ('f', '{\"MaximumRetryAttempts\":1,\"LastModified\":1700000000.0}')"
+        )
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_events_of_the_batch_schema_open_with_the_event_store(
+    tmp_path: Path, batch_first: bool
+) -> None:
+    path = tmp_path / "batch.sqlite3"
+    old_file(path, batch=2, rules=False)
+    old_events(path)
+    if batch_first:  # the batch store's upgrade leaves the event tables as they are
+        SqliteStore(path).close()
+    with SqliteEventStore(path) as events:
+        assert events.schema_version == event_store.SCHEMA_VERSION
+        assert events.get_event_invoke_config("f").maximum_retry_attempts == 1
+        (dead,) = events.dlq_list()
+        assert (dead.id, dead.function, dead.payload, dead.condition) == (
+            "e2",
+            "g",
+            b"[1]",
+            "RetriesExhausted",
+        )
+        assert events.stale_nodes(T0 + 60, 30.0) == ["events@gone"]
+        assert events.recover("events@gone", T0 + 60).events == 1
+        assert events.stale_nodes(T0 + 60, 30.0) == []
+        assert events.dlq_redrive(["e2"], T0 + 60) == 1
+        claim = events.claim_events("n1", T0 + 60)
+        assert sorted(e.id for e in claim.events) == ["e1", "e2", "e3"]
+    with SqliteStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.stale_nodes(T0 + 61, 0.0) == ["n1"]  # the event store's claim beat
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        db.close()
+    assert meta(path) == [
+        ("batch", SCHEMA_VERSION),
+        ("events", event_store.SCHEMA_VERSION),
+        ("nodes", 1),
+    ]
+
+
+def test_a_new_file_gets_the_event_and_node_tables_from_their_own_stores(tmp_path: Path) -> None:
+    path = tmp_path / "batch.sqlite3"
+    with SqliteStore(path):
+        pass
+    db = sqlite3.connect(path)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    finally:
+        db.close()
+    assert "nodes" in tables
+    assert not {"events", "event_configs"} & tables
+    with SqliteEventStore(path) as events:
+        config = events.put_event_invoke_config(
+            "f", EventInvokeConfig(maximum_retry_attempts=0), T0
+        )
+        assert config.maximum_retry_attempts == 0
+    assert meta(path) == [
+        ("batch", SCHEMA_VERSION),
+        ("events", event_store.SCHEMA_VERSION),
+        ("nodes", 1),
+    ]
+
+
+def test_an_event_component_newer_than_this_build_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "batch.sqlite3"
+    SqliteEventStore(path).close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE warmstart_meta SET version = version + 1 WHERE component = 'events'")
+    db.close()
+    with pytest.raises(ServiceException, match="events schema version"):
+        SqliteEventStore(path)
+    with SqliteStore(path) as store:  # the batch store is not held back by it
+        assert store.schema_version == SCHEMA_VERSION

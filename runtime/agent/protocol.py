@@ -39,6 +39,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable
+from typing import TypedDict
 
 MAGIC = b"WS"
 HEADER = struct.Struct("<2sBBB3xIQQ")
@@ -96,6 +97,43 @@ MAX_LOG = MAX_BODY - RESPONSE_LIMIT - FRAME_SLACK
 #: the largest frame sent on a seqpacket control socket.  Linux refuses a datagram longer than
 #: the sender's SO_SNDBUF (212,992 bytes by default, less 32), whatever the receiver reads.
 MAX_DATAGRAM = 128 * 1024
+
+
+class EnvConfig(TypedDict, total=False):
+    """FORK's environment JSON: what one environment's worker sets up after the fork (or, as
+    INIT's ``env``, after a spawn).  A sandbox is forked with none of it."""
+
+    #: variables set on top of INIT's (the log stream, the initialization type, TMPDIR)
+    environ: dict[str, str]
+    #: the file the worker's stdout and stderr go to
+    log_path: str
+    #: an address-space limit (RLIMIT_AS); absent in a container, whose cgroup is the limit
+    memory_limit_bytes: int
+    #: the environment's directory on the host (the engine's; the agent does not read it)
+    dir: str
+
+
+class _InitRequired(TypedDict):
+    handler: str
+    task_root: str
+    environ: dict[str, str]
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_mb: int
+    log_group_name: str
+    log_stream_name: str
+    log_path: str
+
+
+class InitConfig(_InitRequired, total=False):
+    """INIT's config JSON: what a template (or a spawned worker) imports the handler with, and
+    the static fields of the Lambda context."""
+
+    #: the most log a RESULT or ERROR frame carries (1 MiB when absent)
+    log_cap: int
+    #: a spawned worker's environment, which a forked one gets with FORK instead
+    env: EnvConfig
 
 
 class ProtocolError(Exception):

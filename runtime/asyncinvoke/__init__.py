@@ -11,8 +11,8 @@ on the engine with Lambda's retries, maximum age, destinations and dead-letter l
          └ DEAD ──▶ OnFailure record put as an event, event_done (no destination: dead-letter list)
 
 - :mod:`.model`: the invocation record and the pure rules of retries and ages;
-- :mod:`.store`: the :class:`~.store.EventStore` protocol, and ``EventsMixin``, its SQLite
-  implementation on the batch store's file;
+- :mod:`.store`: the :class:`~.store.EventStore` protocol, and
+  :class:`~.store.SqliteEventStore`, its SQLite implementation on the batch store's file;
 - :mod:`.backlog`: :class:`~.backlog.EventBacklog`, the engine's backlog of Event invocations
   (the batch queue puts its events through one too);
 - :mod:`.dispatch`: :class:`~.dispatch.EventDispatcher`, which runs them.

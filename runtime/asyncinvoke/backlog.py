@@ -4,8 +4,8 @@
                                                    └──▶ event_listeners() (a dispatcher's wake)
 
 :class:`EventBacklog` is the backlog of a service that runs async invocations only; the batch
-queue (:class:`runtime.batch.queue.BatchQueue`) holds one for its own Event invocations and adds
-the spill of batch work.
+queue (:class:`runtime.batch.queue.BatchQueue`) holds one on its event store for its own Event
+invocations and adds the spill of batch work.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from ..node import local_node_id, node_alive
 from ..result import InvokeResult
 from ..schedules.store import target_function
 from ..sqlite import offload
+from ..tasks import TaskSet
 from . import model as ev
 from .store import EventStore
 
@@ -119,7 +120,7 @@ class EventDispatcher:
         #: where store calls run (None: the loop's default executor)
         self.executor = executor
         self._beat_at = -math.inf
-        self._running: set[asyncio.Task[None]] = set()
+        self._running = TaskSet(on_done=self._finished)
         self._retry_at = math.inf  # the earliest retry this dispatcher scheduled
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -170,11 +171,8 @@ class EventDispatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=drain_s)
-        left = set(self._running)
-        for running in left:
-            running.cancel()
+        await self._running.wait(drain_s)
+        left = self._running.cancel()
         if left:
             await asyncio.gather(*left, return_exceptions=True)
             await offload(self.executor, self.store.recover, self.node_id, self.clock())
@@ -203,10 +201,7 @@ class EventDispatcher:
         self._beat_at = now
         coros = [self._handle(event) for event in claim.events]
         coros += [self._dead(event, _Outcome(event.error or "")) for event in claim.expired]
-        tasks = [asyncio.create_task(self._guarded(coro)) for coro in coros]
-        for task in tasks:
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+        tasks = [self._running.create_task(self._guarded(coro)) for coro in coros]
         return tasks, len(tasks)
 
     @staticmethod
@@ -218,8 +213,7 @@ class EventDispatcher:
         except Exception:
             log.exception("async invocations: settling an event failed")
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+    def _finished(self, task: asyncio.Task[Any]) -> None:
         if self._wakeup is not None:
             self._wakeup.set()  # a slot is free
 

@@ -24,7 +24,7 @@ import msgspec
 import orjson
 
 from ..errors import InvalidParameterValueException
-from ..wording import iso
+from ..stamps import iso
 
 DUE: Final = "DUE"
 INFLIGHT: Final = "INFLIGHT"

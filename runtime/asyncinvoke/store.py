@@ -3,42 +3,94 @@ dispatcher, retried or dead-lettered by :mod:`runtime.asyncinvoke.model`'s rules
 the per-function event invoke configs.
 
 :class:`EventStore` is the interface the dispatcher, the backlog and the service program
-against. :class:`EventsMixin` implements it on the SQLite file of the batch store (its tables
-are in that file's ``batch`` schema), and :class:`~runtime.batch.store.SqliteStore` includes
-it, so one object serves both protocols. Nothing here reads a clock: every call that changes
-state takes ``now`` (epoch seconds).
+against. :class:`SqliteEventStore` implements it in the SQLite file the batch store and the
+schedule rules share (:data:`runtime.batch.store.STORE_FILE`), over its own connection, with
+its own tables (``events``, ``event_configs``) and its own schema version: the ``events`` row
+of the file's ``warmstart_meta`` (:mod:`runtime.sqlite`). The dispatchers' heartbeats are the
+file's ``nodes`` table (:class:`runtime.node.NodeTable`), shared with the batch runners.
+
+The tables were once part of the batch store's schema; the first migration here makes them
+only when missing, so a file from then opens with every event and config in it. Nothing here
+reads a clock: every call that changes state takes ``now`` (epoch seconds).
+
+Durability is the batch store's: WAL, ``synchronous = NORMAL``, every state change one
+``BEGIN IMMEDIATE`` transaction (a dispatcher and a CLI redrive in two processes on one file
+wait for each other's write lock, up to ``busy_timeout_s``).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from ..errors import ResourceNotFoundException
-from ..sqlite import SqliteFile
-from ..wording import request_id as new_request_id
+from ..node import NodeTable
+from ..stamps import request_id as new_request_id
 from . import model as ev
 
-__all__ = ["EventStore", "EventsMixin", "Recovered"]
+__all__ = [
+    "COMPONENT",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "EventStore",
+    "Recovered",
+    "SqliteEventStore",
+]
 
 _encoder = msgspec.json.Encoder()
 _config_decoder = msgspec.json.Decoder(ev.EventInvokeConfig)
 
+#: the event tables' row in warmstart_meta
+COMPONENT: Final = "events"
 
-class Recovered(Protocol):
-    """What a recovery of a dead node found; the dispatcher counts its events."""
+# IF NOT EXISTS: a file from before this component has these from the batch schema's version 1
+_SCHEMA_V1 = (
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        function TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        next_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        node TEXT,
+        invocations INTEGER NOT NULL DEFAULT 0,
+        retries INTEGER NOT NULL DEFAULT 0,
+        throttles INTEGER NOT NULL DEFAULT 0,
+        max_retries INTEGER NOT NULL,
+        max_age INTEGER NOT NULL,
+        error TEXT,
+        condition TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_due ON events(next_at, seq) WHERE state = 'DUE'",
+    "CREATE INDEX IF NOT EXISTS events_node ON events(node) WHERE state = 'INFLIGHT'",
+    "CREATE INDEX IF NOT EXISTS events_dead ON events(seq) WHERE state = 'DEAD'",
+    """CREATE TABLE IF NOT EXISTS event_configs (
+        function TEXT PRIMARY KEY,
+        detail BLOB NOT NULL
+    ) WITHOUT ROWID""",
+)
+#: MIGRATIONS[i] takes the event tables from version i to i + 1
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
 
-    @property
-    def events(self) -> int: ...
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a recovery of a dead node found: how many of its events are due again."""
+
+    events: int
 
 
 class EventStore(Protocol):
     """The async-invocation store's interface. Every method is one transaction; ``now`` is
-    epoch seconds. ``heartbeat``, ``stale_nodes`` and ``recover`` are the node liveness the
-    dispatcher shares with batch runners on the same file."""
+    epoch seconds. ``heartbeat`` and ``stale_nodes`` are the node liveness the dispatcher
+    shares with batch runners on the same file; ``recover`` gives a node's events back."""
 
     def put_event(
         self,
@@ -69,7 +121,7 @@ class EventStore(Protocol):
     # node liveness
     def heartbeat(self, node: str, now: float) -> None: ...
     def stale_nodes(self, now: float, max_silence_s: float) -> list[str]: ...
-    def recover(self, node: str, now: float) -> Recovered: ...
+    def recover(self, node: str, now: float, *, forget: bool = True) -> Recovered: ...
 
     def close(self) -> None: ...
 
@@ -80,8 +132,29 @@ _EVENT_COLUMNS = (
 )
 
 
-class EventsMixin(SqliteFile):
-    """Async invocation events and event invoke configs."""
+class SqliteEventStore(NodeTable):
+    """Async invocation events and event invoke configs in the SQLite file at ``path`` (see
+    the module docstring); use it from any thread, one call at a time."""
+
+    kind = "event store"
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 10.0) -> None:
+        self._open(path, busy_timeout_s)
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            self._upgrade(db, COMPONENT, MIGRATIONS)
+            self._migrate_nodes(db)
+
+    @property
+    def schema_version(self) -> int:
+        return self._version(COMPONENT)
+
+    def __enter__(self) -> SqliteEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- async invocation events --------------------------------------------------------------
 
@@ -190,6 +263,21 @@ class EventsMixin(SqliteFile):
                 db.execute(f"{reset} AND id = ?", (now, now, event_id)).rowcount
                 for event_id in event_ids
             )
+
+    def recover(self, node: str, now: float, *, forget: bool = True) -> Recovered:
+        """After ``node`` died (its own restart, or a node found dead or silent): its
+        in-flight events are due again at ``now`` (at-least-once), and, when ``forget``, the
+        node is no longer listed by :meth:`stale_nodes`. ``forget=False`` leaves that to
+        whoever gives back the node's other claims after this."""
+        with self._write() as db:
+            events = db.execute(
+                "UPDATE events SET state = 'DUE', node = NULL, next_at = ?"
+                " WHERE node = ? AND state = 'INFLIGHT'",
+                (now, node),
+            ).rowcount
+            if forget:
+                self._forget(db, node)
+        return Recovered(events=events)
 
     def _event(self, db: sqlite3.Connection, event_id: str) -> ev.AsyncEvent:
         row = db.execute(

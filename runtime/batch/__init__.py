@@ -2,8 +2,8 @@
 
 - :mod:`.model`: the Batch API's shapes and their validation (:class:`ClientException`);
 - :mod:`.rules`: Batch's rules as pure functions (retries, array parents, dependencies);
-- :mod:`.store`: the :class:`Store` interface and :class:`SqliteStore` (which also serves the
-  async invocations' ``EventStore``, :mod:`runtime.asyncinvoke.store`, on the same file);
+- :mod:`.store`: the :class:`Store` interface and :class:`SqliteStore` (on the SQLite file the
+  async invocations' :class:`~runtime.asyncinvoke.store.SqliteEventStore` shares);
 - :mod:`.capacity`, :mod:`.executors`, :mod:`.runner`: the :class:`JobRunner` that runs jobs on
   a compute environment of its own (function jobs in worker processes, container jobs);
 - :mod:`.queue`: :class:`BatchQueue`, the engine's backlog and the library's entry point.

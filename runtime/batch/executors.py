@@ -27,18 +27,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aiodocker
-import aiohttp
 import msgspec
 import orjson
 
 from ..config import FunctionConfig, PoolConfig
+from ..docker import DOCKER_ERRORS, owner_labels, process_gone, remove
 from ..engine import Engine
 from ..errors import WarmstartError
-from ..pools.container import LABEL, NODE_LABEL, ContainerBackend, ContainerStartError
-from ..pools.container import _process_gone as process_gone
+from ..pools.container import ContainerBackend, ContainerStartError
 from ..result import InvokeResult
-from ..wording import request_id
+from ..stamps import request_id
+from ..tasks import TaskSet
 from .model import Claim
 
 #: the longest container reason AWS keeps
@@ -233,8 +232,7 @@ def job_container(
     """The create request of one attempt's container: the job's image, command and
     environment, its vCPUs as NanoCpus and memory as a hard limit (no swap)."""
     labels = {
-        LABEL: "1",
-        NODE_LABEL: process_node,
+        **owner_labels(process_node),
         RUNNER_LABEL: claim.node,
         JOB_LABEL: f"{claim.job_id}#{claim.attempt}",
     }
@@ -265,13 +263,13 @@ class ContainerExecutor:
         self._backend: ContainerBackend | None = None
         self._cleanup: asyncio.Future[list[str]] | None = None
         self._binds: dict[str, tuple[str, ...]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: signals on their way to containers
+        self._tasks = TaskSet()
 
     async def close(self) -> None:
         if self._cleanup is not None:
             await asyncio.gather(self._cleanup, return_exceptions=True)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.join()
         if self._backend is not None:
             await self._backend.close()
             self._backend = None
@@ -307,13 +305,13 @@ class ContainerExecutor:
             container = await self._create(backend, job_container(claim, self.node_id, binds))
         except ContainerStartError as exc:
             return not_started("CannotPullContainerError", str(exc))
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+        except DOCKER_ERRORS as exc:
             return not_started("CannotCreateContainerError", _docker_message(exc))
         try:
             return await self._run(control, container)
         finally:
             # shielded: a cancelled attempt (the runner closing) still removes its container
-            await asyncio.shield(self._remove(container))
+            await asyncio.shield(remove(container))
 
     async def _create(self, backend: ContainerBackend, config: dict[str, Any]) -> Any:
         """Create a container; cancelled meanwhile, the container made anyway is removed."""
@@ -322,13 +320,13 @@ class ContainerExecutor:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await self._remove(await task)
+                await remove(await task)
             raise
 
     async def _run(self, control: Control, container: Any) -> Outcome:
         try:
             await container.start()
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+        except DOCKER_ERRORS as exc:
             return not_started("CannotStartContainerError", _docker_message(exc))
         control.signaller = lambda signum: self._kill(container, signum)
         if not await control.started():
@@ -339,14 +337,12 @@ class ContainerExecutor:
         return Outcome(int(state.get("ExitCode", 1)), reason, log=log)
 
     def _kill(self, container: Any, signum: int) -> bool:
-        task = asyncio.ensure_future(self._send(container, signum))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.create_task(self._send(container, signum))
         return True
 
     @staticmethod
     async def _send(container: Any, signum: int) -> None:
-        with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
+        with contextlib.suppress(*DOCKER_ERRORS):
             await container.kill(signal=signal.Signals(signum).name)
 
     @staticmethod
@@ -365,15 +361,10 @@ class ContainerExecutor:
             delay = min(delay * 2, 2.0)
 
     async def _logs(self, container: Any) -> bytes:
-        with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
+        with contextlib.suppress(*DOCKER_ERRORS):
             lines = await container.log(stdout=True, stderr=True)
             return "".join(lines).encode()[-self.log_cap :]
         return b""
-
-    @staticmethod
-    async def _remove(container: Any) -> None:
-        with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
-            await container.delete(force=True)
 
 
 def _docker_message(exc: BaseException) -> str:

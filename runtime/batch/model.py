@@ -408,7 +408,6 @@ class Recovery(msgspec.Struct, kw_only=True, frozen=True):
 
     requeued: list[str]
     failed: list[str]
-    events: int
 
 
 # -- parsing and validation -------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""The embedded batch queue: the store, its runner, and the engine's backlog in one object.
+"""The embedded batch queue: the stores, its runner, and the engine's backlog in one object.
 
     engine.invoke ── Event ──▶ BatchQueue.put_event ──▶ EventBacklog (runtime.asyncinvoke.backlog):
-                                                      store (durable) ──▶ event_listeners()
+                                                      event store (durable) ──▶ event_listeners()
                   ── batch function / spill_on_timeout ──▶ BatchQueue.spill ──▶ a job
     library       ── submit / describe / cancel / terminate ──▶ store (+ the runner's kills)
     JobRunner     ── claims and runs the jobs (runtime.batch.runner)
 
-``async with BatchQueue.open(engine) as queue`` opens the SQLite store at its default path,
+``async with BatchQueue.open(engine) as queue`` opens the batch store and the event store (two
+connections to one SQLite file) at their default path,
 attaches the queue to the engine (``engine.backlog``), recovers what a previous run left, and
 starts the runner.  Leaving the block stops the runner (see :meth:`BatchQueue.close`).
 
@@ -23,12 +24,12 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from ..asyncinvoke.backlog import EventBacklog
-from ..asyncinvoke.store import EventStore
+from ..asyncinvoke.store import EventStore, SqliteEventStore
 from ..config import BatchConfig
 from ..engine import Engine
 from .model import (
@@ -45,6 +46,7 @@ from .model import (
     parse,
 )
 from .runner import JobRunner
+from .store import STORE_FILE as STORE_FILE  # re-exported: its home was this module
 from .store import SqliteStore, Store, default_data_dir
 
 T = TypeVar("T")
@@ -53,11 +55,6 @@ DEFAULT_QUEUE: Final = "warmstart-default"
 FUNCTION_DEFINITION_PREFIX: Final = "warmstart-fn-"
 ORIGIN_TAG: Final = "warmstart:origin"
 REQUEST_ID_TAG: Final = "warmstart:request-id"
-STORE_FILE: Final = "batch.sqlite3"
-
-
-class QueueStore(Store, EventStore, Protocol):
-    """The store a queue runs on: batch jobs and, on the same file, Event invocations."""
 
 
 class JobHandle:
@@ -106,7 +103,8 @@ class JobHandle:
 
 
 class BatchQueue:
-    """The durable queue of one engine: Event invocations, spilled calls, submitted jobs.
+    """The durable queue of one engine: Event invocations (in ``event_store``), spilled calls
+    and submitted jobs (in ``store``).
 
     ``config`` sizes the runner's compute environment (:class:`BatchConfig`); ``clock``
     (epoch seconds) stamps everything stored, and ``runner_options`` go to
@@ -118,7 +116,8 @@ class BatchQueue:
     def __init__(
         self,
         engine: Engine,
-        store: QueueStore,
+        store: Store,
+        event_store: EventStore,
         *,
         node_id: str | None = None,
         config: BatchConfig | None = None,
@@ -128,15 +127,22 @@ class BatchQueue:
     ) -> None:
         self.engine = engine
         self.store = store
+        self.event_store = event_store
         self.config = config or BatchConfig()
         self.clock = clock
         self.runner = JobRunner(
-            engine, store, node_id=node_id, config=self.config, clock=clock, **runner_options
+            engine,
+            store,
+            events=event_store,
+            node_id=node_id,
+            config=self.config,
+            clock=clock,
+            **runner_options,
         )
         self.runner.listeners.append(self._notify)
         self.poll_s = self.runner.poll_s
-        #: Event invocations go through the async invocations' own backlog, on this store
-        self.events = EventBacklog(store, clock=clock)
+        #: Event invocations go through the async invocations' own backlog, on the event store
+        self.events = EventBacklog(event_store, clock=clock)
         self.event_listeners = self.events.event_listeners
         self._own_store = own_store
         self._defined: set[str] = set()
@@ -156,13 +162,16 @@ class BatchQueue:
     ) -> BatchQueue:
         """A queue on ``<data_dir>/batch.sqlite3`` (default: ``config.data_dir``, else
         :func:`default_data_dir`), in the engine's region and account; closing the queue
-        closes the store."""
+        closes both stores."""
         config = config or BatchConfig()
-        folder = Path(data_dir or config.data_dir or default_data_dir())
-        store = SqliteStore(
-            folder / STORE_FILE, region=engine.pool.region, account_id=engine.pool.account_id
-        )
-        return cls(engine, store, config=config, own_store=True, **options)
+        path = Path(data_dir or config.data_dir or default_data_dir()) / STORE_FILE
+        store = SqliteStore(path, region=engine.pool.region, account_id=engine.pool.account_id)
+        try:
+            events = SqliteEventStore(path)
+        except BaseException:
+            store.close()
+            raise
+        return cls(engine, store, events, config=config, own_store=True, **options)
 
     @property
     def node_id(self) -> str:
@@ -183,7 +192,7 @@ class BatchQueue:
 
     async def close(self, drain_s: float = 0.0) -> None:
         """Detach, stop the runner (running attempts get ``drain_s`` seconds, then are killed
-        and left to recovery: see runtime.batch.runner), close the store if it is ours."""
+        and left to recovery: see runtime.batch.runner), close the stores if they are ours."""
         if self._closed:
             return
         self._closed = True
@@ -194,6 +203,7 @@ class BatchQueue:
             await self.runner.close(drain_s)
         self._notify()
         if self._own_store:
+            self.event_store.close()
             self.store.close()
 
     async def __aenter__(self) -> BatchQueue:

@@ -5,7 +5,8 @@
       │            started() → RUNNING, deadline armed (attemptDurationSeconds * timeout_scale)
       │            executor.run: a function in the runner's own Engine, or a container
       │            finished(exit code, reason, log, result, timed_out) → the store's rules
-      ├── every heartbeat_s: heartbeat, recover dead nodes, desired capacity, blocked jobs
+      ├── every heartbeat_s: heartbeat, recover dead nodes (their jobs, and their async
+      │   invocations when given the event store), desired capacity, blocked jobs
       └── kill orders (TerminateJob, from any thread) and expired deadlines: SIGTERM, SIGKILL
           after kill_grace_s
 
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ..asyncinvoke.store import EventStore
 from ..config import BatchConfig, PoolConfig
 from ..engine import Engine
 from ..node import local_node_id, node_alive
@@ -124,7 +126,9 @@ class JobRunner:
 
     ``engine`` is where function jobs' functions are registered; the runner runs them on a
     second Engine with ``engine.pool``'s settings. ``listeners`` are called (no arguments)
-    whenever jobs may have changed state here, so waiters can look again.
+    whenever jobs may have changed state here, so waiters can look again. ``events``, the
+    async invocations' store on the same file, has the in-flight events of a silent node
+    given back with its jobs (an event dispatcher recovers only dead processes of its host).
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class JobRunner:
         engine: Engine,
         store: Store,
         *,
+        events: EventStore | None = None,
         node_id: str | None = None,
         config: BatchConfig | None = None,
         clock: Callable[[], float] = time.time,
@@ -142,6 +147,7 @@ class JobRunner:
     ) -> None:
         self.config = config or BatchConfig()
         self.store = store
+        self.events = events
         self.node_id = node_id or default_node_id()
         self.clock = clock
         self.poll_s = poll_s
@@ -263,6 +269,8 @@ class JobRunner:
             await self._db(store.mark_blocked, cap.max_vcpus, cap.memory_mib, 0, BLOCKED_REASON)
 
     async def _recover(self, node: str, now: float) -> None:
+        if self.events is not None:  # first: the store's recover forgets the node
+            await self._db(self.events.recover, node, now, forget=False)
         found = await self._db(self.store.recover, node, now)
         if found.requeued or found.failed:
             log.info(

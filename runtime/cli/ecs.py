@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .functions import command_parser, connect, run_connected
+from .common import command_parser, connect, run_connected
 
 if TYPE_CHECKING:  # aiohttp and the ECS model are imported only when a request is sent
     from .client import ServiceClient

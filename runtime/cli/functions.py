@@ -1,36 +1,33 @@
-"""``warmstart serve``, ``invoke``, ``functions list|create|delete``, ``logs`` and ``dlq``.
+"""``warmstart serve``, ``invoke``, ``functions list|create|delete`` and ``logs``.
 
 ``invoke``, ``functions`` and ``logs`` talk to a service: the one at ``--endpoint URL``, or,
 without it, an embedded one started for the command on a free loopback port from ``--config``
-(then gone when the command ends, so its functions and logs last only that long).  ``dlq``
-reads and changes the durable store in the data directory itself (SQLite is shared safely
-with a running service, whose dispatcher finds redriven events within a second).
+(then gone when the command ends, so its functions and logs last only that long).  ``dlq`` is
+in :mod:`runtime.cli.dlq`, what the commands share in :mod:`runtime.cli.common`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import configfile
-from ..configfile import ConfigFile
-from ..loop import interruptible, run
+from ..loop import run
+from .common import (
+    DEFAULT_CONFIG,
+    columns,
+    command_parser,
+    connect,
+    load_config,
+    run_connected,
+)
 
 if TYPE_CHECKING:  # aiohttp is imported only by the commands that talk to a service
-    from ..asyncinvoke.model import AsyncEvent
     from .client import Invocation, ServiceClient
-
-DEFAULT_CONFIG = "warmstart.toml"
-C = TypeVar("C")
 
 SERVE_EPILOG = """\
 examples:
@@ -72,19 +69,6 @@ Logs live in the service that ran the invocations: this is mostly useful with --
 embedded engine only has the logs of what ran within the same command, which is nothing)."""
 
 
-DLQ_EPILOG = """\
-examples:
-  warmstart dlq list
-  warmstart dlq list --function hello --json
-  warmstart dlq redrive 0c9e6f1e-0d6b-4f43-9d1b-8f7e1c2a3b4c
-  warmstart dlq redrive --all --data-dir /var/lib/warmstart
-
-The dead-letter list holds async invocations that ran out of retries or of age and had no
-OnFailure destination. Redriven events start over (retries and age reset) and run on the
-service using that data directory. The data directory is --data-dir, else --config's (or
-./warmstart.toml's) [batch] data_dir, else $WARMSTART_DATA_DIR, else ~/.local/share/warmstart."""
-
-
 # -- parsers --------------------------------------------------------------------------------------
 
 
@@ -94,20 +78,6 @@ def add_parsers(commands: Any) -> None:
     _invoke_parser(commands)
     _functions_parser(commands)
     _logs_parser(commands)
-    _dlq_parser(commands)
-
-
-def command_parser(
-    commands: Any, name: str, help_text: str, epilog: str
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name,
-        help=help_text,
-        description=help_text[:1].upper() + help_text[1:] + ".",
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    return parser
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:
@@ -188,42 +158,7 @@ def _logs_parser(commands: Any) -> None:
     p.set_defaults(func=logs_command)
 
 
-def _dlq_parser(commands: Any) -> None:
-    p = command_parser(
-        commands, "dlq", "list or redrive dead-lettered async invocations", DLQ_EPILOG
-    )
-    actions = p.add_subparsers(dest="action", required=True)
-    listing = command_parser(actions, "list", "list dead-lettered events, oldest first", DLQ_EPILOG)
-    listing.add_argument("--function", help="only this function's events")
-    listing.add_argument("--limit", type=int, default=100, help="at most N events (default 100)")
-    listing.add_argument("--json", action="store_true", help="print JSON, payloads included")
-    _store_options(listing)
-    listing.set_defaults(func=dlq_list_command)
-    redrive = command_parser(actions, "redrive", "run dead-lettered events again", DLQ_EPILOG)
-    which = redrive.add_mutually_exclusive_group(required=True)
-    which.add_argument("ids", nargs="*", default=[], metavar="ID", help="event ids to redrive")
-    which.add_argument("--all", action="store_true", help="every dead-lettered event")
-    _store_options(redrive)
-    redrive.set_defaults(func=dlq_redrive_command)
-
-
-def _store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", metavar="DIR", help="the directory of batch.sqlite3")
-    parser.add_argument(
-        "--config", metavar="FILE", help=f"read [batch] data_dir (default ./{DEFAULT_CONFIG})"
-    )
-
-
 # -- running ------------------------------------------------------------------------------------
-
-
-def load_config(path: str | None) -> ConfigFile:
-    """``path``, or ./warmstart.toml when it exists, or the defaults."""
-    if path is None:
-        if not os.path.isfile(DEFAULT_CONFIG):
-            return ConfigFile("<defaults>")
-        path = DEFAULT_CONFIG
-    return configfile.load(path)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -231,56 +166,6 @@ def serve_command(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     return run(serve(config, args.host, args.port))
-
-
-@contextlib.asynccontextmanager
-async def connect(args: argparse.Namespace) -> AsyncIterator[ServiceClient]:
-    """A client of ``--endpoint``, or of an embedded service built from ``--config``."""
-    from .client import ServiceClient
-
-    if args.endpoint:
-        async with ServiceClient(
-            args.endpoint, credentials=credentials_from_env(), region=_region()
-        ) as client:
-            yield client
-        return
-    from ..service.app import running
-
-    config = load_config(args.config)
-    async with running(config, "127.0.0.1", 0) as url, ServiceClient(url) as client:
-        yield client
-
-
-def credentials_from_env() -> tuple[str, str] | None:
-    """WARMSTART_ACCESS_KEY_ID / WARMSTART_SECRET_ACCESS_KEY, for a service with [auth] keys.
-
-    Never the AWS_* variables: signatures made with real AWS keys have no business leaving for
-    a local endpoint.
-    """
-    key_id = os.environ.get("WARMSTART_ACCESS_KEY_ID")
-    secret = os.environ.get("WARMSTART_SECRET_ACCESS_KEY")
-    return (key_id, secret) if key_id and secret else None
-
-
-def _region() -> str:
-    return os.environ.get("WARMSTART_REGION", "us-east-1")
-
-
-def run_connected(
-    connector: Callable[[argparse.Namespace], contextlib.AbstractAsyncContextManager[C]],
-    args: argparse.Namespace,
-    work: Callable[[C], Coroutine[Any, Any, int]],
-) -> int:
-    """Run ``work`` with the client ``connector`` makes for ``args``; Ctrl-C exits 130."""
-
-    async def main() -> int:
-        async with connector(args) as client:
-            return await work(client)
-
-    try:
-        return run(interruptible(main()))
-    except asyncio.CancelledError:
-        return 130
 
 
 def _run(
@@ -351,17 +236,7 @@ def render_table(functions: list[dict[str, Any]]) -> str:
         )
         for f in functions
     ]
-    return _columns(rows)
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> str:
-    """``rows`` (the header first) as left-aligned columns two spaces apart."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    return "\n".join(lines) + "\n"
+    return columns(rows)
 
 
 def _create_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -428,90 +303,3 @@ def logs_command(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, work)
-
-
-# -- dlq ----------------------------------------------------------------------------------------
-
-
-def store_path(args: argparse.Namespace) -> Path:
-    """``batch.sqlite3`` in ``--data-dir``, else the config's [batch] data_dir, else the
-    default data directory."""
-    from ..batch.queue import STORE_FILE
-    from ..batch.store import default_data_dir
-
-    folder = args.data_dir or load_config(args.config).batch.data_dir or default_data_dir()
-    return Path(folder) / STORE_FILE
-
-
-def dlq_list_command(args: argparse.Namespace) -> int:
-    from ..batch.store import SqliteStore
-
-    path = store_path(args)
-    if not path.exists():
-        sys.stderr.write(f"warmstart: no store at {path}: nothing is dead-lettered\n")
-        events = []
-    else:
-        with SqliteStore(path) as store:
-            events = store.dlq_list(args.function, args.limit)
-    if args.json:
-        docs = [_dead_doc(event) for event in events]
-        sys.stdout.buffer.write(orjson.dumps(docs, option=orjson.OPT_INDENT_2) + b"\n")
-    elif events:
-        sys.stdout.write(render_dead(events))
-    return 0
-
-
-def _dead_doc(event: AsyncEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "function": event.function,
-        "condition": event.condition,
-        "error": event.error,
-        "invocations": event.invocations,
-        "retries": event.retries,
-        "createdAt": _iso(event.created_at),
-        "deadAt": _iso(event.next_attempt_at),
-        "payload": orjson.Fragment(event.payload),
-    }
-
-
-def render_dead(events: list[AsyncEvent]) -> str:
-    """One line per event: id, function, condition, tries, when it died, the last error."""
-    header = ("ID", "FUNCTION", "CONDITION", "TRIES", "DEAD AT", "ERROR")
-    rows = [header] + [
-        (
-            e.id,
-            e.function,
-            e.condition or "",
-            str(e.invocations),
-            _iso(e.next_attempt_at),
-            _short(e.error or ""),
-        )
-        for e in events
-    ]
-    return _columns(rows)
-
-
-def dlq_redrive_command(args: argparse.Namespace) -> int:
-    from ..batch.store import SqliteStore
-
-    path = store_path(args)
-    if not path.exists():
-        sys.stderr.write(f"warmstart: no store at {path}\n")
-        return 2
-    with SqliteStore(path) as store:
-        count = store.dlq_redrive(None if args.all else args.ids, time.time())
-    sys.stderr.write(f"warmstart: redriven {count} event(s)\n")
-    if not args.all and count < len(set(args.ids)):
-        sys.stderr.write("warmstart: some ids are not in the dead-letter list\n")
-        return 1
-    return 0
-
-
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _short(text: str, width: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -23,19 +23,17 @@ import argparse
 import asyncio
 import contextlib
 import io
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
 from ..batch.model import FAILED, FINAL_STATUSES, JOB_STATUSES, SUCCEEDED, ClientException
-from .functions import command_parser, run_connected
+from .common import command_parser, credentials_from_env, region, run_connected, store_path
 
 if TYPE_CHECKING:  # the store, aiohttp and rich are imported only by the commands that use them
     from rich.progress import Progress
@@ -220,26 +218,14 @@ class StoreJobs(JobsClient):
         return self.api.job_log(job_id, attempt).decode(errors="replace")
 
 
-def store_path(args: argparse.Namespace) -> Path:
-    """The store file in ``--data-dir``, else in the [batch] data_dir of ``--config`` (or of
-    ./warmstart.toml), else in the default data directory: where a service finds it."""
-    from ..batch.store import default_data_dir, default_store_path
-    from .functions import load_config
-
-    folder = args.data_dir or load_config(args.config).batch.data_dir or default_data_dir()
-    return Path(folder) / default_store_path().name
-
-
 @contextlib.asynccontextmanager
 async def connect(args: argparse.Namespace) -> AsyncIterator[JobsClient]:
     """A client of ``--endpoint``, or of the store under ``--data-dir``."""
-    region = os.environ.get("WARMSTART_REGION", "us-east-1")
     if args.endpoint:
         from .client import ServiceClient
-        from .functions import credentials_from_env
 
         credentials = credentials_from_env()
-        async with ServiceClient(args.endpoint, credentials=credentials, region=region) as http:
+        async with ServiceClient(args.endpoint, credentials=credentials, region=region()) as http:
             yield HttpJobs(http)
         return
     from ..batch.store import SqliteStore
@@ -250,7 +236,7 @@ async def connect(args: argparse.Namespace) -> AsyncIterator[JobsClient]:
             f"there is no batch store at {path}: no job queue exists there (give --data-dir, "
             "--config or --endpoint)"
         )
-    with SqliteStore(path, region=region) as store:
+    with SqliteStore(path, region=region()) as store:
         yield StoreJobs(store)
 
 

@@ -12,6 +12,7 @@ from ..engine import Engine
 from ..errors import WarmstartError
 from ..harness.command import add_parser as add_bench_parser
 from ..loop import run
+from .dlq import add_parser as add_dlq_parser
 from .ecs import add_parser as add_ecs_parser
 from .functions import add_parsers as add_service_parsers
 from .functions import read_payload
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(func=_local)
     add_bench_parser(commands)
     add_service_parsers(commands)
+    add_dlq_parser(commands)
     add_jobs_parser(commands)
     add_ecs_parser(commands)
     return parser

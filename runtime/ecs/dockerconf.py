@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..pools.container import LABEL, MB, NODE_LABEL
+from ..docker import MB, owner_labels
 
 TASK_LABEL = "warmstart.ecs.task"
 CONTAINER_LABEL = "warmstart.ecs.container"
@@ -45,7 +45,7 @@ def labels(definition: dict[str, Any], *, node_id: str, task_arn: str, name: str
     found = {
         str(k): v for k, v in (definition.get("dockerLabels") or {}).items() if isinstance(v, str)
     }
-    found.update({LABEL: "1", NODE_LABEL: node_id, TASK_LABEL: task_arn, CONTAINER_LABEL: name})
+    found.update({**owner_labels(node_id), TASK_LABEL: task_arn, CONTAINER_LABEL: name})
     return found
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from ..pagination import decode_token, encode_token
 from .errors import InvalidParameterException
 
 T = TypeVar("T")
@@ -32,14 +31,11 @@ def page(
 
 
 def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"warmstart:{offset}".encode()).decode()
+    return encode_token(f"warmstart:{offset}")
 
 
 def _offset(token: Any) -> int:
-    try:
-        text = base64.urlsafe_b64decode(str(token).encode()).decode()
-    except (binascii.Error, UnicodeError, ValueError):
-        text = ""
+    text = decode_token(str(token)) or ""
     prefix, _, offset = text.partition(":")
     if prefix != "warmstart" or not offset.isdigit():
         raise InvalidParameterException("Invalid nextToken.")

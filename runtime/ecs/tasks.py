@@ -19,13 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import aiodocker
-import aiohttp
 
-from ..pools.container import BINDS_LABEL
+from ..docker import DOCKER_ERRORS, image_binds, remove
+from ..tasks import TaskSet
 from .dockerconf import container_config, container_name, labels, network_bindings
 from .errors import ServerException
 from .model import (
@@ -43,7 +42,8 @@ DEFAULT_STOP_TIMEOUT_S = 30
 #: how long ``close`` waits for removals
 CLOSE_WAIT_S = 30.0
 SHUTDOWN_REASON = "Task stopped: the warmstart node shut down"
-_DOCKER_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, KeyError, ValueError)
+#: a request to the daemon that failed, or an answer without what it should hold
+_DOCKER_ERRORS = (*DOCKER_ERRORS, KeyError, ValueError)
 
 
 class StartFailure(Exception):
@@ -88,7 +88,8 @@ class TaskRunner:
         self._docker: aiodocker.Docker | None = None
         self._starts = asyncio.Semaphore(start_cap)
         self._runs: dict[str, _Run] = {}
-        self._helpers: set[asyncio.Task[None]] = set()
+        #: container stops on their way
+        self._helpers = TaskSet()
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -121,7 +122,7 @@ class TaskRunner:
         """
         for container in task.containers:
             if container.last_status == "RUNNING" and container.runtime_id:
-                self._spawn(self._stop_container(container))
+                self._helpers.create_task(self._stop_container(container))
 
     async def wait(self, task: Task, timeout: float) -> None:
         """Return once the task's run is over (it is STOPPED), or raise TimeoutError."""
@@ -138,19 +139,12 @@ class TaskRunner:
         for run in self._runs.values():
             if run.future is not None and not run.ending:
                 run.future.cancel()
-        for helper in list(self._helpers):
-            helper.cancel()
-        pending = futures + list(self._helpers)
+        pending = futures + self._helpers.cancel()
         if pending:
             await asyncio.wait(pending, timeout=CLOSE_WAIT_S)
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        helper = asyncio.ensure_future(coro)
-        self._helpers.add(helper)
-        helper.add_done_callback(self._helpers.discard)
 
     # -- a task's run -------------------------------------------------------------------------
 
@@ -215,8 +209,7 @@ class TaskRunner:
     def _binds(self, image_info: dict[str, Any]) -> tuple[str, ...]:
         if not self.trust_image_binds:
             return ()
-        value = ((image_info.get("Config") or {}).get("Labels") or {}).get(BINDS_LABEL, "")
-        return tuple(path for path in str(value).split(":") if path)
+        return image_binds((image_info.get("Config") or {}).get("Labels") or {})
 
     async def _create(self, run: _Run, container: ContainerRun, binds: tuple[str, ...]) -> None:
         task = run.task
@@ -295,8 +288,8 @@ class TaskRunner:
         task.stopped(time.time())
 
     async def _remove(self, container_id: str) -> None:
-        with contextlib.suppress(*_DOCKER_ERRORS):
-            await self.docker.containers.container(container_id).delete(force=True)
+        with contextlib.suppress(KeyError, ValueError):  # as every other request here
+            await remove(self.docker.containers.container(container_id))
 
     def __repr__(self) -> str:
         return f"<TaskRunner runs={len(self._runs)} helpers={len(self._helpers)}>"

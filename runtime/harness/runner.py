@@ -11,7 +11,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
-from ..wording import iso_now
+from ..stamps import iso_now
 from .baselines import make_baseline
 from .load import Clock, LoadShape, run_load
 from .progress import NoProgress, Progress

@@ -40,7 +40,7 @@ import signal
 import socket
 import struct
 import tempfile
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,8 +49,21 @@ import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
 
+from ..agent.protocol import EnvConfig, InitConfig
+from ..docker import (
+    DOCKER_ERRORS,
+    LABEL,
+    MB,
+    NODE_LABEL,
+    image_binds,
+    owner_labels,
+    process_gone,
+    remove,
+)
 from ..errors import InvalidParameterValueException
 from ..node import local_node_id, node_alive
+from ..tasks import TaskSet
+from .memory import memory_cgroup, oom_kills, open_peak, peak_mb_at, reset_peak
 from .process import EXIT_WAIT_S, ForkServer, FunctionSpec, Worker, WorkerOwner
 
 if TYPE_CHECKING:
@@ -65,14 +78,9 @@ AGENT_MOUNT = "/opt/warmstart/agent"
 TASK_ROOT = "/var/task"
 #: what the sandbox's stdout and stderr are (a worker captures its own into the log file)
 BOOT_LOG = "agent.err"
-LABEL = "warmstart"
-NODE_LABEL = "warmstart.node"
 ENV_LABEL = "warmstart.env"
 FUNCTION_LABEL = "warmstart.function"
 STEM_LABEL = "warmstart.stem"
-#: image label (scripts/docker-up writes it): host paths to bind read-only, ':'-separated
-BINDS_LABEL = "warmstart.host-binds"
-MB = 1024 * 1024
 #: Lambda gives a function one vCPU at 1,769 MB and CPU in proportion to memory
 MB_PER_VCPU = 1769
 PIDS_LIMIT = 1024
@@ -167,7 +175,7 @@ class Sandbox(ForkServer):
         self.pid = pid
         self.cgroup = memory_cgroup(pid) if pid else ""
         if self.cgroup:
-            self.peak_fd = _open_peak(self.cgroup)
+            self.peak_fd = open_peak(self.cgroup)
 
     @property
     def usable(self) -> bool:
@@ -213,8 +221,8 @@ def cpu_shares(memory_mb: int) -> int:
 
 
 def container_paths(
-    init_config: dict[str, Any], env_config: dict[str, Any], task_root: str = TASK_ROOT
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    init_config: InitConfig, env_config: EnvConfig, task_root: str = TASK_ROOT
+) -> tuple[InitConfig, EnvConfig]:
     """INIT's configuration and the environment's, with the paths seen inside the container.
 
     The worker's log file is the sandbox's (``ContainerWorker.log_path`` on the host); the
@@ -223,8 +231,13 @@ def container_paths(
     environ = dict(
         init_config["environ"], LAMBDA_TASK_ROOT=task_root, LAMBDA_RUNTIME_DIR="/opt/warmstart"
     )
-    init = dict(init_config, task_root=task_root, log_path=f"{SOCK_DIR}/init.log", environ=environ)
-    env = {k: v for k, v in env_config.items() if k not in ("dir", "memory_limit_bytes")}
+    init = init_config.copy()
+    init["task_root"] = task_root
+    init["log_path"] = f"{SOCK_DIR}/init.log"
+    init["environ"] = environ
+    env = env_config.copy()
+    env.pop("dir", None)
+    env.pop("memory_limit_bytes", None)
     env["environ"] = dict(env_config.get("environ", {}), TMPDIR="/tmp")
     env["log_path"] = f"{SOCK_DIR}/{LOG_NAME}"
     return init, env
@@ -278,76 +291,10 @@ def container_config(
     }
 
 
-def memory_cgroup(pid: int) -> str:
-    """The memory cgroup directory of a process (v1 memory controller, else the v2 unified)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return ""
-    unified = ""
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return f"/sys/fs/cgroup/memory{path}"
-        if controllers == "":
-            unified = f"/sys/fs/cgroup{path}"
-    return unified
-
-
-def _read_peak(cgroup: str) -> int | None:
-    for name in ("memory.max_usage_in_bytes", "memory.peak"):
-        try:
-            with open(os.path.join(cgroup, name), "rb") as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def _reset_peak(cgroup: str) -> None:
-    """Start a new high-water mark (cgroup v1 resets it on a write; v2's is per reader)."""
-    with (
-        contextlib.suppress(OSError),
-        open(os.path.join(cgroup, "memory.max_usage_in_bytes"), "wb") as f,
-    ):
-        f.write(b"0")
-
-
-def oom_kills(cgroup: str) -> int:
-    """How many processes the cgroup's OOM killer has killed (v1 oom_control, v2 events)."""
-    for name in ("memory.oom_control", "memory.events"):
-        try:
-            with open(os.path.join(cgroup, name), "rb") as f:
-                for line in f:
-                    if line.startswith(b"oom_kill "):
-                        return int(line.split()[1])
-        except (OSError, ValueError):
-            continue
-    return 0
-
-
-def _open_peak(cgroup: str) -> int:
-    """A descriptor of the cgroup's high-water mark file, kept open: a pread of it costs
-    under a microsecond where an open and a read cost tens (this is on every result)."""
-    for name in ("memory.max_usage_in_bytes", "memory.peak"):
-        try:
-            return os.open(os.path.join(cgroup, name), os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-    return -1
-
-
 def cgroup_peak_mb(worker: ContainerWorker) -> int:
     """The container's peak memory (its cgroup's high-water mark), in MB rounded up; 0 if
     unknown."""
-    fd = worker.sandbox.peak_fd
-    if fd < 0:
-        return 0
-    try:
-        return -(-int(os.pread(fd, 32, 0)) // MB)
-    except (OSError, ValueError):
-        return 0
+    return peak_mb_at(worker.sandbox.peak_fd)
 
 
 def host_pid(init_pid: int, inner_pid: int) -> int:
@@ -443,7 +390,8 @@ class ContainerBackend:
         self._docker: aiodocker.Docker | None = None
         # Python >= 3.10: a Semaphore binds to the loop that first waits on it, not this one
         self._starts = asyncio.Semaphore(start_cap)
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: exit watches and removals: they outlive a cancelled start, close() waits for them
+        self._tasks = TaskSet()
         self._live: dict[str, Sandbox] = {}
         #: environment directory → the sandbox that serves it
         self._bound: dict[str, Sandbox] = {}
@@ -483,10 +431,7 @@ class ContainerBackend:
         if self._live:  # not ended by a signal to their host pid: ask the daemon
             await asyncio.gather(*(self._remove(cid) for cid in list(self._live)))
             await self._settle()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
@@ -494,8 +439,7 @@ class ContainerBackend:
             shutil.rmtree(self.root, ignore_errors=True)
 
     async def _settle(self) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=EXIT_WAIT_S)
+        await self._tasks.wait(EXIT_WAIT_S)
 
     async def image_labels(self, image: str) -> dict[str, str]:
         """The image's labels; raises ContainerStartError when the image is not there."""
@@ -510,8 +454,7 @@ class ContainerBackend:
 
         Only for images you trust: they are mounted read-only into every container.
         """
-        value = (await self.image_labels(image)).get(BINDS_LABEL, "")
-        return tuple(path for path in value.split(":") if path)
+        return image_binds(await self.image_labels(image))
 
     # -- environments -----------------------------------------------------------------------
 
@@ -520,7 +463,7 @@ class ContainerBackend:
         spec: FunctionSpec,
         owner: WorkerOwner,
         loop: asyncio.AbstractEventLoop,
-        env_config: dict[str, Any],
+        env_config: EnvConfig,
         *,
         image: str,
         memory_mb: int,
@@ -553,7 +496,7 @@ class ContainerBackend:
         except BaseException:
             self._bound.pop(env_dir, None)
             if sandbox is not None:
-                await asyncio.shield(self._spawn(self._discard(sandbox)))
+                await asyncio.shield(self._tasks.create_task(self._discard(sandbox)))
             raise
 
     async def _fork(
@@ -562,33 +505,29 @@ class ContainerBackend:
         spec: FunctionSpec,
         owner: WorkerOwner,
         loop: asyncio.AbstractEventLoop,
-        env_config: dict[str, Any],
+        env_config: EnvConfig,
         env_id: int,
         task_root: str,
     ) -> ContainerWorker:
         worker = ContainerWorker(owner, loop, sandbox)
         if sandbox.cgroup:
             worker.oom_base = oom_kills(sandbox.cgroup)
-            _reset_peak(sandbox.cgroup)
+            reset_peak(sandbox.cgroup)
         with contextlib.suppress(FileNotFoundError):
             os.truncate(worker.log_path, 0)
         inner = await sandbox.fork_worker(worker, env_id, {})
         worker.pid = host_pid(sandbox.pid, inner)
         init, env = container_paths(spec.init_config, env_config, task_root)
         try:
-            await worker.initialize(dict(init, env=env))
+            init["env"] = env
+            await worker.initialize(init)
         except BaseException:
             worker.kill()
             raise
         return worker
 
     def _labels(self, env_id: int, function: str) -> dict[str, str]:
-        return {
-            LABEL: "1",
-            NODE_LABEL: self.node_id,
-            ENV_LABEL: str(env_id),
-            FUNCTION_LABEL: function,
-        }
+        return {**owner_labels(self.node_id), ENV_LABEL: str(env_id), FUNCTION_LABEL: function}
 
     async def stop_worker(self, worker: ContainerWorker, grace: float = EXIT_WAIT_S) -> int:
         """The environment ends: close the worker's socket, wait, then kill; returns once its
@@ -604,17 +543,6 @@ class ContainerBackend:
         finally:
             await self._discard(sandbox)
 
-    async def peak_memory_mb(self, worker: ContainerWorker) -> int:
-        """The container's peak memory (its cgroup's high-water mark), in MB rounded up."""
-        peak = _read_peak(worker.cgroup) if worker.cgroup else None
-        if peak is None and worker.container_id and not worker.sandbox.gone.done():
-            with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
-                container = self.docker.containers.container(worker.container_id)
-                stats = await container.stats(stream=False)
-                memory = stats[0].get("memory_stats", {}) if stats else {}
-                peak = memory.get("max_usage") or memory.get("usage")
-        return -(-int(peak or 0) // MB)
-
     # -- stem cells -------------------------------------------------------------------------
 
     def keep_stem_cells(self, key: SandboxKey, count: int, host_binds: Sequence[str] = ()) -> None:
@@ -624,7 +552,7 @@ class ContainerBackend:
             stems = self._stems[key] = StemCells(key, count, host_binds)
         stems.count = count
         while len(stems.ready) > count:
-            self._spawn(self._discard(stems.ready.pop()))
+            self._tasks.create_task(self._discard(stems.ready.pop()))
         self._fill(stems)
 
     def stem_cells(self, key: SandboxKey) -> StemCells | None:
@@ -658,10 +586,10 @@ class ContainerBackend:
     def _fill(self, stems: StemCells) -> None:
         while len(stems.ready) + stems.filling < stems.count:
             stems.filling += 1
-            self._spawn(self._grow(stems))
+            self._tasks.create_task(self._grow(stems))
 
     async def _grow(self, stems: StemCells) -> None:
-        labels = {LABEL: "1", NODE_LABEL: self.node_id, STEM_LABEL: stems.key.image}
+        labels = {**owner_labels(self.node_id), STEM_LABEL: stems.key.image}
         os.makedirs(self.store, exist_ok=True)
         try:
             sandbox = await self._new_sandbox(stems.key, self.store, labels, stems.host_binds)
@@ -715,18 +643,11 @@ class ContainerBackend:
             async with self._starts:
                 await self._start(sandbox, config)
         except BaseException:
-            await asyncio.shield(self._spawn(self._discard(sandbox)))
+            await asyncio.shield(self._tasks.create_task(self._discard(sandbox)))
             raise
         finally:
             self._starting -= 1
         return sandbox
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A task close() waits for: exit watches and removals outlive a cancelled start."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def _start(self, sandbox: Sandbox, config: dict[str, Any]) -> None:
         """Create and start the container, accept its sandbox's connection, learn its pid."""
@@ -752,7 +673,7 @@ class ContainerBackend:
                 os.unlink(path)
         sandbox.watch(_peer_pid(conn))
         sandbox.attach(conn)
-        self._spawn(self._wait_exit(container, sandbox))
+        self._tasks.create_task(self._wait_exit(container, sandbox))
 
     async def _accept(
         self,
@@ -799,11 +720,11 @@ class ContainerBackend:
         """
         oom = False
         try:
-            await _process_gone(sandbox.pid)
+            await process_gone(sandbox.pid)
             await container.wait()
             state = (await container.show())["State"]
             oom = bool(state.get("OOMKilled"))
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError, KeyError, ValueError):
+        except (*DOCKER_ERRORS, KeyError, ValueError):
             pass  # we can no longer tell: the removal below makes sure it is gone
         finally:
             await self._remove(container.id)
@@ -817,7 +738,7 @@ class ContainerBackend:
         if not sandbox.container_id and sandbox.create is not None:
             try:
                 sandbox.container_id = (await sandbox.create).id
-            except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            except DOCKER_ERRORS:
                 pass
         if sandbox.container_id:  # force-removal also ends a container that never connected
             await self._remove(sandbox.container_id)
@@ -830,8 +751,7 @@ class ContainerBackend:
             shutil.rmtree(sandbox.dir, ignore_errors=True)
 
     async def _remove(self, container_id: str) -> None:
-        with contextlib.suppress(aiodocker.DockerError, aiohttp.ClientError, OSError):
-            await self.docker.containers.container(container_id).delete(force=True)
+        await remove(self.docker.containers.container(container_id))
 
     async def cleanup_leftovers(self, node_id: str) -> list[str]:
         """Remove warmstart containers of nodes that no longer run (not ``node_id``'s own).
@@ -886,7 +806,7 @@ class ContainerLauncher:
     async def warm(self, fn: Function) -> None:
         pass
 
-    async def start(self, fn: Function, env: Slot, env_config: dict[str, Any]) -> Worker:
+    async def start(self, fn: Function, env: Slot, env_config: EnvConfig) -> Worker:
         config = fn.config
         image = config.image or ""
         backend = await self._backend()
@@ -924,7 +844,7 @@ class ContainerLauncher:
             )
             try:
                 await backend.cleanup_leftovers(self._node_id)
-            except (aiodocker.DockerError, aiohttp.ClientError, OSError) as exc:
+            except DOCKER_ERRORS as exc:
                 await backend.close()
                 raise InvalidParameterValueException(
                     f"backend: 'container' needs a Docker Engine, and none answers ({exc})"
@@ -944,27 +864,6 @@ class ContainerLauncher:
                 stem.image, stem.memory_mb, stem.ephemeral_storage_mb, stem.network, stem.python
             )
             backend.keep_stem_cells(key, stem.count, binds if trusted else ())
-
-
-async def _process_gone(pid: int) -> None:
-    """Return once process ``pid`` has exited (at once where pidfds are not available)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # gone already, or no pidfd: wait() alone will do
-        return
-    loop = asyncio.get_running_loop()
-    gone: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        await gone
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 def _drop(accept: asyncio.Future[tuple[socket.socket, Any]]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..agent.protocol import EnvConfig
 from ..config import FunctionConfig, PoolConfig
 from .container import ContainerLauncher
 from .process import FunctionSpec, ProcessLauncher, Worker, WorkerOwner
@@ -51,7 +52,7 @@ class Launcher(Protocol):
         """Make cold starts of the current generation fast; a failure waits for the first
         invocation, as on Lambda."""
 
-    async def start(self, fn: Function, env: Slot, env_config: dict[str, Any]) -> Worker:
+    async def start(self, fn: Function, env: Slot, env_config: EnvConfig) -> Worker:
         """A worker initialized for its first invocation; raises InitFailed when the handler
         cannot initialize, another exception when the environment cannot start."""
 

@@ -22,13 +22,13 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from ..agent import protocol as P
 from ..config import FunctionConfig, check_interpreter
-from ..wording import peak_rss_mb
+from .memory import peak_rss_mb
 
 if TYPE_CHECKING:
     from .launcher import Function, LaunchContext, Slot
@@ -111,7 +111,7 @@ class Worker(asyncio.Protocol):
         """The first frame (INIT_OK or INIT_ERROR), whether or not it has arrived already."""
         return await self._handshake
 
-    async def initialize(self, config: dict[str, Any]) -> None:
+    async def initialize(self, config: P.InitConfig) -> None:
         """Send INIT, await the handshake; raises InitFailed when the handler cannot initialize."""
         self.send(P.encode(P.INIT, (orjson.dumps(config),)))
         _check_init(await self.handshake())
@@ -176,7 +176,7 @@ class FunctionSpec:
         python: str,
         code_dir: str,
         work_dir: str,
-        init_config: dict[str, Any],
+        init_config: P.InitConfig,
         engine_pid: int,
     ) -> None:
         self.name = name
@@ -228,7 +228,11 @@ class Child(asyncio.SubprocessProtocol):
                 self.transport.kill()
 
 
-async def _spawn(spec: FunctionSpec, sock: socket.socket, mode: str, stderr_path: str) -> Child:
+async def _start_agent(
+    spec: FunctionSpec, sock: socket.socket, mode: str, stderr_path: str
+) -> Child:
+    """A fresh interpreter running the agent in ``mode`` (a template, or a spawned worker) on
+    ``sock``, its stderr appended to ``stderr_path``."""
     loop = asyncio.get_running_loop()
     fd = sock.fileno()
     with open(stderr_path, "ab") as err:  # noqa: ASYNC230 - a local file, opened once per start
@@ -279,7 +283,7 @@ class ForkServer:
         self._ctrl = ctrl
         self.loop.add_reader(ctrl.fileno(), self._readable)
 
-    async def fork_worker(self, worker: Worker, token: int, env_config: dict[str, Any]) -> int:
+    async def fork_worker(self, worker: Worker, token: int, env_config: P.EnvConfig) -> int:
         """Fork a child that serves ``worker``'s socket; returns its pid (the server's view)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         forked: asyncio.Future[int] = self.loop.create_future()
@@ -387,7 +391,7 @@ class Template(ForkServer):
             P.widen_datagram_buffers(end)
         try:
             err = os.path.join(self.spec.work_dir, f"template-{self.spec.generation}.err")
-            self.proc = await _spawn(self.spec, child, "template", err)
+            self.proc = await _start_agent(self.spec, child, "template", err)
         finally:
             child.close()
         self._init = self.loop.create_future()
@@ -399,7 +403,7 @@ class Template(ForkServer):
             await self.close()
             raise
 
-    async def fork(self, owner: WorkerOwner, env_id: int, env_config: dict[str, Any]) -> Worker:
+    async def fork(self, owner: WorkerOwner, env_id: int, env_config: P.EnvConfig) -> Worker:
         """A new worker forked from the template, ready for its first invocation."""
         await self.ensure()
         worker = Worker(owner, self.loop)
@@ -438,7 +442,7 @@ async def spawn_worker(
     spec: FunctionSpec,
     owner: WorkerOwner,
     loop: asyncio.AbstractEventLoop,
-    env_config: dict[str, Any],
+    env_config: P.EnvConfig,
 ) -> Worker:
     """A fresh interpreter that imports the handler itself (``start="spawn"``)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -446,7 +450,7 @@ async def spawn_worker(
     proc: Child | None = None
     try:
         try:
-            proc = await _spawn(
+            proc = await _start_agent(
                 spec, theirs, "worker", os.path.join(env_config["dir"], "spawn.err")
             )
         finally:
@@ -454,7 +458,9 @@ async def spawn_worker(
         worker.pid = proc.pid
         _watch_exit(proc, worker)
         await loop.create_unix_connection(lambda: worker, sock=ours)
-        await worker.initialize(dict(spec.init_config, env=env_config))
+        init = spec.init_config.copy()
+        init["env"] = env_config
+        await worker.initialize(init)
     except BaseException:
         if worker.transport is None:
             ours.close()
@@ -485,7 +491,7 @@ class ProcessLauncher:
             with contextlib.suppress(InitFailed, EOFError, OSError):
                 await self._template(fn).ensure()
 
-    async def start(self, fn: Function, env: Slot, env_config: dict[str, Any]) -> Worker:
+    async def start(self, fn: Function, env: Slot, env_config: P.EnvConfig) -> Worker:
         if fn.config.start == "spawn":
             return await spawn_worker(fn.spec, env, asyncio.get_running_loop(), env_config)
         return await self._template(fn).fork(env, env.id, env_config)

@@ -31,6 +31,7 @@ from typing import Protocol
 
 import orjson
 
+from .. import arns
 from ..config import PoolConfig
 from ..sqlite import offload
 from .expressions import scheduled_event
@@ -77,8 +78,8 @@ class Firing:
 
 
 def rule_arn(pool: PoolConfig, name: str) -> str:
-    """``arn:aws:events:<region>:<account>:rule/<name>``."""
-    return f"arn:aws:events:{pool.region}:{pool.account_id}:rule/{name}"
+    """``arn:aws:events:<region>:<account>:rule/<name>``, in the pool's region and account."""
+    return arns.rule_arn(pool.region, pool.account_id, name)
 
 
 def plan(rule: Rule, targets: list[Target], now: float, pool: PoolConfig) -> Firing:

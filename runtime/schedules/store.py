@@ -18,8 +18,6 @@ Nothing here reads a clock: every call that changes state takes ``now``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -27,7 +25,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Final
 
+from ..arns import parse_function_arn
 from ..errors import ResourceNotFoundException, WarmstartError
+from ..pagination import decode_token, encode_token
 from ..sqlite import SqliteFile
 from .expressions import Schedule, parse
 
@@ -140,12 +140,10 @@ def target_function(arn: str) -> str | None:
     that is not a Lambda function."""
     if not arn.startswith("arn:"):
         return arn if arn and ":" not in arn else None
-    if not arn.startswith("arn:aws:lambda:"):
+    parsed = parse_function_arn(arn)
+    if parsed is None or parsed.partition != "aws" or not parsed.name:
         return None
-    parts = arn.split(":")
-    if len(parts) not in (7, 8) or parts[5] != "function" or not parts[6]:
-        return None
-    return parts[6]
+    return parsed.name
 
 
 def check_expression(expression: str) -> None:
@@ -239,7 +237,7 @@ class RuleStore(SqliteFile):
         rules = [_rule_row(row) for row in rows]
         if prefix:
             rules = [rule for rule in rules if rule.name.startswith(prefix)]
-        token = _encode_token(rules[limit - 1].name) if len(rules) > limit else None
+        token = encode_token(rules[limit - 1].name) if len(rules) > limit else None
         return rules[:limit], token
 
     def set_state(self, name: str, state: str, now: float) -> Rule:
@@ -412,15 +410,11 @@ def _targets(db: sqlite3.Connection, rule: str) -> list[Target]:
     return [Target(*row) for row in rows]
 
 
-def _encode_token(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
-
-
 def _decode_token(token: str | None) -> str:
     """The name a page starts after ("" for the first page)."""
     if not token:
         return ""
-    try:
-        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationException(f"NextToken {token!r} is not a token this service gave") from None
+    name = decode_token(token, strict=True)
+    if name is None:
+        raise ValidationException(f"NextToken {token!r} is not a token this service gave")
+    return name

@@ -1,6 +1,6 @@
 """The standalone invoker service: the aiohttp application and ``warmstart serve``'s lifecycle.
 
-    create_app(engine, config, authenticate=..., front_door=...)
+    create_app(engine, config, background=..., authenticate=..., front_door=...)
       /2015-03-31/… /2016-08-19/… /2017-10-31/… /2019-09-30/…   Lambda API (lambda_api.py)
       /warmstart/logs/{name}                                    recent log text, or followed
       /healthz  /metrics                                        health, Prometheus text
@@ -15,11 +15,14 @@
 The background (``Background``, beside the HTTP front while the service runs): the durable
 store in the data directory (``[batch] data_dir``, else ``runtime.batch.store``'s default),
 the batch queue as the engine's backlog (Event invocations are stored before 202), the
-async-invocation dispatcher, and the schedule rules with their runner.
+async-invocation dispatcher, and the schedule rules with their runner.  It is started
+first and the app is made over it: the APIs get their stores when they are made.  An app made
+without one answers the operations that need a store with the API's internal error.
 
 Hooks for the modules wired in by the integration: ``authenticate`` (``async (request, body)``,
-raising an error with ``.code``, ``.message`` and ``.status``) runs before every AWS-style
-operation; ``front_door`` is an aiohttp handler for every path outside the reserved ones.
+raising an error with ``.code``, ``.message`` and ``.status``: ``protocol.Authenticate``) runs
+before every AWS-style operation; ``front_door`` is an aiohttp handler for every path outside
+the reserved ones.
 Both find the engine, config and metrics under ``ENGINE``, ``CONFIG`` and ``METRICS``.
 
 Two middlewares go first.  With ``[auth]`` keys, the SigV4 ``Authorization`` header of every
@@ -42,7 +45,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import orjson
 from aiohttp import web
@@ -50,16 +53,16 @@ from aiohttp.typedefs import Handler, Middleware
 
 from ..asyncinvoke.backlog import EventBacklog
 from ..asyncinvoke.dispatch import EventDispatcher
-from ..asyncinvoke.store import EventStore
-from ..batch.queue import STORE_FILE, BatchQueue
-from ..batch.store import SqliteStore, default_data_dir
+from ..asyncinvoke.store import EventStore, SqliteEventStore
+from ..batch.queue import BatchQueue
+from ..batch.store import STORE_FILE, default_data_dir
 from ..configfile import ConfigFile
 from ..ecs import Ecs
 from ..engine import Engine
 from ..schedules.runner import ScheduleRunner, sync_config
 from ..schedules.store import RuleStore
 from ..sqlite import offload
-from ..wording import request_id
+from ..stamps import request_id
 from . import ecs_api, events_api, gateway
 from .auth import AuthError, check_authorization
 from .batch_api import PATHS as BATCH_PATHS
@@ -69,9 +72,10 @@ from .ecs_api import serve_ecs
 from .events_api import EventsApi, serve_events
 from .json_rpc import CONTENT_TYPE as JSON_RPC
 from .json_rpc import TARGET_HEADER, JsonRpc, is_json_rpc
-from .lambda_api import Authenticate, LambdaApi
+from .lambda_api import LambdaApi
 from .metrics import CONTENT_TYPE, ServiceMetrics
-from .shapes import JSON, UnknownOperationException, error_response
+from .protocol import Authenticate, UnknownOperationException
+from .shapes import JSON, error_response
 
 __all__ = [
     "API",
@@ -82,6 +86,7 @@ __all__ = [
     "ENGINE",
     "EVENTS",
     "METRICS",
+    "AppFactory",
     "Background",
     "FrontDoor",
     "create_app",
@@ -120,16 +125,20 @@ def create_app(
     engine: Engine,
     config: ConfigFile | None = None,
     *,
+    background: Background | None = None,
     authenticate: Authenticate | None = None,
     front_door: FrontDoor | None = None,
 ) -> web.Application:
-    """The service's application over a started ``engine``.
+    """The service's application over a started ``engine`` and ``background``.
 
     ``config`` gives the service limits (``[service]``), the SigV4 keys (``[auth]``) and the
-    API Gateway routes (``[routes]``); functions are not registered here.  ``authenticate``
-    (by default SigV4 when keys are configured) runs for every AWS-style operation after its
-    body is read (within the limit) and before it acts; ``front_door`` (by default the
-    config's routes) answers every path that is not reserved (``is_reserved_path``).
+    API Gateway routes (``[routes]``); functions are not registered here.  ``background``
+    (started) gives the APIs their stores: the event invoke configs, the schedule rules and
+    the batch queue; without it their operations answer the API's internal error.
+    ``authenticate`` (by default SigV4 when keys are configured) runs for every AWS-style
+    operation after its body is read (within the limit) and before it acts; ``front_door``
+    (by default the config's routes) answers every path that is not reserved
+    (``is_reserved_path``).
     """
     config = config if config is not None else ConfigFile("<defaults>")
     if authenticate is None:
@@ -137,17 +146,20 @@ def create_app(
     if front_door is None:
         front_door = gateway.front_door(engine, config)
     metrics = ServiceMetrics(engine)
-    api = LambdaApi(engine, config.service, metrics, authenticate)
+    event_store = background.store if background is not None else None
+    api = LambdaApi(engine, config.service, metrics, authenticate, event_store=event_store)
     rpc = JsonRpc(authenticate)
     middlewares: list[Middleware] = [_signed_first(config)] if config.auth.enabled else []
     app = web.Application(middlewares=[*middlewares, _withdrawn_on_disconnect])
+    if background is not None:
+        app[BACKGROUND] = background
     app[ENGINE] = engine
     app[CONFIG] = config
     app[METRICS] = metrics
     app[API] = api
     app[ECS] = serve_ecs(rpc, config.pool)
-    app[EVENTS] = serve_events(rpc, config.pool)
-    app[BATCH] = batch = BatchApi(authenticate=authenticate)
+    app[EVENTS] = _events_api(rpc, config, background)
+    app[BATCH] = batch = _batch_api(background, authenticate)
     app.router.add_routes(api.routes())
     app.router.add_routes(batch.routes())
     app.router.add_get("/healthz", _healthz)
@@ -157,6 +169,23 @@ def create_app(
     app.on_cleanup.append(_close_api)
     app.on_cleanup.append(_close_ecs)
     return app
+
+
+def _events_api(rpc: JsonRpc, config: ConfigFile, background: Background | None) -> EventsApi:
+    """EventBridge's rules over the background's, its schedule runner woken by changes."""
+    if background is None or background.rules is None or background.schedules is None:
+        return serve_events(rpc, config.pool)
+    return serve_events(rpc, config.pool, background.rules, background.schedules.wake)
+
+
+def _batch_api(background: Background | None, authenticate: Authenticate | None) -> BatchApi:
+    """Batch over the background's queue: its store, its runner told of terminations and
+    woken by every operation."""
+    queue = background.queue if background is not None else None
+    if queue is None:
+        return BatchApi(authenticate=authenticate)
+    runner = queue.runner
+    return BatchApi(queue.store, killer=runner, authenticate=authenticate, on_change=runner.wake)
 
 
 # -- middlewares ----------------------------------------------------------------------------------
@@ -262,7 +291,7 @@ def _fallback(front_door: FrontDoor | None, rpc: JsonRpc) -> FrontDoor:
             raise web.HTTPMethodNotAllowed(request.method, ["GET"])
         if is_reserved_path(path):
             return error_response(
-                UnknownOperationException(f"No operation at {request.method} {path}")
+                UnknownOperationException(f"No operation at {request.method} {path}", 404)
             )
         if front_door is None:
             return web.json_response({"message": "Not Found"}, status=404)
@@ -285,7 +314,14 @@ async def _close_ecs(app: web.Application) -> None:
 
 # -- serving --------------------------------------------------------------------------------------
 
-AppFactory = Callable[[Engine, ConfigFile], web.Application]
+
+class AppFactory(Protocol):
+    """What ``running`` and ``serve`` make the app with (``create_app`` by default): called
+    once the engine and the background are started."""
+
+    def __call__(
+        self, engine: Engine, config: ConfigFile, /, *, background: Background
+    ) -> web.Application: ...
 
 
 async def start_engine(config: ConfigFile) -> Engine:
@@ -340,9 +376,10 @@ class Background:
         threads = self.executor = ThreadPoolExecutor(2, thread_name_prefix="warmstart-events")
         if config.batch.enabled:
             self.queue = BatchQueue.open(engine, self.data_dir, config=config.batch)
-            self.backlog, self.store = self.queue, self.queue.store
+            # the event store: a connection of its own to the queue's file, closed by the queue
+            self.backlog, self.store = self.queue, self.queue.event_store
         else:
-            store = SqliteStore(self.path, region=pool.region, account_id=pool.account_id)
+            store = SqliteEventStore(self.path)
             self.backlog, self.store = EventBacklog(store, executor=threads), store
         self.rules = await offload(threads, RuleStore, self.path)
         await offload(threads, sync_config, self.rules, config.schedules, pool, time.time())
@@ -355,18 +392,6 @@ class Background:
         await self.dispatcher.start()
         self.schedules = ScheduleRunner(self.backlog, self.rules, pool, executor=threads)
         self.schedules.start()
-
-    def attach(self, app: web.Application) -> None:
-        """Give the app's APIs their stores (an app not made by ``create_app`` lacks them)."""
-        app[BACKGROUND] = self
-        api, events = app.get(API), app.get(EVENTS)
-        if api is not None:
-            api.event_store = self.store
-        if events is not None and self.rules is not None and self.schedules is not None:
-            events.bind(self.rules, self.schedules.wake)
-        batch = app.get(BATCH)
-        if batch is not None and self.queue is not None:
-            batch.bind(self.queue.store, self.queue.runner, self.queue.runner.wake)
 
     async def close(self, drain_s: float = 0.0) -> None:
         """Stop firing schedules; let running events finish for ``drain_s`` and hand the rest
@@ -382,7 +407,8 @@ class Background:
         if self.engine.backlog is self.backlog:
             self.engine.backlog = None
         if self.queue is not None:
-            await self.queue.close(max(0.0, deadline - time.monotonic()))  # closes its store
+            # closes its stores: the batch store and the event store
+            await self.queue.close(max(0.0, deadline - time.monotonic()))
         elif self.store is not None:
             self.store.close()
         self.queue = self.backlog = self.store = None
@@ -409,9 +435,10 @@ async def running(
     """The service up on ``host:port`` (the config's by default); yields its base URL.
 
     ``data_dir`` (default: ``[batch] data_dir``, else ``$WARMSTART_DATA_DIR`` or the XDG data
-    directory) holds the durable store. On exit: stop accepting, wait for in-flight requests
-    and invocations (at most the config's ``shutdown_timeout_s``), stop the background (see
-    :class:`Background`), close the engine (every environment stops).
+    directory) holds the durable store. The engine and the background are started first, then
+    ``app_factory(engine, config, background=...)`` makes the app. On exit: stop accepting,
+    wait for in-flight requests and invocations (at most the config's ``shutdown_timeout_s``),
+    stop the background (see :class:`Background`), close the engine (every environment stops).
     """
     settings = config.service
     engine = await start_engine(config)
@@ -419,8 +446,7 @@ async def running(
     runner: web.AppRunner | None = None
     try:
         await background.start()
-        app = app_factory(engine, config)
-        background.attach(app)
+        app = app_factory(engine, config, background=background)
         runner = ServiceRunner(app, settings)
         await runner.setup()
         site = web.TCPSite(runner, host or settings.host, settings.port if port is None else port)

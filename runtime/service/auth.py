@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
 
+from .. import apigw
+
 __all__ = [
     "ALGORITHM",
     "TIMESTAMP",
@@ -477,11 +479,5 @@ def check_api_key(
 
     Raises ``AuthError("ForbiddenException", "Forbidden", 403)`` otherwise, as API Gateway does.
     """
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    supplied = [value for name, value in pairs if name.strip().lower() == "x-api-key"]
-    if len(supplied) == 1:
-        given = supplied[0].encode("utf-8")
-        matches = [hmac.compare_digest(given, key.encode("utf-8")) for key in keys]
-        if any(matches):
-            return
-    raise AuthError("ForbiddenException", "Forbidden", 403)
+    if not apigw.check_api_key(headers, keys):
+        raise AuthError("ForbiddenException", "Forbidden", 403)

@@ -7,7 +7,8 @@
 Operations and shapes are botocore's ``batch`` model (2016-08-10): SubmitJob, DescribeJobs,
 ListJobs, TerminateJob, CancelJob, RegisterJobDefinition, DeregisterJobDefinition,
 DescribeJobDefinitions, CreateJobQueue, DescribeJobQueues, UpdateJobQueue, DeleteJobQueue.
-Errors are ``ClientException`` (400) and ``ServerException`` (500), with ``x-amzn-ErrorType``.
+Errors are ``ClientException`` (400) and ``ServerException`` (500), with ``x-amzn-ErrorType``
+(``protocol.operation`` answers them).
 warmstart adds ``GET /warmstart/jobs/{jobId}/logs[?attempt=N]``: the kept output of an attempt
 (Batch sends it to CloudWatch Logs, which warmstart does not have), as text.
 The store's calls are short transactions, run in a thread so a 10,000-child array submit does
@@ -17,10 +18,9 @@ not hold up the loop.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import msgspec
 import orjson
@@ -39,22 +39,22 @@ from ..batch.model import (
 )
 from ..batch.store import Store
 from ..errors import RequestTooLargeException, WarmstartError
-from .auth import AuthError
-from .body import read_body
-from .lambda_api import Authenticate
+from .body import within
+from .protocol import (
+    Authenticate,
+    AwsError,
+    Handler,
+    ReadBody,
+    Unavailable,
+    WireFormat,
+    operation,
+)
 from .shapes import JSON
-
-log = logging.getLogger("warmstart.service")
 
 #: SubmitJob's largest request is far smaller; an oversized body is refused before it is read
 BODY_LIMIT = 1_048_576
 #: a job's default status filter in ListJobs, as AWS answers without one
 DEFAULT_LIST_STATUS = "RUNNING"
-
-
-class ServerException(WarmstartError):
-    code = "ServerException"
-    status = 500
 
 
 class Killer(Protocol):
@@ -73,9 +73,9 @@ Operation = Callable[[dict[str, Any]], Any]
 class BatchApi:
     """The operations over ``store``; ``routes()`` lists them for aiohttp.
 
-    The service makes it before its durable store is open and ``bind``s the store (and the
-    runner, told of terminations and woken by submits) once it is; until then every operation
-    answers ServerException.
+    ``killer`` (the runner) is told of terminations and ``on_change`` (the runner's wake) is
+    called after every operation. Without a store (the service's ``[batch] enabled = false``)
+    every operation answers ServerException.
     """
 
     def __init__(
@@ -87,59 +87,42 @@ class BatchApi:
         clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self._store = store
+        if store is None:
+            store = cast(Store, Unavailable("the batch queue is not running on this service"))
+        self.store: Store = store
         self.killer = killer
         self.authenticate = authenticate
         self.clock = clock
         self.on_change = on_change
 
-    def bind(
-        self,
-        store: Store | None,
-        killer: Killer | None = None,
-        on_change: Callable[[], None] | None = None,
-    ) -> None:
-        self._store, self.killer, self.on_change = store, killer, on_change
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise ServerException("the batch queue is not running on this service")
-        return self._store
-
     def routes(self) -> list[web.RouteDef]:
+        read = within(BODY_LIMIT, _too_large)
         routes = [
-            web.post(f"/v1/{name}", self._handler(getattr(self, method_name)))
+            web.post(f"/v1/{name}", self._operation(getattr(self, method_name), read))
             for name, method_name in _METHODS.items()
         ]
-        routes.append(web.get("/warmstart/jobs/{jobId}/logs", self._log_handler))
+        logs = operation(self._log, read, WIRE, self.authenticate)
+        routes.append(web.get("/warmstart/jobs/{jobId}/logs", logs))
         return routes
 
-    def _handler(self, op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handler(request: web.Request) -> web.Response:
+    def _operation(self, op: Operation, read: ReadBody) -> Handler:
+        """``op`` on the body's JSON object, in a thread; its answer as JSON."""
+
+        async def run(request: web.Request, body: bytes) -> web.Response:
+            params = _json_object(body)
             try:
-                body = await read_body(request, BODY_LIMIT, _too_large)
-                if self.authenticate is not None:
-                    await self.authenticate(request, body)
-                params = _json_object(body)
                 result = await asyncio.to_thread(op, params)
-            except Exception as exc:
-                return _failed(exc)
+            except msgspec.ValidationError as exc:  # a request shape's own check
+                raise ClientException(str(exc)) from None
             if self.on_change is not None:
                 self.on_change()  # a submit or a queue change: the runner looks again now
             return web.Response(body=orjson.dumps(result), headers={"Content-Type": JSON})
 
-        return handler
+        return operation(run, read, WIRE, self.authenticate)
 
-    async def _log_handler(self, request: web.Request) -> web.Response:
-        try:
-            body = await read_body(request, BODY_LIMIT, _too_large)
-            if self.authenticate is not None:
-                await self.authenticate(request, body)
-            attempt = _attempt(request.query.get("attempt"))
-            log = await asyncio.to_thread(self.job_log, request.match_info["jobId"], attempt)
-        except Exception as exc:
-            return _failed(exc)
+    async def _log(self, request: web.Request, body: bytes) -> web.Response:
+        attempt = _attempt(request.query.get("attempt"))
+        log = await asyncio.to_thread(self.job_log, request.match_info["jobId"], attempt)
         return web.Response(body=log, content_type="text/plain", charset="utf-8")
 
     # -- operations (run in a worker thread: each is one store transaction) ---------------------
@@ -320,22 +303,14 @@ def _page(key: str, page: Any) -> dict[str, Any]:
     return out
 
 
-def _failed(exc: Exception) -> web.Response:
-    if isinstance(exc, AuthError):  # the authenticate hook's refusal, with AWS's own code
-        return _error(exc.code, exc.message, exc.status)
-    if not isinstance(exc, WarmstartError):
-        if isinstance(exc, msgspec.ValidationError):
-            exc = ClientException(str(exc))
-        else:
-            log.exception("unexpected error in a Batch API operation", exc_info=exc)
-            exc = ServerException(f"{type(exc).__name__}: {exc}")
-    return _error(exc.code, exc.message, exc.status)
-
-
-def _error(code: str, message: str, status: int) -> web.Response:
-    body = orjson.dumps({"__type": code, "message": message})
+def _error(error: AwsError) -> web.Response:
+    """Batch's error answer: REST-JSON, the name both in ``__type`` and ``x-amzn-ErrorType``."""
+    body = orjson.dumps({"__type": error.code, "message": error.message})
     return web.Response(
         body=body,
-        status=status,
-        headers={"x-amzn-ErrorType": code, "Content-Type": JSON},
+        status=error.status,
+        headers={"x-amzn-ErrorType": error.code, "Content-Type": JSON},
     )
+
+
+WIRE = WireFormat("Batch API", _error, "ServerException")

@@ -2,17 +2,18 @@
 
 A declared ``Content-Length`` over the cap is refused at once, without reading a byte; a
 chunked body (or one whose length lies) is counted as it streams and refused as soon as it
-passes the cap.  Nothing over the cap is ever held in memory.  Used by the Lambda API and
-meant for any other front (API Gateway routes) that reads bodies.
+passes the cap.  Nothing over the cap is ever held in memory.  Used by every AWS-style API
+(``within`` gives an operation its reader) and by the API Gateway routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from ..errors import RequestTooLargeException, WarmstartError
+from .protocol import ReadBody
 
 #: builds the error for a body of ``size`` bytes (at least; a streamed body stops being read)
 TooLarge = Callable[[int], WarmstartError]
@@ -52,3 +53,12 @@ async def read_body(
             raise (too_large or _default_too_large(limit))(size)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def within(limit: int, too_large: TooLarge | None = None) -> ReadBody:
+    """A reader of bodies of at most ``limit`` bytes (see :func:`read_body`)."""
+
+    def read(request: web.Request) -> Awaitable[bytes]:
+        return read_body(request, limit, too_large)
+
+    return read

@@ -28,12 +28,12 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from ..config import PoolConfig
-from ..errors import ResourceNotFoundException, ServiceException
+from ..errors import ResourceNotFoundException
 from ..schedules.runner import rule_arn
 from ..schedules.store import (
     DISABLED,
@@ -48,6 +48,7 @@ from ..schedules.store import (
     target_function,
 )
 from .json_rpc import JsonRpc
+from .protocol import Unavailable
 
 TARGET_PREFIX = "AWSEvents"
 INTERNAL_ERROR = "InternalException"
@@ -65,30 +66,40 @@ OPERATIONS = (
 DEFAULT_BUS = "default"
 _NAME = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
 _UNSUPPORTED_TARGET_MEMBERS = ("InputPath", "InputTransformer")
+_NO_RULES = "EventBridge rules need the service's data directory"
 
 
-def serve_events(rpc: JsonRpc, pool: PoolConfig) -> EventsApi:
-    """A new ``EventsApi`` in ``pool``'s region and account, served by ``rpc``; it answers
-    once :meth:`EventsApi.bind` gives it a rule store."""
-    api = EventsApi(pool)
+def serve_events(
+    rpc: JsonRpc,
+    pool: PoolConfig,
+    rules: RuleStore | None = None,
+    changed: Callable[[], None] | None = None,
+) -> EventsApi:
+    """A new ``EventsApi`` over ``rules`` in ``pool``'s region and account, served by ``rpc``
+    (see :class:`EventsApi`)."""
+    api = EventsApi(pool, rules, changed)
     rpc.register(TARGET_PREFIX, api, OPERATIONS, internal_error=INTERNAL_ERROR)
     return api
 
 
 class EventsApi:
-    """EventBridge's rule operations over a :class:`RuleStore` (see the module docstring).
+    """EventBridge's rule operations over a :class:`RuleStore` (see the module docstring);
+    ``changed`` is called after every change (the schedule runner's wake). Without a store
+    every operation that needs it answers ServiceException.
 
     Store calls run in a thread: a write may wait for another process's lock."""
 
-    def __init__(self, pool: PoolConfig) -> None:
+    def __init__(
+        self,
+        pool: PoolConfig,
+        rules: RuleStore | None = None,
+        changed: Callable[[], None] | None = None,
+    ) -> None:
         self.pool = pool
-        self.rules: RuleStore | None = None
-        self._changed: Callable[[], None] = _nothing
-
-    def bind(self, rules: RuleStore, changed: Callable[[], None]) -> None:
-        """Serve ``rules``; ``changed`` is called after every change (the runner's wake)."""
-        self.rules = rules
-        self._changed = changed
+        if rules is None:
+            rules = cast(RuleStore, Unavailable(_NO_RULES, "ServiceException"))
+        self.rules: RuleStore = rules
+        self._changed: Callable[[], None] = changed or _nothing
 
     # -- rules ----------------------------------------------------------------------------------
 
@@ -112,7 +123,7 @@ class EventsApi:
             )
         description = _optional_str(params, "Description", 512)
         await self._unmanaged(name)
-        store = self._store()
+        store = self.rules
         await asyncio.to_thread(
             store.put_rule, name, expression, time.time(), state=state, description=description
         )
@@ -122,7 +133,7 @@ class EventsApi:
     async def describe_rule(self, params: dict[str, Any]) -> dict[str, Any]:
         name = _name(params, "Name")
         _bus(params, self.pool)
-        rule = await asyncio.to_thread(self._store().get_rule, name)
+        rule = await asyncio.to_thread(self.rules.get_rule, name)
         return {**self._shape(rule), "CreatedBy": self.pool.account_id}
 
     async def list_rules(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +141,7 @@ class EventsApi:
         prefix = _optional_str(params, "NamePrefix", 64)
         limit = _limit(params)
         token = _optional_str(params, "NextToken", 2048)
-        rules, next_token = await asyncio.to_thread(self._store().list_rules, prefix, limit, token)
+        rules, next_token = await asyncio.to_thread(self.rules.list_rules, prefix, limit, token)
         answer: dict[str, Any] = {"Rules": [self._shape(rule) for rule in rules]}
         if next_token is not None:
             answer["NextToken"] = next_token
@@ -142,7 +153,7 @@ class EventsApi:
         _bus(params, self.pool)
         if not params.get("Force"):
             await self._unmanaged(name)
-        await asyncio.to_thread(self._store().delete_rule, name)
+        await asyncio.to_thread(self.rules.delete_rule, name)
         self._changed()
         return {}
 
@@ -155,9 +166,9 @@ class EventsApi:
     async def _set_state(self, params: dict[str, Any], state: str) -> dict[str, Any]:
         name = _name(params, "Name")
         _bus(params, self.pool)
-        rule = await asyncio.to_thread(self._store().get_rule, name)
+        rule = await asyncio.to_thread(self.rules.get_rule, name)
         _check_unmanaged(rule)
-        await asyncio.to_thread(self._store().set_state, name, state, time.time())
+        await asyncio.to_thread(self.rules.set_state, name, state, time.time())
         self._changed()
         return {}
 
@@ -172,7 +183,7 @@ class EventsApi:
         ids = [entry.get("Id") if isinstance(entry, dict) else None for entry in entries]
         if len(set(map(str, ids))) != len(ids):
             raise ValidationException("The target ids in one request must be unique.")
-        rule = await asyncio.to_thread(self._store().get_rule, name)
+        rule = await asyncio.to_thread(self.rules.get_rule, name)
         _check_unmanaged(rule)
         good: list[Target] = []
         failed: list[dict[str, Any]] = []
@@ -183,7 +194,7 @@ class EventsApi:
             else:
                 failed.append(problem)
         if good:
-            await asyncio.to_thread(self._store().put_targets, name, good)
+            await asyncio.to_thread(self.rules.put_targets, name, good)
             self._changed()
         return {"FailedEntryCount": len(failed), "FailedEntries": failed}
 
@@ -194,9 +205,9 @@ class EventsApi:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise ValidationException("Parameter Ids must be a list of 1 to 100 target ids.")
         if not params.get("Force"):
-            rule = await asyncio.to_thread(self._store().get_rule, name)
+            rule = await asyncio.to_thread(self.rules.get_rule, name)
             _check_unmanaged(rule)
-        await asyncio.to_thread(self._store().remove_targets, name, ids)
+        await asyncio.to_thread(self.rules.remove_targets, name, ids)
         self._changed()
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
@@ -205,19 +216,14 @@ class EventsApi:
         name = _name(params, "Rule")
         _bus(params, self.pool)
         _limit(params)
-        targets = await asyncio.to_thread(self._store().targets, name)
+        targets = await asyncio.to_thread(self.rules.targets, name)
         return {"Targets": [_target_shape(target) for target in targets]}
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _store(self) -> RuleStore:
-        if self.rules is None:
-            raise ServiceException("EventBridge rules need the service's data directory")
-        return self.rules
-
     async def _unmanaged(self, name: str) -> None:
         try:
-            rule = await asyncio.to_thread(self._store().get_rule, name)
+            rule = await asyncio.to_thread(self.rules.get_rule, name)
         except ResourceNotFoundException:
             return
         _check_unmanaged(rule)

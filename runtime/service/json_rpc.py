@@ -7,30 +7,33 @@
 A service registers under its target prefix (ECS: ``AmazonEC2ContainerServiceV20141113``,
 EventBridge: ``AWSEvents``) an object whose coroutine methods are its operations in
 snake_case (``RunTask`` → ``run_task(params)``), each taking and returning a JSON object.
-Errors are ``{"__type": code, "message": ...}`` with the error's status, as botocore's JSON
-parser reads them: ``UnknownOperationException`` (400) for a target nobody serves,
-``SerializationException`` (400) for a body that is not a JSON object, and the service's own
-internal error name (500) for anything unexpected, which is logged.
+Each operation is one ``protocol.operation``; its errors are ``{"__type": code, "message":
+...}`` with the error's status, as botocore's JSON parser reads them:
+``UnknownOperationException`` (400) for a target nobody serves, ``SerializationException``
+(400) for a body that is not a JSON object, and the service's own internal error name (500)
+for anything unexpected, which is logged.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from ..errors import RequestTooLargeException, WarmstartError
-from ..wording import request_id
-from .body import read_body
-from .lambda_api import Authenticate
-from .shapes import is_aws_error
-
-log = logging.getLogger("warmstart.service")
+from ..stamps import request_id
+from .body import within
+from .protocol import (
+    Authenticate,
+    AwsError,
+    Handler,
+    UnknownOperationException,
+    WireFormat,
+    operation,
+)
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_HEADER = "X-Amz-Target"
@@ -38,23 +41,13 @@ TARGET_HEADER = "X-Amz-Target"
 BODY_LIMIT = 1_048_576
 
 Operation = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-class UnknownOperationException(WarmstartError):
-    code = "UnknownOperationException"
-    status = 400
+#: what a failure is called when no service is addressed
+INTERNAL_FAILURE = "InternalFailure"
 
 
 class SerializationException(WarmstartError):
     code = "SerializationException"
     status = 400
-
-
-@dataclass(frozen=True)
-class _Service:
-    target: object
-    operations: frozenset[str]
-    internal_error: str
 
 
 def method_name(operation: str) -> str:
@@ -75,7 +68,10 @@ class JsonRpc:
     ) -> None:
         self.authenticate = authenticate
         self.body_limit = body_limit
-        self._services: dict[str, _Service] = {}
+        self._read = within(body_limit, self._too_large)
+        #: the handler of each ``<prefix>.<Operation>`` served
+        self._operations: dict[str, Handler] = {}
+        self._unknown = operation(_unknown, self._read, _wire(INTERNAL_FAILURE), authenticate)
 
     def register(
         self,
@@ -83,46 +79,47 @@ class JsonRpc:
         target: object,
         operations: Iterable[str],
         *,
-        internal_error: str = "InternalFailure",
+        internal_error: str = INTERNAL_FAILURE,
     ) -> None:
         """Serve ``operations`` of ``target`` under ``prefix``; each must be a method of it."""
         names = frozenset(operations)
         missing = [op for op in names if not callable(getattr(target, method_name(op), None))]
         if missing:
             raise ValueError(f"{type(target).__name__} lacks operations {sorted(missing)}")
-        self._services[prefix] = _Service(target, names, internal_error)
+        wire = _wire(internal_error)
+        for name in names:
+            run = _run(getattr(target, method_name(name)))
+            self._operations[f"{prefix}.{name}"] = operation(
+                run, self._read, wire, self.authenticate
+            )
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one JSON 1.1 call (never raises: every failure is an error response)."""
-        service: _Service | None = None
-        try:
-            body = await read_body(request, self.body_limit, self._too_large)
-            if self.authenticate is not None:
-                await self.authenticate(request, body)
-            service, operation = self._resolve(request.headers.get(TARGET_HEADER, ""))
-            return _response(200, await operation(_params(body)))
-        except Exception as exc:
-            return self._failed(exc, service)
-
-    def _resolve(self, target: str) -> tuple[_Service, Operation]:
-        prefix, _, name = target.rpartition(".")
-        service = self._services.get(prefix)
-        if service is None or name not in service.operations:
-            raise UnknownOperationException(f"Unknown operation {target!r}")
-        operation: Operation = getattr(service.target, method_name(name))
-        return service, operation
+        target = request.headers.get(TARGET_HEADER, "")
+        return await self._operations.get(target, self._unknown)(request)
 
     def _too_large(self, size: int) -> WarmstartError:
         return RequestTooLargeException(
             f"Request must be smaller than {self.body_limit} bytes (got at least {size})"
         )
 
-    def _failed(self, exc: Exception, service: _Service | None) -> web.Response:
-        if is_aws_error(exc):
-            return _error(exc.code, exc.message, exc.status)
-        log.exception("unexpected error in a JSON 1.1 operation", exc_info=exc)
-        internal = service.internal_error if service is not None else "InternalFailure"
-        return _error(internal, f"{type(exc).__name__}: {exc}", 500)
+
+def _run(method: Operation) -> Callable[[web.Request, bytes], Awaitable[web.Response]]:
+    async def run(request: web.Request, body: bytes) -> web.Response:
+        return _response(200, await method(_params(body)))
+
+    return run
+
+
+async def _unknown(request: web.Request, body: bytes) -> web.Response:
+    """A target nobody serves (found out after the body is read and authenticated)."""
+    target = request.headers.get(TARGET_HEADER, "")
+    raise UnknownOperationException(f"Unknown operation {target!r}")
+
+
+def _wire(internal_error: str) -> WireFormat:
+    """JSON 1.1's errors, ``internal_error`` naming an unexpected failure."""
+    return WireFormat("JSON 1.1", _error, internal_error)
 
 
 def _params(body: bytes) -> dict[str, Any]:
@@ -138,8 +135,11 @@ def _params(body: bytes) -> dict[str, Any]:
     return params
 
 
-def _error(code: str, message: str, status: int) -> web.Response:
-    return _response(status, {"__type": code, "message": message}, {"x-amzn-ErrorType": code})
+def _error(error: AwsError) -> web.Response:
+    code = error.code
+    return _response(
+        error.status, {"__type": code, "message": error.message}, {"x-amzn-ErrorType": code}
+    )
 
 
 def _response(

@@ -4,6 +4,7 @@
                                                                                      │
             FunctionConfiguration / error (x-amzn-ErrorType) ◀── shapes ◀── engine ◀─┘
 
+Each route is a ``protocol.operation`` (the body within its cap, the hook, Lambda's errors).
 Operations and their paths are botocore's service model (``lambda/2015-03-31``): Create, Get,
 GetConfiguration, List, Delete, UpdateFunctionCode, UpdateFunctionConfiguration, Invoke,
 Put/Get/DeleteFunctionConcurrency, Put/Get/DeleteProvisionedConcurrencyConfig and
@@ -26,16 +27,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
+from ..arns import function_ref
 from ..asyncinvoke import model as ev
 from ..code import make_work_dir, remove_code
 from ..config import FunctionConfig
@@ -46,11 +46,11 @@ from ..errors import (
     RequestTooLargeException,
     ResourceConflictException,
     ResourceNotFoundException,
-    ServiceException,
     WarmstartError,
 )
-from ..wording import request_id, too_large
-from .body import read_body
+from ..stamps import request_id
+from ..wording import too_large
+from .body import read_body, within
 from .lambda_params import (
     api_worded,
     api_worded_async,
@@ -72,13 +72,13 @@ from .lambda_params import (
     unpack_upload,
 )
 from .logstream import LogFollowers
+from .protocol import Authenticate, Handler, StoreUnavailable, Unavailable, WireFormat, operation
 from .shapes import (
     CodeInfo,
     FunctionRecord,
     ProvisionedConcurrencyConfigNotFoundException,
     error_response,
     function_configuration,
-    is_aws_error,
     json_response,
     timestamp,
 )
@@ -88,19 +88,14 @@ if TYPE_CHECKING:
     from ..engine import Engine
     from .metrics import ServiceMetrics
 
-log = logging.getLogger("warmstart.service")
-
-#: ``async (request, body) -> None``; raises something with ``.code``, ``.message``, ``.status``
-Authenticate = Callable[[web.Request, bytes], Awaitable[None]]
 Operation = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
+#: Lambda's errors: REST-JSON, the name in ``x-amzn-ErrorType`` (see ``shapes.error_response``)
+WIRE = WireFormat("Lambda API", error_response, "ServiceException")
 
 #: a request body of a management operation that carries no code
 MANAGEMENT_BODY_LIMIT = 1_048_576
 DEFAULT_MAX_ITEMS = 50
-_FUNCTION_REF = re.compile(
-    r"^(?:(?:arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:)?\d{12}:function:)?"
-    r"([A-Za-z0-9_-]+)(?::(\$LATEST|[A-Za-z0-9_-]+))?$"
-)
+_NO_EVENT_STORE = "async invocation settings need the service's durable store (warmstart serve)"
 
 
 class LambdaApi:
@@ -109,6 +104,9 @@ class LambdaApi:
     Keeps what Lambda reports that the engine does not (``FunctionRecord``) and the directory
     uploaded code is unpacked into: the engine removes an upload once no environment runs it
     (after DeleteFunction, or an UpdateFunctionCode that replaced it), ``close`` the rest.
+
+    ``event_store`` keeps the event invoke configs (the service's durable store); without one
+    their operations answer ServiceException.
     """
 
     def __init__(
@@ -117,6 +115,8 @@ class LambdaApi:
         settings: ServiceConfig,
         metrics: ServiceMetrics,
         authenticate: Authenticate | None = None,
+        *,
+        event_store: EventStore | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -124,8 +124,11 @@ class LambdaApi:
         self.authenticate = authenticate
         self.records: dict[str, FunctionRecord] = {}
         self.followers = LogFollowers(engine)
-        #: where event invoke configs live (the service's durable store), once attached
-        self.event_store: EventStore | None = None
+        if event_store is None:
+            event_store = cast("EventStore", Unavailable(_NO_EVENT_STORE, "ServiceException"))
+        self.event_store: EventStore = event_store
+        #: Invoke's handler (the service cancels it, and only it, when its client goes)
+        self.invoke: Handler = operation(self._invoke, _invoke_body, WIRE, authenticate)
         self._code_root: str | None = None
 
     async def close(self) -> None:
@@ -173,42 +176,22 @@ class LambdaApi:
         routes += [web.route(m, path, self._operation(op, limit)) for m, path, op, limit in table]
         return routes
 
-    def _operation(self, op: Operation, limit: int) -> Callable[[web.Request], Awaitable[Any]]:
+    def _operation(self, op: Operation, limit: int) -> Handler:
         """Read the body within ``limit``, authenticate, run ``op``; errors as Lambda's."""
-        operation = op.__name__.title().replace("_", "")
-        too_large_error = _too_large_for(operation, limit)  # once per route, not per request
-
-        async def handler(request: web.Request) -> web.StreamResponse:
-            try:
-                body = await read_body(request, limit, too_large_error)
-                if self.authenticate is not None:
-                    await self.authenticate(request, body)
-                return await op(request, body)
-            except Exception as exc:
-                return failed(exc)
-
-        return handler
+        name = op.__name__.title().replace("_", "")
+        read = within(limit, _too_large_for(name, limit))  # once per route, not per request
+        return operation(op, read, WIRE, self.authenticate)
 
     # -- Invoke: the hot path -----------------------------------------------------------------
 
-    async def invoke(self, request: web.Request) -> web.StreamResponse:
+    async def _invoke(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """Invoke: 200 with the payload, 202 for Event, 204 for DryRun."""
         headers = request.headers
         invocation_type = headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        is_event = invocation_type == "Event"
-        limit = ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT
-        try:
-            body = await read_body(
-                request, limit, _EVENT_TOO_LARGE if is_event else _SYNC_TOO_LARGE
-            )
-            if self.authenticate is not None:
-                await self.authenticate(request, body)
-            name = self._name(request)
-            context_header = headers.get("X-Amz-Client-Context")
-            context = None if context_header is None else client_context(context_header)
-            result = await self.engine.invoke(name, body, invocation_type, client_context=context)
-        except Exception as exc:
-            return failed(exc)
+        name = self._name(request)
+        context_header = headers.get("X-Amz-Client-Context")
+        context = None if context_header is None else client_context(context_header)
+        result = await self.engine.invoke(name, body, invocation_type, client_context=context)
         out = {
             "Content-Type": "application/json",
             "X-Amz-Executed-Version": result.executed_version,
@@ -228,12 +211,12 @@ class LambdaApi:
         ref = request.match_info["name"]
         qualifier = request.query.get("Qualifier") if request.query_string else None
         if ":" in ref:
-            match = _FUNCTION_REF.fullmatch(ref)
-            if match is None:
+            parsed = function_ref(ref)
+            if parsed is None:
                 raise InvalidParameterValueException(
                     f"FunctionName: {ref!r} is not a function name or ARN"
                 )
-            ref, in_ref = match[1], match[2]
+            ref, in_ref = parsed
             if qualifier is not None and in_ref is not None and qualifier != in_ref:
                 raise InvalidParameterValueException(
                     "The derived qualifier from the function name does not match the specified "
@@ -312,9 +295,9 @@ class LambdaApi:
         await self.engine.unregister(name)
         self.records.pop(name, None)
         self.metrics.forget(name)
-        if self.event_store is not None:  # Lambda deletes a function's async settings with it
-            with contextlib.suppress(ResourceNotFoundException):
-                await asyncio.to_thread(self.event_store.delete_event_invoke_config, name)
+        # Lambda deletes a function's async settings with it (none are kept without a store)
+        with contextlib.suppress(ResourceNotFoundException, StoreUnavailable):
+            await asyncio.to_thread(self.event_store.delete_event_invoke_config, name)
         return web.Response(status=204)
 
     async def update_function_code(self, request: web.Request, body: bytes) -> web.Response:
@@ -432,30 +415,34 @@ class LambdaApi:
         self, request: web.Request, body: bytes
     ) -> web.Response:
         """Replaces the whole config: settings left out are removed."""
-        name, store, config = self._event_invoke_request(request, body)
-        saved = await asyncio.to_thread(store.put_event_invoke_config, name, config, time.time())
+        name = self._event_invoke_target(request)
+        put = self.event_store.put_event_invoke_config
+        config = self._event_invoke_config(body)
+        saved = await asyncio.to_thread(put, name, config, time.time())
         return json_response(self._event_invoke_shape(name, saved))
 
     async def update_function_event_invoke_config(
         self, request: web.Request, body: bytes
     ) -> web.Response:
         """Changes only the settings given."""
-        name, store, config = self._event_invoke_request(request, body)
-        saved = await asyncio.to_thread(store.update_event_invoke_config, name, config, time.time())
+        name = self._event_invoke_target(request)
+        update = self.event_store.update_event_invoke_config
+        config = self._event_invoke_config(body)
+        saved = await asyncio.to_thread(update, name, config, time.time())
         return json_response(self._event_invoke_shape(name, saved))
 
     async def get_function_event_invoke_config(
         self, request: web.Request, body: bytes
     ) -> web.Response:
-        name, store = self._event_invoke_target(request)
-        config = await asyncio.to_thread(store.get_event_invoke_config, name)
+        name = self._event_invoke_target(request)
+        config = await asyncio.to_thread(self.event_store.get_event_invoke_config, name)
         return json_response(self._event_invoke_shape(name, config))
 
     async def delete_function_event_invoke_config(
         self, request: web.Request, body: bytes
     ) -> web.Response:
-        name, store = self._event_invoke_target(request)
-        await asyncio.to_thread(store.delete_event_invoke_config, name)
+        name = self._event_invoke_target(request)
+        await asyncio.to_thread(self.event_store.delete_event_invoke_config, name)
         return web.Response(status=204)
 
     async def list_function_event_invoke_configs(
@@ -463,27 +450,20 @@ class LambdaApi:
     ) -> web.Response:
         """The one config of ``$LATEST``, if there is one (there are no other versions)."""
         query_int(request, "MaxItems", 50, 1, 50)
-        name, store = self._event_invoke_target(request)
+        name = self._event_invoke_target(request)
         try:
-            configs = [await asyncio.to_thread(store.get_event_invoke_config, name)]
+            configs = [await asyncio.to_thread(self.event_store.get_event_invoke_config, name)]
         except ResourceNotFoundException:
             configs = []
         shapes = [self._event_invoke_shape(name, config) for config in configs]
         return json_response({"FunctionEventInvokeConfigs": shapes})
 
-    def _event_invoke_target(self, request: web.Request) -> tuple[str, EventStore]:
-        """The function (which must exist) and the store its settings live in."""
-        name = self.engine.get_function(self._name(request)).name
-        if self.event_store is None:
-            raise ServiceException(
-                "async invocation settings need the service's durable store (warmstart serve)"
-            )
-        return name, self.event_store
+    def _event_invoke_target(self, request: web.Request) -> str:
+        """The function whose settings are asked for; it must exist."""
+        return self.engine.get_function(self._name(request)).name
 
-    def _event_invoke_request(
-        self, request: web.Request, body: bytes
-    ) -> tuple[str, EventStore, ev.EventInvokeConfig]:
-        name, store = self._event_invoke_target(request)
+    def _event_invoke_config(self, body: bytes) -> ev.EventInvokeConfig:
+        """The settings of a Put or Update, checked; destinations must be functions here."""
         config = event_invoke_config(json_object(body))
         ev.check_event_invoke_config(config)
         names = {c.name for c in self.engine.functions()}
@@ -499,7 +479,7 @@ class LambdaApi:
                 raise InvalidParameterValueException(
                     f"{member}: the function {function} does not exist"
                 )
-        return name, store, config
+        return config
 
     def _event_invoke_shape(self, name: str, config: ev.EventInvokeConfig) -> dict[str, Any]:
         """FunctionEventInvokeConfig as Lambda answers it (LastModified in epoch seconds)."""
@@ -608,14 +588,6 @@ class LambdaApi:
 # -- request parsing ------------------------------------------------------------------------------
 
 
-def failed(exc: Exception) -> web.Response:
-    """An exception as Lambda's error answer; unexpected ones are a logged ServiceException."""
-    if isinstance(exc, WarmstartError) or is_aws_error(exc):
-        return error_response(exc)
-    log.exception("unexpected error in a Lambda API operation", exc_info=exc)
-    return error_response(ServiceException(f"{type(exc).__name__}: {exc}"))
-
-
 def _too_large_for(operation: str, limit: int) -> Callable[[int], WarmstartError]:
     def build(size: int) -> WarmstartError:
         return RequestTooLargeException(
@@ -635,3 +607,10 @@ def _payload_too_large(limit: int, invocation_type: str) -> Callable[[int], Warm
 #: Invoke's oversized-payload errors, built once (the wording tells only Event from the rest)
 _EVENT_TOO_LARGE = _payload_too_large(ASYNC_PAYLOAD_LIMIT, "Event")
 _SYNC_TOO_LARGE = _payload_too_large(SYNC_PAYLOAD_LIMIT, "RequestResponse")
+
+
+def _invoke_body(request: web.Request) -> Awaitable[bytes]:
+    """Invoke's payload, within the cap of its invocation type."""
+    if request.headers.get("X-Amz-Invocation-Type") == "Event":
+        return read_body(request, ASYNC_PAYLOAD_LIMIT, _EVENT_TOO_LARGE)
+    return read_body(request, SYNC_PAYLOAD_LIMIT, _SYNC_TOO_LARGE)

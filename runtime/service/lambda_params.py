@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,10 +18,12 @@ import msgspec
 import orjson
 from aiohttp import web
 
+from ..arns import parse_function_arn
 from ..asyncinvoke.model import DestinationConfig, EventInvokeConfig
 from ..code import prepare_code
 from ..config import FunctionConfig, PoolConfig
 from ..errors import InvalidParameterValueException, InvalidRequestContentException
+from ..pagination import decode_token, encode_token
 from .shapes import (
     DEFAULT_ROLE,
     CodeInfo,
@@ -207,16 +208,19 @@ def query_int(request: web.Request, key: str, default: int, low: int, high: int)
 
 
 def encode_marker(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
+    return encode_token(name)
 
 
 def decode_marker(marker: str | None) -> str:
     """The name after which a page starts ("" for the first page)."""
     if not marker:
         return ""
-    with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
-        return base64.urlsafe_b64decode(marker.encode()).decode()
-    raise InvalidParameterValueException(f"Marker: {marker!r} is not a marker this service gave")
+    name = decode_token(marker)
+    if name is None:
+        raise InvalidParameterValueException(
+            f"Marker: {marker!r} is not a marker this service gave"
+        )
+    return name
 
 
 def unpack_upload(value: Any, root: str) -> tuple[str, CodeInfo]:
@@ -290,10 +294,9 @@ def destinations_of(config: EventInvokeConfig) -> list[tuple[str, str]]:
 def destination_function(arn: str, pool: PoolConfig) -> str | None:
     """The name of the function ``arn`` names in this service's region and account (with no
     qualifier or ``$LATEST``), else None."""
-    prefix = pool.function_arn("")
-    if not arn.startswith(prefix):
+    parsed = parse_function_arn(arn)
+    if parsed is None or not parsed.name or parsed.qualifier not in (None, "", "$LATEST"):
         return None
-    name, _, qualifier = arn[len(prefix) :].partition(":")
-    if not name or qualifier not in ("", "$LATEST"):
+    if (parsed.partition, parsed.region, parsed.account) != ("aws", pool.region, pool.account_id):
         return None
-    return name
+    return parsed.name

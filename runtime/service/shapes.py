@@ -19,13 +19,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeGuard
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from ..config import FunctionConfig
 from ..errors import WarmstartError
+from .protocol import AwsError
 
 #: errors whose modeled message member is ``Message``; every other one uses ``message``
 _CAPITAL_MESSAGE = frozenset(
@@ -33,23 +34,6 @@ _CAPITAL_MESSAGE = frozenset(
 )
 DEFAULT_ROLE = "arn:aws:iam::000000000000:role/warmstart"
 JSON = "application/json"
-
-
-class AwsError(Protocol):
-    """Anything with Lambda's error fields: WarmstartError, or the auth hook's AuthError."""
-
-    code: str
-    message: str
-    status: int
-
-
-def is_aws_error(exc: Exception) -> TypeGuard[AwsError]:
-    """Whether ``exc`` carries AWS's error fields (see :class:`AwsError`)."""
-    return (
-        isinstance(getattr(exc, "code", None), str)
-        and isinstance(getattr(exc, "message", None), str)
-        and isinstance(getattr(exc, "status", None), int)
-    )
 
 
 class PreconditionFailedException(WarmstartError):
@@ -61,13 +45,6 @@ class PreconditionFailedException(WarmstartError):
 
 class ProvisionedConcurrencyConfigNotFoundException(WarmstartError):
     code = "ProvisionedConcurrencyConfigNotFoundException"
-    status = 404
-
-
-class UnknownOperationException(WarmstartError):
-    """A path under an API version prefix that no operation serves."""
-
-    code = "UnknownOperationException"
     status = 404
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .apigw_routes import DEFAULT_ROUTE, RouteMatch
+from .routes import DEFAULT_ROUTE, RouteMatch
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _TEXT_TYPES = frozenset(
@@ -206,7 +206,7 @@ def api_key_id(key: str) -> str:
 
 
 def _api_key(request: HttpRequest) -> str | None:
-    # matched the way auth.check_api_key matches it, so the event names the key it accepted
+    # matched the way proxy.check_api_key matches it, so the event names the key it accepted
     return next(
         (value for name, value in request.headers if name.strip().lower() == "x-api-key"), None
     )

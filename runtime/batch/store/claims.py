@@ -1,14 +1,15 @@
 """The batch store's runner side: claims within free capacity, attempts started and finished
-(judged by :mod:`runtime.batch.rules`), terminations, heartbeats and recovery of dead nodes,
-kept logs and results, and the demand a compute environment scales with."""
+(judged by :mod:`runtime.batch.rules`), terminations, recovery of dead nodes (their heartbeats
+are :class:`runtime.node.NodeTable`'s), kept logs and results, and the demand a compute
+environment scales with."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Any
 
-from . import rules
-from .model import (
+from .. import rules
+from ..model import (
     ENABLED,
     RUNNABLE,
     RUNNING,
@@ -21,7 +22,8 @@ from .model import (
     KillOrder,
     Recovery,
 )
-from .store_base import (
+from .jobs import JobsMixin
+from .schema import (
     Demand,
     _log_stream,
     _ms,
@@ -29,10 +31,9 @@ from .store_base import (
     _select_in,
     _spec_decoder,
 )
-from .store_jobs import JobsMixin
 
 
-class RunnerMixin(JobsMixin):
+class ClaimsMixin(JobsMixin):
     """What a job runner calls."""
 
     # -- the runner's side --------------------------------------------------------------------
@@ -311,7 +312,8 @@ class RunnerMixin(JobsMixin):
         """After ``node``'s runner died (call it when that runner restarts, or for a node found
         by :meth:`stale_nodes`): each of its STARTING/RUNNING attempts counts as failed with
         :func:`rules.runner_died`'s reason and the job is retried or fails per its retry
-        strategy; its in-flight events are due again (at-least-once)."""
+        strategy, and the node is forgotten. Its async invocations, if it claimed any, are the
+        event store's to give back (:meth:`runtime.asyncinvoke.store.SqliteEventStore.recover`)."""
         ms = _ms(now)
         requeued: list[str] = []
         failed: list[str] = []
@@ -335,26 +337,8 @@ class RunnerMixin(JobsMixin):
                 self._close_attempt(db, seq, attempt, ms, None, None, verdict.attempt_reason)
                 self._after_attempt(db, seq, verdict, ms)
                 (requeued if verdict.status == RUNNABLE else failed).append(job_id)
-            events = db.execute(
-                "UPDATE events SET state = 'DUE', node = NULL, next_at = ?"
-                " WHERE node = ? AND state = 'INFLIGHT'",
-                (now, node),
-            ).rowcount
-            db.execute("DELETE FROM nodes WHERE id = ?", (node,))
-        return Recovery(requeued=requeued, failed=failed, events=events)
-
-    def heartbeat(self, node: str, now: float) -> None:
-        """Record that ``node``'s runner is alive (claims do this too)."""
-        with self._write() as db:
-            self._beat(db, node, now)
-
-    def stale_nodes(self, now: float, max_silence_s: float) -> list[str]:
-        """Nodes not heard from for ``max_silence_s``: candidates for :meth:`recover`."""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT id FROM nodes WHERE seen_at < ? ORDER BY id", (now - max_silence_s,)
-            ).fetchall()
-        return [row[0] for row in rows]
+            self._forget(db, node)
+        return Recovery(requeued=requeued, failed=failed)
 
     def read_log(self, job_id: str, attempt: int | None = None) -> bytes:
         """The kept output of one attempt (default: the latest); empty when none was kept."""

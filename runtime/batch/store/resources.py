@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from .model import (
+from ..model import (
     ACTIVE,
     INACTIVE,
     VALID,
@@ -24,7 +24,7 @@ from .model import (
     job_definition_arn,
     job_queue_arn,
 )
-from .store_base import (
+from .schema import (
     Page,
     SqliteBase,
     _after,

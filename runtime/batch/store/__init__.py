@@ -1,11 +1,12 @@
-"""The durable batch store: job definitions, job queues and jobs (and, on the same SQLite file,
-the async invocation events of :mod:`runtime.asyncinvoke.store`).
+"""The durable batch store: job definitions, job queues and jobs, in one SQLite file that the
+async invocations (:mod:`runtime.asyncinvoke.store`) and the schedule rules share, each with
+tables of its own.
 
 ``Store`` is the interface the service, the runner and the engine program against;
 ``SqliteStore`` is the embedded implementation (a Redis one for several nodes comes later).
-Both leave every AWS rule to :mod:`runtime.batch.rules` and :mod:`runtime.asyncinvoke.model`:
-a store only gathers facts, asks the rules, and writes the outcome. Nothing here reads a
-clock: every call that changes state takes ``now`` (epoch seconds).
+Both leave every AWS rule to :mod:`runtime.batch.rules`: a store only gathers facts, asks the
+rules, and writes the outcome. Nothing here reads a clock: every call that changes state takes
+``now`` (epoch seconds).
 
 ::
 
@@ -15,8 +16,6 @@ clock: every call that changes state takes ``now`` (epoch seconds).
            ── recover(node, now) after a crash                                    │
                                                               SUCCEEDED | FAILED ◀┘
                               (dependents and the array parent settle in the same transaction)
-    engine ── put_event, claim_events, event_done, event_failed: Lambda's async retries, DLQ
-              (the EventStore protocol of runtime.asyncinvoke.store, served by SqliteStore too)
 
 SQLite specifics:
 
@@ -33,10 +32,16 @@ SQLite specifics:
 - The schema version is the ``batch`` row of ``warmstart_meta`` (see :mod:`runtime.sqlite`;
   ``PRAGMA user_version`` is kept in step for older readers); opening a file migrates it
   forward.
+- The runners' heartbeats are the file's ``nodes`` table (:class:`runtime.node.NodeTable`),
+  shared with the async-invocation dispatchers.
 
-``SqliteStore`` is assembled from one mixin per part of the API (``store_resources``,
-``store_jobs``, ``store_runner``, ``store_describe``, and ``runtime.asyncinvoke.store``'s
-``EventsMixin``) on the connection and schema of ``store_base``.
+``SqliteStore`` is assembled from one mixin per part of the API, each a module here:
+
+- :mod:`.schema`: the tables and their migrations, the connection, the shared lookups;
+- :mod:`.resources`: job definitions and job queues;
+- :mod:`.jobs`: SubmitJob, settling a job's end, CancelJob, TerminateJob, DeleteJobQueue;
+- :mod:`.claims`: the runner's side (claims, attempts, kills, recovery, logs, demand);
+- :mod:`.describe`: DescribeJobs and ListJobs.
 """
 
 from __future__ import annotations
@@ -44,10 +49,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from ..asyncinvoke.store import EventsMixin, EventStore
-from .model import (
+from ..model import (
     Claim,
     CreateJobQueueRequest,
     Finish,
@@ -62,14 +66,15 @@ from .model import (
     SubmitJobResponse,
     UpdateJobQueueRequest,
 )
-from .store_base import DEFAULT_LOG_CAP, MIGRATIONS, SCHEMA_VERSION, Demand, Page
-from .store_describe import DescribeMixin
-from .store_runner import RunnerMixin
+from .claims import ClaimsMixin
+from .describe import DescribeMixin
+from .schema import DEFAULT_LOG_CAP, MIGRATIONS, SCHEMA_VERSION, Demand, Page
 
 __all__ = [
     "DEFAULT_LOG_CAP",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "STORE_FILE",
     "Demand",
     "Page",
     "SqliteStore",
@@ -77,6 +82,9 @@ __all__ = [
     "default_data_dir",
     "default_store_path",
 ]
+
+#: the store's file in a data directory; the event store and the schedule rules share it
+STORE_FILE: Final = "batch.sqlite3"
 
 
 def default_data_dir() -> Path:
@@ -90,7 +98,7 @@ def default_data_dir() -> Path:
 
 
 def default_store_path() -> Path:
-    return default_data_dir() / "batch.sqlite3"
+    return default_data_dir() / STORE_FILE
 
 
 class Store(Protocol):
@@ -177,7 +185,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteStore(RunnerMixin, DescribeMixin, EventsMixin):
+class SqliteStore(ClaimsMixin, DescribeMixin):
     """The batch store in one SQLite file (see the module docstring for its guarantees)."""
 
     def __enter__(self) -> SqliteStore:
@@ -191,6 +199,3 @@ if TYPE_CHECKING:
 
     def _conforms(store: SqliteStore) -> Store:
         return store  # the type checker holds SqliteStore to the Store protocol
-
-    def _serves_events(store: SqliteStore) -> EventStore:
-        return store  # and to the async invocations' EventStore

@@ -1,26 +1,27 @@
 """The SQLite batch store's foundation: the schema and its migrations, the connection and its
 transactions, and the helpers every part of :class:`~runtime.batch.store.SqliteStore` shares.
 
-The store is assembled from mixins, one per part of the API, each on top of
-:class:`SqliteBase`: ``store_resources`` (job definitions and queues), ``store_jobs``
-(submitting, settling, cancel and terminate), ``store_runner`` (what a runner calls),
-``store_describe`` (DescribeJobs and ListJobs), and :mod:`runtime.asyncinvoke.store`'s
-``EventsMixin`` (async invocations, whose tables are in this schema).
+The batch tables are the ``batch`` component of the file's ``warmstart_meta``
+(:mod:`runtime.sqlite`). Version 1 once also made the ``nodes`` table and the async
+invocations' ``events`` and ``event_configs``; those are now components of their own
+(:mod:`runtime.node`, :mod:`runtime.asyncinvoke.store`) whose first migration makes them only
+when missing, so a file from before keeps them, rows and all, and a new file gets them from
+their owners.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 import msgspec
 
-from ..sqlite import SqliteFile
-from .model import (
+from ...node import NodeTable
+from ...pagination import decode_token, encode_token
+from ..model import (
     ClientException,
     JobDefinition,
     JobQueueDetail,
@@ -134,31 +135,6 @@ _SCHEMA_V1 = (
         data BLOB NOT NULL,
         PRIMARY KEY (job, n)
     )""",
-    "CREATE TABLE nodes (id TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID",
-    """CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        function TEXT NOT NULL,
-        payload BLOB NOT NULL,
-        created_at REAL NOT NULL,
-        next_at REAL NOT NULL,
-        state TEXT NOT NULL,
-        node TEXT,
-        invocations INTEGER NOT NULL DEFAULT 0,
-        retries INTEGER NOT NULL DEFAULT 0,
-        throttles INTEGER NOT NULL DEFAULT 0,
-        max_retries INTEGER NOT NULL,
-        max_age INTEGER NOT NULL,
-        error TEXT,
-        condition TEXT
-    )""",
-    "CREATE INDEX events_due ON events(next_at, seq) WHERE state = 'DUE'",
-    "CREATE INDEX events_node ON events(node) WHERE state = 'INFLIGHT'",
-    "CREATE INDEX events_dead ON events(seq) WHERE state = 'DEAD'",
-    """CREATE TABLE event_configs (
-        function TEXT PRIMARY KEY,
-        detail BLOB NOT NULL
-    ) WITHOUT ROWID""",
 )
 
 # v2: what a function job's handler returned (or its error document), per attempt
@@ -190,16 +166,22 @@ def _ms(now: float) -> int:
 
 
 def _token(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode()
+    return encode_token(str(seq))
 
 
 def _after(token: str | None) -> int | None:
+    """The row sequence a ``nextToken`` resumes after."""
     if token is None:
         return None
+    position = decode_token(token)
     try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise ClientException(f"nextToken {token!r} is not valid") from None
+        return int(position) if position is not None else _invalid_token(token)
+    except ValueError:
+        return _invalid_token(token)
+
+
+def _invalid_token(token: str) -> NoReturn:
+    raise ClientException(f"nextToken {token!r} is not valid")
 
 
 def _limit(value: int | None, default: int, high: int) -> int:
@@ -255,8 +237,9 @@ def _log_stream(definition_arn: str, job_id: str, attempt: int) -> str:
     return f"{_definition_name(definition_arn)}/default/{job_id.replace(':', '-')}/{attempt}"
 
 
-class SqliteBase(SqliteFile):
-    """The connection, its transactions and the schema; what every mixin builds on."""
+class SqliteBase(NodeTable):
+    """The connection, its transactions and the schema (with the shared ``nodes`` table);
+    what every part of the store builds on."""
 
     kind = "batch store"
 
@@ -285,6 +268,7 @@ class SqliteBase(SqliteFile):
             version = self._upgrade(db, COMPONENT, MIGRATIONS, legacy=legacy)
             # kept in step, so that an older warmstart opening this file finds it current
             db.execute(f"PRAGMA user_version = {version}")
+            self._migrate_nodes(db)
 
     @property
     def schema_version(self) -> int:

@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
-from . import rules
-from .model import (
+from .. import rules
+from ..model import (
     JOB_STATUSES,
     RUNNING,
     ArrayPropertiesDetail,
@@ -25,7 +25,7 @@ from .model import (
     job_arn,
     job_queue_arn,
 )
-from .store_base import (
+from .schema import (
     Page,
     SqliteBase,
     _after,

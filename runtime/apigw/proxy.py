@@ -1,4 +1,4 @@
-"""The API Gateway front door: HTTP request → route → Lambda event → invoke → HTTP response.
+"""API Gateway's proxy integration: HTTP request → route → Lambda event → invoke → HTTP response.
 
     HttpRequest ─▶ Router.match ──no route──▶ 404 {"message":"Not Found"}
                       │ api_key_required, no valid x-api-key ──▶ 403 {"message":"Forbidden"}
@@ -11,10 +11,10 @@
                  response_v1 / response_v2 (malformed output ──▶ 502) ─▶ HttpResponse
                       + the request's ids (apigw-requestid; x-amzn-RequestId, x-amz-apigw-id)
 
-Everything but ``from_aiohttp`` / ``to_aiohttp`` is independent of aiohttp, so the service can
-mount ``handle`` behind any web server.  ``invoke`` is any coroutine function
-``(function_name, payload) -> InvokeOutcome``; ``engine_invoke(engine)`` makes one from an
-``Engine``.
+Nothing here knows a web server: ``service.gateway`` turns an aiohttp request into an
+:class:`~.events.HttpRequest` and an :class:`HttpResponse` back into an aiohttp response.
+``invoke`` is any coroutine function ``(function_name, payload) -> InvokeOutcome``;
+``service.gateway.engine_invoke(engine)`` makes one from an ``Engine``.
 """
 
 from __future__ import annotations
@@ -22,70 +22,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Collection
+import hmac
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import Any
 
 import orjson
-from aiohttp import web
-from multidict import CIMultiDict
 
 from ..errors import RequestTooLargeException, TooManyRequestsException, WarmstartError
-from .apigw_events import (
-    ApiInfo,
-    HttpRequest,
-    RequestIds,
-    build_event,
-    build_event_v1,
-    build_event_v2,
-    format_request_time,
-    is_text_type,
-    random_ids,
-    wall_clock_ms,
-)
-from .apigw_routes import Route, RouteKey, RouteMatch, Router, parse_route_key
-from .auth import AuthError, check_api_key
-
-if TYPE_CHECKING:
-    from ..engine import Engine
+from .events import ApiInfo, HttpRequest, RequestIds, build_event, random_ids, wall_clock_ms
+from .routes import RouteMatch, Router
 
 __all__ = [
-    "ApiInfo",
-    "HttpRequest",
     "HttpResponse",
     "Invoke",
     "InvokeOutcome",
-    "RequestIds",
-    "Route",
-    "RouteKey",
-    "RouteMatch",
-    "Router",
-    "build_event",
-    "build_event_v1",
-    "build_event_v2",
-    "engine_invoke",
-    "format_request_time",
-    "from_aiohttp",
+    "check_api_key",
+    "gateway_error",
     "handle",
-    "is_text_type",
-    "parse_route_key",
-    "random_ids",
     "request_id_headers",
     "response_v1",
     "response_v2",
-    "to_aiohttp",
-    "wall_clock_ms",
     "with_request_ids",
 ]
 
 JSON = "application/json"
 #: the API fields of an event when ``handle`` is given none; built once, not per request
 _DEFAULT_API = ApiInfo()
-#: hop-by-hop and framing headers a function may not set: the server frames the response
-_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
-#: what a request target may hold as it is; anything else is percent-encoded
-_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 @dataclass(frozen=True)
@@ -249,6 +213,24 @@ def _pair(name: str, value: Any) -> tuple[str, str]:
     return name, _text(value)
 
 
+# -- api keys ---------------------------------------------------------------------------------
+
+
+def check_api_key(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]], keys: AbstractSet[str]
+) -> bool:
+    """Whether the request carries exactly one ``x-api-key`` header (any case) and its value is
+    one of ``keys``.  API Gateway answers anything else with 403 Forbidden."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    supplied = [value for name, value in pairs if name.strip().lower() == "x-api-key"]
+    if len(supplied) != 1:
+        return False
+    given = supplied[0].encode("utf-8")
+    # a list, not a generator: every key is compared, so the time taken does not tell which matched
+    matches = [hmac.compare_digest(given, key.encode("utf-8")) for key in keys]
+    return any(matches)
+
+
 # -- the front door ---------------------------------------------------------------------------
 
 
@@ -265,7 +247,7 @@ async def handle(
     """Serve one request through API Gateway's Lambda proxy integration.
 
     ``api_keys`` are the keys accepted in ``x-api-key`` on routes that require one (None: no
-    key is valid); the request must carry exactly one such header (``auth.check_api_key``).
+    key is valid); the request must carry exactly one such header (``check_api_key``).
     ``now_ms`` stamps a request that carries no ``time_epoch_ms``; ``api`` and ``new_ids``
     fill the event's API and request ids; every answer to a matched route carries the same
     request ids in its headers (``request_id_headers``).  ``invoke`` may raise
@@ -290,11 +272,8 @@ async def _serve(
     ids: RequestIds,
 ) -> HttpResponse:
     route = match.route
-    if route.api_key_required:
-        try:
-            check_api_key(request.headers, frozenset(api_keys or ()))
-        except AuthError:
-            return forbidden()
+    if route.api_key_required and not check_api_key(request.headers, frozenset(api_keys or ())):
+        return forbidden()
     time_ms = request.time_epoch_ms if request.time_epoch_ms is not None else now_ms()
     event = build_event(request, match, api, ids, time_ms)
     try:
@@ -331,75 +310,3 @@ def with_request_ids(resp: HttpResponse, payload_format: str, ids: RequestIds) -
     names = {name.lower() for name, _ in ours}
     kept = [(name, value) for name, value in resp.headers if name.lower() not in names]
     return HttpResponse(resp.status, [*kept, *ours], resp.body)
-
-
-def engine_invoke(engine: Engine) -> Invoke:
-    """An ``invoke`` for ``handle``: a RequestResponse ``engine.invoke`` of the function."""
-
-    async def invoke(function: str, payload: bytes) -> InvokeOutcome:
-        result = await engine.invoke(function, payload)
-        return InvokeOutcome(result.payload, result.function_error)
-
-    return invoke
-
-
-# -- aiohttp adapters -------------------------------------------------------------------------
-
-
-def from_aiohttp(
-    request: web.BaseRequest, body: bytes, now_ms: Callable[[], int] = wall_clock_ms
-) -> HttpRequest:
-    """The neutral request for an aiohttp request whose body has been read.
-
-    Bytes that are not printable ASCII in the path or query are percent-encoded and header
-    bytes that are not UTF-8 replaced: aiohttp's pure-Python parser hands them over as lone
-    surrogates, which no JSON event can carry.
-    """
-    path, _, query = request.raw_path.partition("?")
-    if not path.startswith("/"):  # absolute-form request target
-        path, query = request.rel_url.raw_path, request.rel_url.raw_query_string
-    headers = [
-        (name.decode("utf-8", "replace"), value.decode("utf-8", "replace"))
-        for name, value in request.raw_headers
-    ]
-    version = request.version
-    return HttpRequest(
-        method=request.method,
-        raw_path=_url_text(path),
-        raw_query=_url_text(query.partition("#")[0]),
-        headers=headers,
-        body=body,
-        source_ip=request.remote or "127.0.0.1",  # no peer address: a unix socket, this host
-        time_epoch_ms=now_ms(),
-        host=_first(headers, "host") or _url_text(request.host),
-        protocol=f"HTTP/{version.major}.{version.minor}",
-        user_agent=_first(headers, "user-agent") or "",
-        scheme=request.scheme,
-        server_port=_listening_port(request),
-    )
-
-
-def _url_text(text: str) -> str:
-    return quote(text.encode("utf-8", "surrogateescape"), safe=_URL_SAFE)
-
-
-def _first(headers: list[tuple[str, str]], name: str) -> str | None:
-    return next((value for key, value in headers if key.lower() == name), None)
-
-
-def _listening_port(request: web.BaseRequest) -> int:
-    """The port the server accepted the connection on; behind a unix socket (no port), the
-    port the client addressed (the Host header's, else the scheme's default)."""
-    transport = request.transport
-    sockname = transport.get_extra_info("sockname") if transport is not None else None
-    if isinstance(sockname, tuple) and len(sockname) >= 2 and isinstance(sockname[1], int):
-        return sockname[1]
-    return request.url.port or (443 if request.scheme == "https" else 80)
-
-
-def to_aiohttp(resp: HttpResponse) -> web.Response:
-    """An aiohttp response; repeated headers (Set-Cookie) stay repeated."""
-    headers = CIMultiDict(
-        (name, value) for name, value in resp.headers if name.lower() not in _FRAMING_HEADERS
-    )
-    return web.Response(status=resp.status, body=resp.body, headers=headers)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import msgspec
 
-from . import rules
-from .model import (
+from .. import rules
+from ..model import (
     DELETED,
     DISABLED,
     ENABLED,
@@ -30,14 +30,14 @@ from .model import (
     check_submit,
     job_arn,
 )
-from .store_base import (
+from .resources import ResourcesMixin
+from .schema import (
     _FINAL_SQL,
     _ms,
     _Outcome,
     _select_in,
     _spec_encoder,
 )
-from .store_resources import ResourcesMixin
 
 
 class JobsMixin(ResourcesMixin):
