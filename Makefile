@@ -38,10 +38,11 @@ docker-up:
 
 # The fast loop: lint, types, and the unit tests that start no process and no service.
 check: build lint typecheck
-	$(VENV)/bin/pytest -q tests/test_scheduler.py \
-		tests/test_selector.py tests/test_config.py tests/test_configfile.py tests/test_schedule.py \
-		tests/test_protocol.py tests/test_apigw.py tests/test_auth.py tests/test_batch_rules.py \
-		tests/test_batch_model.py tests/test_agent_portable.py tests/test_layout.py
+	$(VENV)/bin/pytest -q tests/core/test_scheduler.py \
+		tests/core/test_selector.py tests/core/test_config.py tests/core/test_configfile.py \
+		tests/core/test_schedule.py tests/core/test_protocol.py tests/service/test_apigw.py \
+		tests/service/test_auth.py tests/batch/test_batch_rules.py tests/batch/test_batch_model.py \
+		tests/core/test_agent_portable.py tests/core/test_layout.py
 
 test: build lint typecheck system-deps docker-up
 	$(VENV)/bin/pytest -q tests

@@ -96,6 +96,29 @@ cdef struct Entry:
     long long epoch
 
 
+cdef struct Limits:
+    long long memory_mb
+    double timeout
+    double keepalive
+    long long reserved
+    long long provisioned
+    long long max_uses
+    bint batch
+
+
+cdef Limits _limits_of(object limits) except *:
+    """A ``FunctionLimits``' fields as C values (a wrong type raises before anything changes)."""
+    cdef Limits out
+    out.memory_mb = limits.memory_mb
+    out.timeout = limits.timeout
+    out.keepalive = limits.keepalive
+    out.reserved = limits.reserved
+    out.provisioned = limits.provisioned
+    out.max_uses = limits.max_uses
+    out.batch = limits.batch
+    return out
+
+
 cdef inline bint _entry_lt(Entry* a, Entry* b) noexcept nogil:
     """``a < b`` as the pure core's tuples compare: by deadline, then by the unique seq."""
     if a.deadline == b.deadline:
@@ -227,32 +250,20 @@ cdef class SchedulerC:
     def add_function(self, name, limits, double now):
         """Register ``name`` with ``limits`` (a ``FunctionLimits``); returns the cold starts
         of its provisioned floor."""
-        cdef long long memory_mb = limits.memory_mb
-        cdef double timeout = limits.timeout
-        cdef double keepalive = limits.keepalive
-        cdef long long reserved = limits.reserved
-        cdef long long provisioned = limits.provisioned
-        cdef long long max_uses = limits.max_uses
-        cdef bint batch = limits.batch
+        cdef Limits lim = _limits_of(limits)
         if name in self._functions:
             raise KeyError(f"function {name!r} is already registered")
         cdef _Function fn = _Function(name)
         self._functions[name] = fn
         cdef list out = []
-        self._configure(fn, memory_mb, timeout, keepalive, reserved, provisioned, max_uses, batch)
+        self._configure(fn, &lim)
         self._top_up(fn, now, out)
         return out
 
     def update_function(self, name, limits, double now):
         """New generation with ``limits``: idle environments stop now, busy ones when they
         finish."""
-        cdef long long memory_mb = limits.memory_mb
-        cdef double timeout = limits.timeout
-        cdef double keepalive = limits.keepalive
-        cdef long long reserved = limits.reserved
-        cdef long long provisioned = limits.provisioned
-        cdef long long max_uses = limits.max_uses
-        cdef bint batch = limits.batch
+        cdef Limits lim = _limits_of(limits)
         cdef _Function fn = <_Function>self._functions[name]
         cdef list out = []
         cdef _Env env
@@ -261,7 +272,7 @@ cdef class SchedulerC:
         fn.provision_failed = False
         for env in list(fn.idle):
             self._remove(env, A_STOP, C_R_GENERATION, out)
-        self._configure(fn, memory_mb, timeout, keepalive, reserved, provisioned, max_uses, batch)
+        self._configure(fn, &lim)
         self._top_up(fn, now, out)
         self._pump(now, out)
         return out
@@ -302,24 +313,14 @@ cdef class SchedulerC:
         return out
 
     @cython.final
-    cdef int _configure(
-        self,
-        _Function fn,
-        long long memory_mb,
-        double timeout,
-        double keepalive,
-        long long reserved,
-        long long provisioned,
-        long long max_uses,
-        bint batch,
-    ) except -1:
-        fn.memory = memory_mb
-        fn.timeout = timeout
-        fn.keepalive = keepalive
-        fn.provisioned = provisioned
-        fn.max_uses = max_uses
-        fn.batch = batch
-        self._set_reserved(fn, reserved)
+    cdef int _configure(self, _Function fn, Limits* lim) except -1:
+        fn.memory = lim.memory_mb
+        fn.timeout = lim.timeout
+        fn.keepalive = lim.keepalive
+        fn.provisioned = lim.provisioned
+        fn.max_uses = lim.max_uses
+        fn.batch = lim.batch
+        self._set_reserved(fn, lim.reserved)
         return 0
 
     @cython.final

@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -57,7 +58,7 @@ from .errors import (
     WarmstartError,
 )
 from .node import local_node_id
-from .pools.launcher import LAUNCHERS, LaunchContext, Launcher
+from .pools.launcher import LAUNCHERS, LaunchContext, Launcher, LauncherFactory
 from .pools.process import FunctionSpec, InitFailed, Worker, python_for
 from .result import InvokeResult, Report
 from .stamps import iso_now
@@ -103,8 +104,12 @@ class Engine:
         *,
         scheduler: type[S.SchedulerPy] | None = None,
         spill: bool = True,
+        launchers: Mapping[str, LauncherFactory] | None = None,
     ) -> None:
         self.pool = pool or PoolConfig()
+        #: ``FunctionConfig.backend`` → the factory of its launcher; ``LAUNCHERS`` unless given
+        #: (a test double such as ``runtime.testing.FakeLauncher`` in place of a backend)
+        self._factories = launchers
         #: False runs batch functions (timeout_s > 900) here like any other: the batch runner's
         #: own engine, which must not hand its work back to the queue it serves
         self.spill = spill
@@ -148,7 +153,8 @@ class Engine:
         self._work_dir = make_work_dir(pool.work_dir)
         self._own_work_dir = True
         context = LaunchContext(pool, self._work_dir, self.node_id)
-        self._launchers = {name: make(context) for name, make in LAUNCHERS.items()}
+        factories = LAUNCHERS if self._factories is None else self._factories
+        self._launchers = {name: make(context) for name, make in factories.items()}
         try:
             for launcher in self._launchers.values():
                 await launcher.open()
@@ -220,7 +226,12 @@ class Engine:
             raise ServiceException(
                 "the engine is not started: use 'async with Engine()' or await start()"
             )
-        return self._launchers[config.backend]
+        launcher = self._launchers.get(config.backend)
+        if launcher is None:  # only an engine given its own launchers lacks one
+            raise InvalidParameterValueException(
+                f"backend: {config.backend!r} has no launcher in this engine"
+            )
+        return launcher
 
     def _now(self) -> float:
         return self._loop.time()

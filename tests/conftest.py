@@ -1,4 +1,9 @@
-"""Shared fixtures: both scheduler cores, and leak checks that fail the test that leaked."""
+"""Shared fixtures: both scheduler cores, and leak checks that fail the test that leaked.
+
+The support modules' fixtures (Docker's ``docker_engine``; the service's ``aws_env``,
+``data_dir`` and ``no_leaked_threads``) are registered here for every folder; a folder's own
+conftest.py turns on the ones all its tests need.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from runtime import scheduler as sched_mod
 from runtime.loop import run as loop_run
 
 T = TypeVar("T")
+
+pytest_plugins = ["docker_support", "service_support"]
 
 
 def _core_params() -> list[object]:

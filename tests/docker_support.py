@@ -1,4 +1,4 @@
-"""What the container tests share: a probe of the Docker Engine, a leak check, a fake owner.
+"""What the container tests share: a probe of the Docker Engine, a leak check, a harness.
 
 The engine must answer and the image ``warmstart/test-python:local`` must exist
 (``bash scripts/docker-up`` makes both).  Without them the container tests skip, except when
@@ -19,6 +19,8 @@ from typing import Any
 
 import aiodocker
 import pytest
+from fakes import Owner
+from helpers import FUNCTIONS
 
 from runtime.agent import protocol as P
 from runtime.docker import NODE_LABEL
@@ -31,7 +33,6 @@ from runtime.pools.container import (
 from runtime.pools.process import FunctionSpec, Worker
 
 IMAGE = "warmstart/test-python:local"
-FUNCTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "functions")
 #: every container this test run starts carries this node label
 NODE = local_node_id()
 
@@ -70,7 +71,7 @@ async def leftovers(node: str = NODE) -> list[str]:
         return [c.id for c in await docker.containers.list(all=True, filters=filters)]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def docker_engine() -> Iterator[Probe]:
     """Skip (fail under CI) without an engine; fail a test that leaves a container behind."""
     found = probe()
@@ -94,20 +95,6 @@ async def _remove(ids: list[str]) -> None:
     async with aiodocker.Docker() as docker:
         for cid in ids:
             await docker.containers.container(cid).delete(force=True)
-
-
-class Owner:
-    """A stand-in for the engine's Environment: collects frames and losses."""
-
-    def __init__(self) -> None:
-        self.frames: asyncio.Queue[P.Frame] = asyncio.Queue()
-        self.lost: list[Worker] = []
-
-    def frame_received(self, worker: Worker, frame: P.Frame) -> None:
-        self.frames.put_nowait(frame)
-
-    def worker_lost(self, worker: Worker) -> None:
-        self.lost.append(worker)
 
 
 def make_spec(

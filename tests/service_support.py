@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import helpers
 import pytest
-from helpers import AwsService
+from helpers import FUNCTIONS, AwsService, write_toml
 
 from runtime.config import FunctionConfig, PoolConfig
 from runtime.configfile import ConfigFile, ServiceConfig
@@ -31,8 +31,7 @@ from runtime.service.app import running
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parent.parent
-BASIC = str(ROOT / "tests" / "functions" / "basic")
+BASIC = str(FUNCTIONS / "basic")
 WARMSTART = str(Path(sys.executable).parent / "warmstart")
 
 
@@ -276,3 +275,45 @@ class ServeProcess:
         while agents_of(self.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not agents_of(self.pid), "agent processes outlived warmstart serve"
+
+
+def warmstart(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The ``warmstart`` command with ``args``, its output captured as text."""
+    return subprocess.run(
+        [WARMSTART, *args], input=stdin, capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+def wait_for(condition: Callable[[], T | None], within: float, what: str) -> T:
+    """``condition()``'s first true value, polled; fails after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"timed out after {within} s waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
+def serve_config(tmp_path: Path, modules: dict[str, str], batch: str, functions: str) -> Path:
+    """A ``warmstart serve`` config in ``tmp_path``: ``modules`` (file name -> source) in
+    ``tmp_path/code``, a 5 s shutdown, the batch store in ``tmp_path/data`` with the ``batch``
+    settings, then ``functions`` (TOML, where ``{code}`` names the code folder)."""
+    code = tmp_path / "code"
+    code.mkdir()
+    for name, source in modules.items():
+        (code / name).write_text(source)
+    text = (
+        f'[service]\nshutdown_timeout_s = 5\n\n[batch]\ndata_dir = "{tmp_path / "data"}"\n'
+        f"{batch}\n{functions.replace('{code}', str(code))}"
+    )
+    return write_toml(tmp_path, text)
+
+
+def create_queue(client: Any, name: str = "q") -> None:
+    """A job queue ``name`` on the service's own compute environment."""
+    client.create_job_queue(
+        jobQueueName=name,
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "local"}],
+    )

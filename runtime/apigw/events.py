@@ -3,8 +3,8 @@
     HttpRequest ──(route match)──▶ build_event ──▶ 1.0: REST API proxy event
                                                 └─▶ 2.0: HTTP API event
 
-The shapes are AWS's documented examples field for field (tests/test_apigw.py holds them as
-literals).  The rules that are easy to get wrong:
+The shapes are AWS's documented examples field for field (tests/service/test_apigw.py holds them
+as literals).  The rules that are easy to get wrong:
 
 - 1.0 ``headers`` / ``queryStringParameters`` keep the *last* value of a repeated name, the
   ``multiValue*`` maps keep all of them; an absent query string or path parameter map is
