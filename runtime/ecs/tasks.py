@@ -226,19 +226,20 @@ class TaskRunner:
         name = container_name(
             task.family, task.definition["revision"], container.name, task.task_id
         )
-        # shielded: a cancelled run still learns the id of what it made, and removes it
+        # shielded, and kept in ``creating`` until its id is the container's: a run cancelled
+        # at any point (even once the create has answered, before this resumes) still learns
+        # the id of what it made, and its teardown removes it
         create = asyncio.ensure_future(self.docker.containers.create(config, name=name))
         run.creating[container.name] = create
         try:
             made = await asyncio.shield(create)
         except aiodocker.DockerError as exc:
+            run.creating.pop(container.name, None)  # nothing was made
             raise StartFailure(
                 f"CannotCreateContainerError: {exc.message}", container.name
             ) from None
-        finally:
-            if create.done():
-                run.creating.pop(container.name, None)
         container.runtime_id = made.id
+        run.creating.pop(container.name, None)
 
     async def _start_container(self, task: Task, container: ContainerRun) -> None:
         handle = self.docker.containers.container(container.runtime_id)

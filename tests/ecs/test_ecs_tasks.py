@@ -134,6 +134,34 @@ def test_close_removes_running_and_starting_tasks(arun: Callable[..., Any]) -> N
     arun(main())
 
 
+def test_close_as_a_create_answers_removes_what_it_made(arun: Callable[..., Any]) -> None:
+    """The worst moment for a close: Docker has made the container and answered, and the run
+    is cancelled before it reads the answer. The container must still be removed."""
+
+    async def main() -> None:
+        ecs = Ecs(POOL)
+        await ecs.register_task_definition(family="c", containerDefinitions=[app("a", SLEEP)])
+        containers = ecs.runner.docker.containers
+        real_create = containers.create
+        closing: list[asyncio.Future[None]] = []
+
+        async def create_then_close(*args: Any, **kwargs: Any) -> Any:
+            made = await real_create(*args, **kwargs)
+            closing.append(asyncio.ensure_future(ecs.close()))
+            await asyncio.sleep(0)  # the close cancels the run before it resumes
+            return made
+
+        containers.create = create_then_close  # type: ignore[method-assign]
+        arn = (await ecs.run_task(taskDefinition="c"))["tasks"][0]["taskArn"]
+        await until(ecs, arn, lambda _: bool(closing))
+        await closing[0]
+        assert await leftovers() == []
+        shape = (await ecs.describe_tasks(tasks=[arn]))["tasks"][0]
+        assert (shape["lastStatus"], shape["stopCode"]) == ("STOPPED", "TerminationNotice")
+
+    arun(main())
+
+
 def test_stopped_tasks_are_forgotten_oldest_first(arun: Callable[..., Any]) -> None:
     async def main() -> None:
         async with Ecs(POOL, max_stopped_tasks=2) as ecs:
