@@ -277,10 +277,10 @@ class Engine:
             if code_dir != fn.code_dir:  # the old code goes once this generation drains
                 fn.retired_code[fn.generation], fn.code_dir = fn.code_dir, code_dir
         fn.config = config
-        fn.generation += 1
+        actions = self._core.update_function(name, self._limits(config), self._now())
+        fn.generation = self._core.generation(name)  # the core counts generations
         fn.spec = self._spec(config, fn.code_dir, fn.work_dir, fn.generation)
         fn.held.add(fn.generation)
-        actions = self._core.update_function(name, self._limits(config), self._now())
         await self._warm_up(fn, actions)
         self._retire(fn)
         return config
