@@ -23,12 +23,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Debian packages the tests use for real (a headless browser opens the HTML reports); installed
-# when missing and we are root on a Debian-like machine, otherwise the tests that need them skip.
+# Debian packages the tests use for real (a headless browser opens the HTML reports, curl runs a
+# custom runtime); installed when missing and we are root on a Debian-like machine, otherwise the
+# tests that need them skip.
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing chromium (headless checks of HTML reports)"; \
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@if ! command -v curl >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing curl (the shell custom runtime of tests/runtimeapi)"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; \
 	fi
 
 # A Docker Engine and the container tests' image (installs docker.io and starts dockerd when

@@ -21,6 +21,8 @@ from .errors import InvalidParameterValueException
 
 LAMBDA_MAX_TIMEOUT_S = 900
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: the engine's name of a published version: the function's, a dot, the version's number
+VERSION_NAME_RE = re.compile(r"^([A-Za-z0-9_-]{1,64})\.([0-9]{1,10})$")
 HANDLER_RE = re.compile(r"^[^\s]+$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
 ENV_MAX_BYTES = 4096
@@ -32,6 +34,9 @@ _VERSION_PROBE = "import sys; print('%d.%d' % sys.version_info[:2])"
 _PROBE_TIMEOUT_S = 10.0
 #: (real path, mtime, size) of an interpreter -> its version, or why it is refused
 _probed: dict[tuple[str, int, int], tuple[int, int] | str] = {}
+#: Lambda's OS-only runtimes: the code's executable ``bootstrap`` is the runtime, served the
+#: Lambda Runtime API by the agent (process backend)
+CUSTOM_RUNTIMES = frozenset({"provided", "provided.al2", "provided.al2023"})
 #: keys Lambda sets itself and refuses to let a function override
 RESERVED_ENV_KEYS = frozenset(
     {
@@ -79,7 +84,8 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     code: str
     #: the Python interpreter: for the process backend a command on PATH or an absolute path,
     #: a Python 3.9+ (checked at registration; unset: the engine's own); for the container
-    #: backend a command or absolute path inside the image (unset: python3)
+    #: backend a command or absolute path inside the image (unset: python3); or one of
+    #: CUSTOM_RUNTIMES, whose runtime is the code's executable ``bootstrap``
     runtime: str | None = None
     memory_mb: int = 128
     timeout_s: float = 3
@@ -98,9 +104,12 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: resubmit an invocation that hit its timeout as a batch job, once
     spill_on_timeout: bool = False
     description: str = ""
+    #: a published version's number, or "$LATEST" (the function itself); a version's ``name``
+    #: is ``<function>.<version>`` and its environments say ``function_name`` and ``version``
+    version: str = "$LATEST"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
+        if not self._name_ok():
             raise InvalidParameterValueException(
                 f"name: {self.name!r} must be 1-64 letters, digits, hyphens or underscores"
             )
@@ -147,6 +156,12 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         runtime = self.runtime
         if runtime is None:
             return
+        if runtime in CUSTOM_RUNTIMES:
+            if self.backend != "process":
+                raise InvalidParameterValueException(
+                    f"runtime: {runtime!r} runs on the process backend only"
+                )
+            return
         where = "on the image's PATH" if self.backend == "container" else "on PATH"
         if not isinstance(runtime, str) or not _plain_command_or_path(runtime):
             raise InvalidParameterValueException(
@@ -181,6 +196,25 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise InvalidParameterValueException(
                 f"environment: {size} bytes exceeds the allowed total of {ENV_MAX_BYTES}"
             )
+
+    def _name_ok(self) -> bool:
+        name: object = self.name  # msgspec checks types only when converting
+        if not isinstance(name, str):
+            return False
+        if self.version == "$LATEST":
+            return NAME_RE.fullmatch(self.name) is not None
+        match = VERSION_NAME_RE.fullmatch(self.name)
+        return match is not None and match[2] == self.version
+
+    @property
+    def function_name(self) -> str:
+        """The function's name: ``name`` without a published version's number."""
+        return self.name if self.version == "$LATEST" else self.name.rpartition(".")[0]
+
+    @property
+    def custom_runtime(self) -> bool:
+        """An OS-only runtime (``provided.*``): the code's ``bootstrap`` runs, not a handler."""
+        return self.runtime in CUSTOM_RUNTIMES
 
     @property
     def is_batch(self) -> bool:
@@ -218,7 +252,7 @@ def check_interpreter(config: FunctionConfig) -> None:
     it blocks: call it off the event loop.  A container's interpreter lives in its image and
     is not checked here.
     """
-    if config.runtime is None or config.backend != "process":
+    if config.runtime is None or config.backend != "process" or config.custom_runtime:
         return
     found = shutil.which(config.runtime)
     if found is None:

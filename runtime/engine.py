@@ -360,12 +360,14 @@ class Engine:
         self, config: FunctionConfig, code_dir: str, work_dir: str, generation: int
     ) -> FunctionSpec:
         """What environments of one generation start from."""
+        function, version = config.function_name, config.version
+        invoked_arn = self._arn(function) + ("" if version == "$LATEST" else f":{version}")
         environ = {
-            "AWS_LAMBDA_FUNCTION_NAME": config.name,
+            "AWS_LAMBDA_FUNCTION_NAME": function,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": version,
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(config.timeout_s)),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{config.name}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function}",
             "AWS_REGION": self.pool.region,
             "AWS_DEFAULT_REGION": self.pool.region,
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3",
@@ -380,11 +382,11 @@ class Engine:
             "handler": config.handler,
             "task_root": code_dir,
             "environ": environ,
-            "function_name": config.name,
-            "function_version": "$LATEST",
-            "invoked_function_arn": self._arn(config.name),
+            "function_name": function,
+            "function_version": version,
+            "invoked_function_arn": invoked_arn,
             "memory_mb": config.memory_mb,
-            "log_group_name": f"/aws/lambda/{config.name}",
+            "log_group_name": f"/aws/lambda/{function}",
             "log_stream_name": "",
             "log_path": os.path.join(work_dir, f"template-{generation}.log"),
             "log_cap": self.pool.log_cap_bytes,
@@ -879,7 +881,12 @@ class Engine:
         metrics.billed_ms += report.billed_duration_ms
         metrics.gb_seconds += report.billed_duration_ms / 1000 * fn.config.memory_mb / 1024
         result = InvokeResult(
-            body, function_error, report, log, preamble=log if init_error else b""
+            body,
+            function_error,
+            report,
+            log,
+            preamble=log if init_error else b"",
+            executed_version=fn.config.version,
         )
         self._record_log(fn, result)
         if not call.future.done():
@@ -895,7 +902,7 @@ class Engine:
                 fn.log_bytes -= history.popleft().log_size
         if self.log_listeners:
             for listener in self.log_listeners:
-                listener(fn.config.name, result.log)
+                listener(fn.config.function_name, result.log)
 
     # -- introspection ----------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ class InvokeResult:
 
     __slots__ = (
         "_log",
+        "executed_version",
         "function_error",
         "job",
         "output",
@@ -87,8 +88,11 @@ class InvokeResult:
         status_code: int = 200,
         preamble: bytes = b"",
         job: Any = None,
+        executed_version: str = "$LATEST",
     ) -> None:
         self.payload = payload
+        #: the version that ran (``X-Amz-Executed-Version``)
+        self.executed_version = executed_version
         #: the batch job this call became (a spilled call, or a timeout resubmitted), if any
         self.job = job
         self.function_error = function_error
@@ -106,7 +110,7 @@ class InvokeResult:
                 self._log = ""
                 return ""
             rid = report.request_id
-            start = f"START RequestId: {rid} Version: $LATEST\n"
+            start = f"START RequestId: {rid} Version: {self.executed_version}\n"
             end = f"END RequestId: {rid}\n{report.line()}\n"
             if self.preamble:
                 self._log = self.preamble.decode(errors="replace") + start + end
@@ -130,10 +134,6 @@ class InvokeResult:
     @property
     def request_id(self) -> str:
         return self.report.request_id if self.report else ""
-
-    @property
-    def executed_version(self) -> str:
-        return "$LATEST"
 
     def json(self) -> Any:
         """The payload decoded."""

@@ -134,6 +134,9 @@ class InitConfig(_InitRequired, total=False):
     log_cap: int
     #: a spawned worker's environment, which a forked one gets with FORK instead
     env: EnvConfig
+    #: a custom runtime's executable: the agent runs it and serves it the Lambda Runtime API
+    #: (the handler is then the runtime's to read, from ``_HANDLER``)
+    bootstrap: str
 
 
 class ProtocolError(Exception):

@@ -636,19 +636,33 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _initialize(frame: P.Frame) -> tuple[Agent, int, bytes, bytes | None]:
-    """Lambda's init phase for an INIT frame: the agent, its duration, log and error body."""
+def _init_config(frame: P.Frame) -> dict[str, Any]:
     if frame.kind != P.INIT:
         raise P.ProtocolError(f"expected INIT, got {frame!r}")
-    agent = Agent(json.loads(frame.fields[0]))
+    return json.loads(frame.fields[0])  # type: ignore[no-any-return]
+
+
+def _initialize(frame: P.Frame) -> tuple[Agent, int, bytes, bytes | None]:
+    """Lambda's init phase for an INIT frame: the agent, its duration, log and error body."""
+    return _initialize_config(_init_config(frame))
+
+
+def _initialize_config(cfg: dict[str, Any]) -> tuple[Agent, int, bytes, bytes | None]:
+    agent = Agent(cfg)
     agent.setup()
     took, log, error = agent.init()
     return agent, took, log, error
 
 
 def _run_worker(sock: socket.socket) -> int:
-    """INIT from the stream socket, then serve invocations until it closes."""
-    agent, took, log, error = _initialize(P.read_frame(sock.makefile("rb", buffering=0).read))
+    """INIT from the stream socket, then serve invocations until it closes.  A config with a
+    ``bootstrap`` is a custom runtime's: the agent serves it the Lambda Runtime API instead."""
+    cfg = _init_config(P.read_frame(sock.makefile("rb", buffering=0).read))
+    if cfg.get("bootstrap"):
+        from . import runtime_api
+
+        return runtime_api.run(sock, cfg)
+    agent, took, log, error = _initialize_config(cfg)
     if error is not None:
         sock.sendall(P.encode(P.INIT_ERROR, (error, log), took))
         return 1

@@ -136,7 +136,9 @@ def _functions_parser(commands: Any) -> None:
     create.add_argument("--memory", type=int, help="MemorySize in MB, 128-10240 (default 128)")
     create.add_argument("--timeout", type=int, help="Timeout in seconds (default 3)")
     create.add_argument(
-        "--runtime", help="python3.9 to python3.14 (default: the service's interpreter)"
+        "--runtime",
+        help="python3.9 to python3.14, or provided.al2023 / provided.al2 / provided (the zip's "
+        "bootstrap is the runtime; default: the service's interpreter)",
     )
     create.add_argument("--description", help="Description")
     create.add_argument(

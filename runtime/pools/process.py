@@ -7,8 +7,11 @@
        └─INVOKE / RESULT frames over the fd's stream socket──▶ forked worker
 
 With ``start="spawn"`` each environment is a fresh interpreter that imports the handler
-itself (Lambda's cold start, faithfully slow).  Either way the engine holds a ``Worker``: the
-engine side of one worker's socket, its pid, and a future for its exit code.
+itself (Lambda's cold start, faithfully slow).  A custom runtime (``provided.*``) is always
+spawned: the agent runs the code's ``bootstrap`` as its child and serves it the Lambda Runtime
+API (``runtime/agent/runtime_api.py``); such an agent leads a process group of its own, which
+a kill ends whole.  Either way the engine holds a ``Worker``: the engine side of one worker's
+socket, its pid, and a future for its exit code.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from ..agent import protocol as P
-from ..config import FunctionConfig, check_interpreter
+from ..config import CUSTOM_RUNTIMES, FunctionConfig, check_interpreter
 from .memory import peak_rss_mb
 
 if TYPE_CHECKING:
@@ -62,6 +65,8 @@ class Worker(asyncio.Protocol):
     #: the host path of the worker's log file when it is not the environment's own (a
     #: container's is in its sandbox directory)
     log_path: str = ""
+    #: the worker leads a process group (a custom runtime's agent): a kill is for the group
+    group: bool = False
 
     def __init__(self, owner: WorkerOwner, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = owner
@@ -140,7 +145,10 @@ class Worker(asyncio.Protocol):
         self.closing = True
         if self.pid and not self.exited.done():
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                if self.group:
+                    os.killpg(self.pid, signal.SIGKILL)
+                else:
+                    os.kill(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         if self.transport is not None:
@@ -229,10 +237,11 @@ class Child(asyncio.SubprocessProtocol):
 
 
 async def _start_agent(
-    spec: FunctionSpec, sock: socket.socket, mode: str, stderr_path: str
+    spec: FunctionSpec, sock: socket.socket, mode: str, stderr_path: str, group: bool = False
 ) -> Child:
     """A fresh interpreter running the agent in ``mode`` (a template, or a spawned worker) on
-    ``sock``, its stderr appended to ``stderr_path``."""
+    ``sock``, its stderr appended to ``stderr_path``; with ``group``, as the leader of a new
+    session (and so of a process group)."""
     loop = asyncio.get_running_loop()
     fd = sock.fileno()
     with open(stderr_path, "ab") as err:  # noqa: ASYNC230 - a local file, opened once per start
@@ -245,6 +254,7 @@ async def _start_agent(
             stderr=err,
             cwd=spec.code_dir,
             env=clean_environ(),
+            start_new_session=group,
         )
     return child
 
@@ -443,16 +453,18 @@ async def spawn_worker(
     owner: WorkerOwner,
     loop: asyncio.AbstractEventLoop,
     env_config: P.EnvConfig,
+    bootstrap: str | None = None,
 ) -> Worker:
-    """A fresh interpreter that imports the handler itself (``start="spawn"``)."""
+    """A fresh interpreter that imports the handler itself (``start="spawn"``), or, given a
+    custom runtime's ``bootstrap``, runs it and serves it the Runtime API."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     worker = Worker(owner, loop)
+    worker.group = bootstrap is not None
     proc: Child | None = None
     try:
         try:
-            proc = await _start_agent(
-                spec, theirs, "worker", os.path.join(env_config["dir"], "spawn.err")
-            )
+            err = os.path.join(env_config["dir"], "spawn.err")
+            proc = await _start_agent(spec, theirs, "worker", err, worker.group)
         finally:
             theirs.close()
         worker.pid = proc.pid
@@ -460,6 +472,8 @@ async def spawn_worker(
         await loop.create_unix_connection(lambda: worker, sock=ours)
         init = spec.init_config.copy()
         init["env"] = env_config
+        if bootstrap is not None:
+            init["bootstrap"] = bootstrap
         await worker.initialize(init)
     except BaseException:
         if worker.transport is None:
@@ -487,11 +501,15 @@ class ProcessLauncher:
         await asyncio.to_thread(check_interpreter, config)
 
     async def warm(self, fn: Function) -> None:
-        if fn.config.start == "fork":
+        if fn.config.start == "fork" and not fn.config.custom_runtime:
             with contextlib.suppress(InitFailed, EOFError, OSError):
                 await self._template(fn).ensure()
 
     async def start(self, fn: Function, env: Slot, env_config: P.EnvConfig) -> Worker:
+        if fn.config.custom_runtime:
+            bootstrap = os.path.join(fn.spec.code_dir, "bootstrap")
+            loop = asyncio.get_running_loop()
+            return await spawn_worker(fn.spec, env, loop, env_config, bootstrap)
         if fn.config.start == "spawn":
             return await spawn_worker(fn.spec, env, asyncio.get_running_loop(), env_config)
         return await self._template(fn).fork(env, env.id, env_config)
@@ -521,5 +539,8 @@ class ProcessLauncher:
 
 
 def python_for(runtime: str | None) -> str:
-    """The interpreter of the process backend: the function's, or the engine's own."""
-    return runtime or sys.executable
+    """The interpreter of the process backend: the function's, or the engine's own (which
+    also runs the agent of a custom runtime)."""
+    if runtime is None or runtime in CUSTOM_RUNTIMES:
+        return sys.executable
+    return runtime

@@ -7,14 +7,20 @@
 Each route is a ``protocol.operation`` (the body within its cap, the hook, Lambda's errors).
 Operations and their paths are botocore's service model (``lambda/2015-03-31``): Create, Get,
 GetConfiguration, List, Delete, UpdateFunctionCode, UpdateFunctionConfiguration, Invoke,
-Put/Get/DeleteFunctionConcurrency, Put/Get/DeleteProvisionedConcurrencyConfig and
-GetAccountSettings.  Differences from AWS, all deliberate:
+Put/Get/DeleteFunctionConcurrency, Put/Get/DeleteProvisionedConcurrencyConfig,
+PublishVersion, ListVersionsByFunction, Create/Get/Update/List/DeleteAlias and
+GetAccountSettings.  A published version runs as an engine function of its own
+(``runtime.versions``); ``Qualifier`` (or a qualified ARN) names ``$LATEST``, a version or an
+alias.  Differences from AWS, all deliberate:
 
 - Code is ``Code.ZipFile`` (unpacked safely into a fresh directory), or ``Code.S3Bucket =
   "local"`` with ``S3Key`` an absolute directory or .zip path on the service's machine.
-- There are no published versions or aliases: the one qualifier is ``$LATEST``.
+- Reserved concurrency caps ``$LATEST`` only; each published version runs within the account
+  limit.  Provisioned concurrency through an alias warms the alias's main version.  Event
+  invoke configs are kept for ``$LATEST`` only.
 - ``Runtime`` accepts ``python3.9`` to ``python3.14`` and is reported as given; functions run
-  on the service's interpreter.
+  on the service's interpreter.  ``provided``, ``provided.al2`` and ``provided.al2023`` run the
+  zip's executable ``bootstrap``, served the Lambda Runtime API (process backend).
 - Event invocations are durable when the service has a backlog (``warmstart serve`` always
   does: ``runtime.batch``); an engine without one runs them in-process.
 - Put/Get/Update/DeleteFunctionEventInvokeConfig (and List…) keep the settings in the durable
@@ -28,6 +34,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import random
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +56,12 @@ from ..errors import (
     WarmstartError,
 )
 from ..stamps import request_id
+from ..versions import (
+    LATEST,
+    VERSION_RE,
+    Lineage,
+    engine_name,
+)
 from ..wording import too_large
 from .body import read_body, within
 from .lambda_params import (
@@ -64,6 +77,7 @@ from .lambda_params import (
     destination_function,
     destinations_of,
     encode_marker,
+    engine_runtime,
     event_invoke_config,
     json_object,
     local_code,
@@ -71,16 +85,15 @@ from .lambda_params import (
     role,
     unpack_upload,
 )
+from .lambda_versions import VersionOperations
 from .logstream import LogFollowers
 from .protocol import Authenticate, Handler, StoreUnavailable, Unavailable, WireFormat, operation
 from .shapes import (
     CodeInfo,
     FunctionRecord,
-    ProvisionedConcurrencyConfigNotFoundException,
     error_response,
     function_configuration,
     json_response,
-    timestamp,
 )
 
 if TYPE_CHECKING:
@@ -98,7 +111,7 @@ DEFAULT_MAX_ITEMS = 50
 _NO_EVENT_STORE = "async invocation settings need the service's durable store (warmstart serve)"
 
 
-class LambdaApi:
+class LambdaApi(VersionOperations):
     """The Lambda API's operations over ``engine``; ``routes()`` lists them for aiohttp.
 
     Keeps what Lambda reports that the engine does not (``FunctionRecord``) and the directory
@@ -130,6 +143,10 @@ class LambdaApi:
         #: Invoke's handler (the service cancels it, and only it, when its client goes)
         self.invoke: Handler = operation(self._invoke, _invoke_body, WIRE, authenticate)
         self._code_root: str | None = None
+        #: the published versions and aliases of each function (by its name)
+        self.lineages: dict[str, Lineage] = {}
+        #: where a weighted alias draws its numbers in [0, 1) from, one per call
+        self.random: Callable[[], float] = random.Random().random
 
     async def close(self) -> None:
         """End log streams and remove every unpacked upload."""
@@ -167,6 +184,13 @@ class LambdaApi:
             ("GET", invoke_config, self.get_function_event_invoke_config, 0),
             ("DELETE", invoke_config, self.delete_function_event_invoke_config, 0),
             ("GET", invoke_config + "/list", self.list_function_event_invoke_configs, 0),
+            ("POST", fn + "/versions", self.publish_version, small),
+            ("GET", fn + "/versions", self.list_versions_by_function, 0),
+            ("POST", fn + "/aliases", self.create_alias, small),
+            ("GET", fn + "/aliases", self.list_aliases, 0),
+            ("GET", fn + "/aliases/{alias}", self.get_alias, 0),
+            ("PUT", fn + "/aliases/{alias}", self.update_alias, small),
+            ("DELETE", fn + "/aliases/{alias}", self.delete_alias, 0),
             ("GET", settings, self.get_account_settings, 0),
             ("GET", settings + "/", self.get_account_settings, 0),
             ("GET", "/warmstart/logs/{name}", self.logs, 0),
@@ -188,13 +212,16 @@ class LambdaApi:
         """Invoke: 200 with the payload, 202 for Event, 204 for DryRun."""
         headers = request.headers
         invocation_type = headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        name = self._name(request)
+        name, qualifier = self._ref(request)
+        version = self._lineage(name).resolve(qualifier, self.random)
         context_header = headers.get("X-Amz-Client-Context")
         context = None if context_header is None else client_context(context_header)
-        result = await self.engine.invoke(name, body, invocation_type, client_context=context)
+        result = await self.engine.invoke(
+            engine_name(name, version), body, invocation_type, client_context=context
+        )
         out = {
             "Content-Type": "application/json",
-            "X-Amz-Executed-Version": result.executed_version,
+            "X-Amz-Executed-Version": version,
             "x-amzn-RequestId": result.request_id or request_id(),
         }
         report = result.report
@@ -207,28 +234,32 @@ class LambdaApi:
         return web.Response(body=result.payload, status=result.status_code, headers=out)
 
     def _name(self, request: web.Request) -> str:
-        """The function name of a name, partial ARN or ARN, with ``$LATEST`` the only version."""
-        ref = request.match_info["name"]
-        qualifier = request.query.get("Qualifier") if request.query_string else None
-        if ":" in ref:
-            parsed = function_ref(ref)
-            if parsed is None:
-                raise InvalidParameterValueException(
-                    f"FunctionName: {ref!r} is not a function name or ARN"
-                )
-            ref, in_ref = parsed
-            if qualifier is not None and in_ref is not None and qualifier != in_ref:
-                raise InvalidParameterValueException(
-                    "The derived qualifier from the function name does not match the specified "
-                    "qualifier."
-                )
-            qualifier = qualifier or in_ref
-        if qualifier not in (None, "$LATEST"):
+        """The function name of a name, partial ARN or ARN, for an operation on ``$LATEST``."""
+        ref, qualifier = self._ref(request)
+        if qualifier not in (None, LATEST):
             raise ResourceNotFoundException(
-                f"Function not found: {self._arn(ref)}:{qualifier} "
-                "(warmstart keeps no published versions or aliases: use $LATEST)"
+                f"Function not found: {self._arn(ref)}:{qualifier} (this operation takes "
+                "$LATEST only)"
             )
         return ref
+
+    def _ref(self, request: web.Request) -> tuple[str, str | None]:
+        """The function name and qualifier (None if none) of a name, partial ARN or ARN and the
+        ``Qualifier`` parameter."""
+        ref = request.match_info["name"]
+        qualifier = request.query.get("Qualifier") if request.query_string else None
+        parsed = function_ref(ref)  # also keeps out the engine names of versions
+        if parsed is None:
+            raise InvalidParameterValueException(
+                f"FunctionName: {ref!r} is not a function name or ARN"
+            )
+        ref, in_ref = parsed
+        if qualifier is not None and in_ref is not None and qualifier != in_ref:
+            raise InvalidParameterValueException(
+                "The derived qualifier from the function name does not match the specified "
+                "qualifier."
+            )
+        return ref, qualifier or in_ref or None
 
     # -- functions ----------------------------------------------------------------------------
 
@@ -251,6 +282,7 @@ class LambdaApi:
         settings = config_changes(doc)
         code_dir, info = await self._code(doc.get("Code"))
         try:
+            settings.update(engine_runtime(runtime))
             config = api_worded(lambda: FunctionConfig(name=name, code=code_dir, **settings))
             await self.engine.register(config)
         except BaseException:
@@ -258,12 +290,14 @@ class LambdaApi:
             raise
         record = FunctionRecord(info, runtime=runtime, role=role(doc.get("Role")))
         self.records[name] = record
+        if doc.get("Publish") is True:
+            return await self._published(name, "", 201)
         return json_response(function_configuration(config, record, self._arn(name)), 201)
 
     async def get_function(self, request: web.Request, body: bytes) -> web.Response:
-        config, record = await self._function(request)
+        config, record, arn = await self._qualified(request)
         shape: dict[str, Any] = {
-            "Configuration": function_configuration(config, record, self._arn(config.name)),
+            "Configuration": function_configuration(config, record, arn),
             "Code": {"RepositoryType": "Local", "Location": f"file://{record.code.location}"},
             "Tags": {},
         }
@@ -272,14 +306,38 @@ class LambdaApi:
         return json_response(shape)
 
     async def get_function_configuration(self, request: web.Request, body: bytes) -> web.Response:
-        config, record = await self._function(request)
-        return json_response(function_configuration(config, record, self._arn(config.name)))
+        config, record, arn = await self._qualified(request)
+        return json_response(function_configuration(config, record, arn))
+
+    async def _qualified(self, request: web.Request) -> tuple[FunctionConfig, FunctionRecord, str]:
+        """The configuration, record and ARN a qualifier names: $LATEST's (ARN unqualified), a
+        version's, or the version an alias points to (ARN the alias's)."""
+        name, qualifier = self._ref(request)
+        lineage = self._lineage(name)
+        if qualifier is None or qualifier == LATEST:
+            config = self.engine.get_function(name)
+            return config, await self._record(config), self._arn(name)
+        if VERSION_RE.fullmatch(qualifier):
+            version = lineage.version(qualifier)
+        else:
+            alias = lineage.aliases.get(qualifier)
+            if alias is None:
+                raise ResourceNotFoundException(
+                    f"Function not found: {lineage.function_arn}:{qualifier}"
+                )
+            if alias.version == LATEST:
+                config = self.engine.get_function(name)
+                arn = f"{lineage.function_arn}:{qualifier}"
+                return config, await self._record(config), arn
+            version = lineage.version(alias.version)
+        config = self.engine.get_function(engine_name(name, version.name))
+        return config, version.record, f"{lineage.function_arn}:{qualifier}"
 
     async def list_functions(self, request: web.Request, body: bytes) -> web.Response:
         """Sorted by name; ``NextMarker`` is an opaque token naming the last function sent."""
         max_items = query_int(request, "MaxItems", DEFAULT_MAX_ITEMS, 1, 10_000)
         after = decode_marker(request.query.get("Marker"))
-        configs = sorted(self.engine.functions(), key=lambda c: c.name)
+        configs = sorted(self._latest_configs(), key=lambda c: c.name)
         page = [c for c in configs if c.name > after][:max_items]
         functions = []
         for config in page:
@@ -291,7 +349,20 @@ class LambdaApi:
         return json_response(shape)
 
     async def delete_function(self, request: web.Request, body: bytes) -> web.Response:
-        name = self._name(request)
+        """With a version as ``Qualifier``, that version only; unqualified, the function with
+        its versions and aliases."""
+        name, qualifier = self._ref(request)
+        lineage = self._lineage(name)
+        if qualifier == LATEST:
+            raise InvalidParameterValueException(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
+        if qualifier is not None:
+            await self._delete_version(name, lineage, qualifier)
+            return web.Response(status=204)
+        for number in list(lineage.versions):
+            await self.engine.unregister(engine_name(name, number))
+        del self.lineages[name]
         await self.engine.unregister(name)
         self.records.pop(name, None)
         self.metrics.forget(name)
@@ -299,6 +370,21 @@ class LambdaApi:
         with contextlib.suppress(ResourceNotFoundException, StoreUnavailable):
             await asyncio.to_thread(self.event_store.delete_event_invoke_config, name)
         return web.Response(status=204)
+
+    async def _delete_version(self, name: str, lineage: Lineage, qualifier: str) -> None:
+        if not VERSION_RE.fullmatch(qualifier):
+            if qualifier in lineage.aliases:
+                raise InvalidParameterValueException(
+                    "Deletion of aliases is not supported with DeleteFunction: use DeleteAlias"
+                )
+            raise ResourceNotFoundException(
+                f"Function not found: {lineage.function_arn}:{qualifier}"
+            )
+        lineage.version(qualifier)
+        lineage.check_deletable(qualifier)
+        del lineage.versions[qualifier]
+        lineage.provisioned.pop(qualifier, None)
+        await self.engine.unregister(engine_name(name, qualifier))
 
     async def update_function_code(self, request: web.Request, body: bytes) -> web.Response:
         config, record = await self._function(request)
@@ -316,6 +402,8 @@ class LambdaApi:
             raise
         record.code = info
         record.touch()
+        if doc.get("Publish") is True:
+            return await self._published(config.name, "", 200)
         return json_response(function_configuration(config, record, self._arn(config.name)))
 
     async def update_function_configuration(
@@ -327,6 +415,7 @@ class LambdaApi:
         check_unsupported(doc)
         runtime = check_runtime(doc["Runtime"]) if "Runtime" in doc else record.runtime
         changes = config_changes(doc)
+        changes.update(engine_runtime(runtime, config.runtime))
         if changes:
             config = await api_worded_async(self.engine.update(config.name, **changes))
         record.runtime = runtime
@@ -334,6 +423,10 @@ class LambdaApi:
             record.role = role(doc["Role"])
         record.touch()
         return json_response(function_configuration(config, record, self._arn(config.name)))
+
+    def _latest_configs(self) -> list[FunctionConfig]:
+        """The functions themselves, without the engine functions of published versions."""
+        return [c for c in self.engine.functions() if c.version == LATEST]
 
     # -- concurrency --------------------------------------------------------------------------
 
@@ -354,60 +447,6 @@ class LambdaApi:
     async def delete_concurrency(self, request: web.Request, body: bytes) -> web.Response:
         await self.engine.set_concurrency(self._name(request), None)
         return web.Response(status=204)
-
-    async def put_provisioned(self, request: web.Request, body: bytes) -> web.Response:
-        """Returns once the environments are warm, so the status is READY at once."""
-        config, record = await self._provisioned_target(request)
-        value = json_object(body).get("ProvisionedConcurrentExecutions")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidParameterValueException(
-                "ProvisionedConcurrentExecutions: an integer of 1 or more is required"
-            )
-        await api_worded_async(
-            self.engine.set_concurrency(config.name, config.reserved_concurrency, value)
-        )
-        record.provisioned_modified = timestamp()
-        return json_response(self._provisioned_shape(config.name, record), 202)
-
-    async def get_provisioned(self, request: web.Request, body: bytes) -> web.Response:
-        config, record = await self._provisioned_target(request)
-        if config.provisioned_concurrency == 0:
-            raise ProvisionedConcurrencyConfigNotFoundException(
-                "No Provisioned Concurrency Config found for this function"
-            )
-        return json_response(self._provisioned_shape(config.name, record))
-
-    async def delete_provisioned(self, request: web.Request, body: bytes) -> web.Response:
-        config, _ = await self._provisioned_target(request)
-        if config.provisioned_concurrency == 0:
-            raise ProvisionedConcurrencyConfigNotFoundException(
-                "No Provisioned Concurrency Config found for this function"
-            )
-        await self.engine.set_concurrency(config.name, config.reserved_concurrency, 0)
-        return web.Response(status=204)
-
-    async def _provisioned_target(
-        self, request: web.Request
-    ) -> tuple[FunctionConfig, FunctionRecord]:
-        if not request.query.get("Qualifier"):
-            raise InvalidParameterValueException(
-                "Qualifier: required for provisioned concurrency (warmstart's one version is "
-                "$LATEST)"
-            )
-        return await self._function(request)
-
-    def _provisioned_shape(self, name: str, record: FunctionRecord) -> dict[str, Any]:
-        config = self.engine.get_function(name)
-        requested = config.provisioned_concurrency
-        envs = self.engine.stats()[name]["environments"]
-        allocated = min(requested, envs["ready"] + envs["busy"])
-        return {
-            "RequestedProvisionedConcurrentExecutions": requested,
-            "AllocatedProvisionedConcurrentExecutions": allocated,
-            "AvailableProvisionedConcurrentExecutions": allocated,
-            "Status": "READY" if allocated >= requested else "IN_PROGRESS",
-            "LastModified": record.provisioned_modified or record.last_modified,
-        }
 
     # -- async invocation settings ------------------------------------------------------------
 
@@ -500,7 +539,7 @@ class LambdaApi:
     # -- account and logs ---------------------------------------------------------------------
 
     async def get_account_settings(self, request: web.Request, body: bytes) -> web.Response:
-        configs = self.engine.functions()
+        configs = self._latest_configs()
         limit = self.engine.pool.account_concurrency
         reserved = sum(c.reserved_concurrency or 0 for c in configs)
         code_size = 0
@@ -520,9 +559,15 @@ class LambdaApi:
         )
 
     async def logs(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        """warmstart's own: recent log text; ``?follow=1`` streams new entries as they end."""
-        name = self._name(request)
-        text = self.engine.logs(name)
+        """warmstart's own: recent log text of $LATEST or the version ``Qualifier`` names (an
+        alias: its main version); ``?follow=1`` streams new entries, of every version, as
+        they end."""
+        name, qualifier = self._ref(request)
+        lineage = self._lineage(name)
+        if qualifier in lineage.aliases:
+            qualifier = lineage.aliases[qualifier].version
+        version = lineage.resolve(qualifier, self.random)
+        text = self.engine.logs(engine_name(name, version))
         if request.query.get("follow") not in ("1", "true"):
             return web.Response(text=text, content_type="text/plain")
         return await self.followers.stream(request, name, text)

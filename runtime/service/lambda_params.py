@@ -21,7 +21,7 @@ from aiohttp import web
 from ..arns import parse_function_arn
 from ..asyncinvoke.model import DestinationConfig, EventInvokeConfig
 from ..code import prepare_code
-from ..config import FunctionConfig, PoolConfig
+from ..config import CUSTOM_RUNTIMES, FunctionConfig, PoolConfig
 from ..errors import InvalidParameterValueException, InvalidRequestContentException
 from ..pagination import decode_token, encode_token
 from .shapes import (
@@ -36,7 +36,9 @@ from .shapes import (
 CLIENT_CONTEXT_LIMIT = 3583
 #: the Lambda runtime identifiers this service takes (botocore's Runtime enum also names
 #: python2.7 to python3.8, which Lambda no longer takes for new functions, and python3.15)
-SUPPORTED_RUNTIMES = tuple(f"python3.{minor}" for minor in range(9, 15))
+SUPPORTED_RUNTIMES = tuple(f"python3.{minor}" for minor in range(9, 15)) + tuple(
+    sorted(CUSTOM_RUNTIMES)
+)
 #: FunctionConfig fields as the Lambda API names them, for error messages
 _API_NAMES = {
     "name": "FunctionName",
@@ -108,6 +110,15 @@ def check_runtime(value: Any) -> str:
     return value
 
 
+def engine_runtime(runtime: str, current: str | None = None) -> dict[str, Any]:
+    """The FunctionConfig change an API ``Runtime`` makes: a custom runtime (``provided.*``) is
+    the engine's to run; a Python one runs on the service's interpreter (or the configured
+    one, which it leaves alone)."""
+    if runtime in CUSTOM_RUNTIMES:
+        return {} if runtime == current else {"runtime": runtime}
+    return {"runtime": None} if current in CUSTOM_RUNTIMES else {}
+
+
 def check_unsupported(doc: dict[str, Any]) -> None:
     for key in _UNSUPPORTED:
         if doc.get(key):
@@ -157,6 +168,30 @@ def config_changes(doc: dict[str, Any]) -> dict[str, Any]:
             raise InvalidParameterValueException("EphemeralStorage: {'Size': MB} is required")
         changes["ephemeral_storage_mb"] = storage["Size"]
     return changes
+
+
+def description(doc: dict[str, Any]) -> str:
+    """``Description`` (absent: empty), at most 256 characters."""
+    value = doc.get("Description", "")
+    if not isinstance(value, str) or len(value) > 256:
+        raise InvalidParameterValueException("Description: a string of at most 256 characters")
+    return value
+
+
+def routing_weights(doc: dict[str, Any]) -> dict[str, float]:
+    """``RoutingConfig.AdditionalVersionWeights`` (absent: no routing); the versions and
+    weights are checked against the function's versions by ``runtime.versions``."""
+    routing = doc.get("RoutingConfig")
+    if routing is None:
+        return {}
+    weights = routing.get("AdditionalVersionWeights") if isinstance(routing, dict) else None
+    if weights is None and isinstance(routing, dict):
+        return {}
+    if not isinstance(weights, dict):
+        raise InvalidParameterValueException(
+            "RoutingConfig: expected {'AdditionalVersionWeights': {version: weight}}"
+        )
+    return weights
 
 
 def _variables(environment: Any) -> dict[str, str]:

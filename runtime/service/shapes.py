@@ -120,9 +120,11 @@ class FunctionRecord:
 def function_configuration(
     config: FunctionConfig, record: FunctionRecord, arn: str
 ) -> dict[str, Any]:
-    """The ``FunctionConfiguration`` structure of ``config``."""
+    """The ``FunctionConfiguration`` structure of ``config`` ($LATEST, or a published version:
+    ``config.version``)."""
+    name = config.function_name
     shape: dict[str, Any] = {
-        "FunctionName": config.name,
+        "FunctionName": name,
         "FunctionArn": arn,
         "Runtime": record.runtime,
         "Role": record.role,
@@ -133,7 +135,7 @@ def function_configuration(
         "MemorySize": config.memory_mb,
         "LastModified": record.last_modified,
         "CodeSha256": record.code.sha256,
-        "Version": "$LATEST",
+        "Version": config.version,
         "TracingConfig": {"Mode": "PassThrough"},
         "RevisionId": record.revision_id,
         "State": "Active",
@@ -142,7 +144,7 @@ def function_configuration(
         "Architectures": [host_architecture()],
         "EphemeralStorage": {"Size": config.ephemeral_storage_mb},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-        "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{config.name}"},
+        "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{name}"},
     }
     if config.environment:
         shape["Environment"] = {"Variables": dict(config.environment)}

@@ -223,7 +223,7 @@ def test_function_names_as_arns_and_qualifiers(arun: Callable[..., Any]) -> None
                 assert result["Payload"].read() == b"[1]", ref
             got = await call(client.get_function, FunctionName=arn, Qualifier="$LATEST")
             assert got["Configuration"]["FunctionName"] == "echo"
-            with pytest.raises(client.exceptions.ResourceNotFoundException, match="versions"):
+            with pytest.raises(client.exceptions.ResourceNotFoundException, match=r":echo:prod$"):
                 await call(client.invoke, FunctionName="echo", Qualifier="prod")
 
     arun(main())
@@ -244,22 +244,23 @@ def test_concurrency_operations(arun: Callable[..., Any]) -> None:
             fn = await call(client.get_function, FunctionName="echo")
             assert fn["Concurrency"] == {"ReservedConcurrentExecutions": 5}
 
+            await call(client.publish_version, FunctionName="echo")
             with pytest.raises(client.exceptions.ProvisionedConcurrencyConfigNotFoundException):
                 await call(
                     client.get_provisioned_concurrency_config,
                     FunctionName="echo",
-                    Qualifier="$LATEST",
+                    Qualifier="1",
                 )
             provisioned = await call(
                 client.put_provisioned_concurrency_config,
                 FunctionName="echo",
-                Qualifier="$LATEST",
+                Qualifier="1",
                 ProvisionedConcurrentExecutions=2,
             )
             assert provisioned["ResponseMetadata"]["HTTPStatusCode"] == 202
             assert provisioned["Status"] == "READY"
             got_pc = await call(
-                client.get_provisioned_concurrency_config, FunctionName="echo", Qualifier="$LATEST"
+                client.get_provisioned_concurrency_config, FunctionName="echo", Qualifier="1"
             )
             assert (got_pc["Requested" + "ProvisionedConcurrentExecutions"], got_pc["Status"]) == (
                 2,
@@ -267,19 +268,19 @@ def test_concurrency_operations(arun: Callable[..., Any]) -> None:
             )
             assert got_pc["AllocatedProvisionedConcurrentExecutions"] == 2
             assert svc.engine is not None
-            assert svc.engine.stats()["echo"]["environments"]["ready"] == 2
+            assert svc.engine.stats()["echo.1"]["environments"]["ready"] == 2
 
             with pytest.raises(client.exceptions.InvalidParameterValueException):
                 await call(  # more provisioned than reserved
                     client.put_provisioned_concurrency_config,
                     FunctionName="echo",
-                    Qualifier="$LATEST",
+                    Qualifier="1",
                     ProvisionedConcurrentExecutions=6,
                 )
             await call(
                 client.delete_provisioned_concurrency_config,
                 FunctionName="echo",
-                Qualifier="$LATEST",
+                Qualifier="1",
             )
             await call(client.delete_function_concurrency, FunctionName="echo")
             assert svc.engine.get_function("echo").reserved_concurrency is None

@@ -166,13 +166,16 @@ def test_corrupt_zips_are_a_400_with_lambdas_message(
 
 
 #: Runtime values refused, known to Lambda or not
-BAD_RUNTIMES = ["nodejs20.x", "java21", "provided.al2023", "bogus", "python3.8", "python3.99", ""]
+BAD_RUNTIMES = ["nodejs20.x", "java21", "provided.al1", "bogus", "python3.8", "python3.99", ""]
 
 
 def test_a_runtime_other_than_lambdas_pythons_is_refused(
     arun: Callable[..., Any], tmp_path: Path
 ) -> None:
-    supported = ", ".join(f"python3.{minor}" for minor in range(9, 15))
+    supported = ", ".join(
+        [f"python3.{minor}" for minor in range(9, 15)]
+        + ["provided", "provided.al2", "provided.al2023"]
+    )
 
     async def main() -> None:
         config = config_of(pool=PoolConfig(work_dir=str(tmp_path / "work")))
