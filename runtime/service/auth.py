@@ -1,4 +1,5 @@
-"""Request authentication for the AWS-style endpoints: SigV4 and API keys.
+"""Request authentication for the AWS-style endpoints: SigV4 (API Gateway's API keys are
+checked in :func:`runtime.apigw.proxy.check_api_key`).
 
 Pure functions over method, raw path, raw query, header pairs and body bytes, so any HTTP
 server can call them. Written from the AWS Signature Version 4 specification; failures are
@@ -11,13 +12,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_to_bytes
-
-from .. import apigw
 
 __all__ = [
     "ALGORITHM",
@@ -26,7 +24,6 @@ __all__ = [
     "canonical_query",
     "canonical_request",
     "canonical_uri",
-    "check_api_key",
     "check_authorization",
     "signature",
     "signing_key",
@@ -470,14 +467,3 @@ def verify_sigv4(
     if not hmac.compare_digest(expected.encode(), auth.signature.encode("utf-8")):
         raise _invalid()
     return auth.access_key
-
-
-def check_api_key(
-    headers: Mapping[str, str] | Iterable[tuple[str, str]], keys: AbstractSet[str]
-) -> None:
-    """Require exactly one ``x-api-key`` header (any case) whose value is one of ``keys``.
-
-    Raises ``AuthError("ForbiddenException", "Forbidden", 403)`` otherwise, as API Gateway does.
-    """
-    if not apigw.check_api_key(headers, keys):
-        raise AuthError("ForbiddenException", "Forbidden", 403)

@@ -961,10 +961,14 @@ def test_api_keys(headers: list[tuple[str, str]], api_keys: set[str] | None, sta
     ("headers", "accepted"),
     [
         ([("x-api-key", "k1")], True),
+        ([("X-API-Key", "k2")], True),
         ({"X-Api-Key": "k2"}, True),
+        ({"X-Api-Key": "k1"}, True),
         ([(" X-API-KEY ", "k1")], True),  # the name is matched trimmed, in any case
         ([], False),
         ([("x-api-key", "")], False),
+        ([("x-api-key", "nope")], False),
+        ([("x-api-key", "k1"), ("X-Api-Key", "k2")], False),  # exactly one header
         ([("x-api-key", "K1")], False),  # the value is matched exactly
         ([("x-api-key", "k1"), ("x-api-key", "k1")], False),
     ],

@@ -38,7 +38,6 @@ from runtime.service.auth import (
     canonical_query,
     canonical_request,
     canonical_uri,
-    check_api_key,
     check_authorization,
     signature,
     signing_key,
@@ -510,31 +509,6 @@ def test_flipping_any_body_byte_fails(body: bytes, data: st.DataObject) -> None:
     with pytest.raises(AuthError) as info:
         replace(signed, body=bytes(flipped)).verify()
     assert info.value.code == "InvalidSignatureException"
-
-
-# --- API keys ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [[("x-api-key", "k1")], [("X-API-Key", "k2")], {"X-Api-Key": "k1"}],
-)
-def test_api_key_accepted(headers: Any) -> None:
-    check_api_key(headers, {"k1", "k2"})
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [[], [("x-api-key", "nope")], [("x-api-key", "")], [("x-api-key", "k1"), ("X-Api-Key", "k2")]],
-)
-def test_api_key_rejected(headers: Any) -> None:
-    with pytest.raises(AuthError) as info:
-        check_api_key(headers, {"k1", "k2"})
-    assert (info.value.code, info.value.message, info.value.status) == (
-        "ForbiddenException",
-        "Forbidden",
-        403,
-    )
 
 
 # --- end to end: boto3 against a tiny aiohttp server ------------------------------------------
