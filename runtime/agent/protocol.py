@@ -134,9 +134,14 @@ class InitConfig(_InitRequired, total=False):
     log_cap: int
     #: a spawned worker's environment, which a forked one gets with FORK instead
     env: EnvConfig
-    #: a custom runtime's executable: the agent runs it and serves it the Lambda Runtime API
+    #: a foreign runtime's command (argv): a ``bootstrap``, an image's entrypoint and command,
+    #: or our Node.js runtime client; the agent runs it and serves it the Lambda Runtime API
     #: (the handler is then the runtime's to read, from ``_HANDLER``)
-    bootstrap: str
+    bootstrap: list[str]
+    #: the Runtime API's port on 127.0.0.1 (0 or absent: a free one; 9001 in a container)
+    runtime_api_port: int
+    #: the runtime's working directory (absent: ``task_root``)
+    runtime_cwd: str
 
 
 class ProtocolError(Exception):

@@ -459,23 +459,35 @@ class Bridge:
         env = cfg["env"]
         os.environ.update(cfg["environ"])
         os.environ.update(env["environ"])
-        os.chdir(cfg["task_root"])
+        try:
+            os.chdir(cfg["task_root"])
+        except OSError:
+            pass  # an image without the folder: the runtime's own working directory is checked
         self.agent.capture(env["log_path"])
 
     def launch(self) -> bytes | None:
         """Listen, start the runtime; the init error document when it cannot start."""
-        server = self.server = _Server(("127.0.0.1", 0), _Handler)
+        cfg = self.cfg
+        try:
+            server = self.server = _Server(("127.0.0.1", cfg.get("runtime_api_port", 0)), _Handler)
+        except OSError as exc:
+            return error_body("Runtime.Unknown", f"Error: the Runtime API cannot listen: {exc}")
         server.exchange = self.exchange
         server.post = self._post
         environ = dict(os.environ)
         environ["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{server.server_port}"
         environ.pop("AWS_EXECUTION_ENV", None)  # Lambda defines none for provided runtimes
-        path = self.cfg["bootstrap"]
+        argv = list(cfg["bootstrap"])
+        path = argv[0]
+        cwd = cfg.get("runtime_cwd") or cfg["task_root"]
+        if not os.path.isdir(cwd):
+            server.server_close()
+            return error_body("Runtime.InvalidWorkingDir", f"Error: chdir {cwd}: no such directory")
         try:
             # no thread runs yet, so the child's pre-exec step is safe
             self.proc = subprocess.Popen(
-                [path],
-                cwd=self.cfg["task_root"],
+                argv,
+                cwd=cwd,
                 env=environ,
                 stdin=subprocess.DEVNULL,
                 close_fds=True,

@@ -473,7 +473,7 @@ async def spawn_worker(
         init = spec.init_config.copy()
         init["env"] = env_config
         if bootstrap is not None:
-            init["bootstrap"] = bootstrap
+            init["bootstrap"] = [bootstrap]
         await worker.initialize(init)
     except BaseException:
         if worker.transport is None:
