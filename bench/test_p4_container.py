@@ -162,7 +162,7 @@ def test_p4_cold_bare_container(benchmark: Any, loop: asyncio.AbstractEventLoop)
         labels={LABEL: "1", "warmstart.bench": "p4"},
         host_binds=binds,
     )
-    config["Cmd"] = ["python3", "-c", READY]
+    config["Cmd"] = ["-c", READY]  # after the Entrypoint, the interpreter
     made: list[DockerContainer] = []  # removed in the next round's setup, outside the timing
 
     async def create_start_ready(docker: aiodocker.Docker) -> None:

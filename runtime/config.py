@@ -37,6 +37,9 @@ _probed: dict[tuple[str, int, int], tuple[int, int] | str] = {}
 #: Lambda's OS-only runtimes: the code's executable ``bootstrap`` is the runtime, served the
 #: Lambda Runtime API by the agent (process backend)
 CUSTOM_RUNTIMES = frozenset({"provided", "provided.al2", "provided.al2023"})
+#: Lambda's Node.js runtimes: ``index.handler`` style handlers run by our Node.js runtime
+#: client (``runtime/agent/nodejs/``) on the ``node`` found on PATH (or in the image)
+NODE_RUNTIMES = frozenset(f"nodejs{major}.x" for major in (16, 18, 20, 22, 24))
 #: keys Lambda sets itself and refuses to let a function override
 RESERVED_ENV_KEYS = frozenset(
     {
@@ -76,16 +79,50 @@ def _range(
         )
 
 
+class ImageConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What overrides a container image's own settings (Lambda's ``ImageConfig``): each unset
+    field keeps the image's ENTRYPOINT, CMD or WORKDIR."""
+
+    entry_point: list[str] | None = None
+    command: list[str] | None = None
+    working_directory: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("entry_point", "command"):
+            value = getattr(self, field)
+            if value is not None and (
+                len(value) > 1500 or not all(isinstance(part, str) for part in value)
+            ):
+                raise InvalidParameterValueException(
+                    f"image_config.{field}: a list of at most 1,500 strings"
+                )
+        directory = self.working_directory
+        if directory is not None and (
+            not isinstance(directory, str) or not directory.startswith("/") or len(directory) > 1000
+        ):
+            raise InvalidParameterValueException(
+                f"image_config.working_directory: {directory!r} must be an absolute path "
+                "(at most 1,000 characters)"
+            )
+
+
 class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A function: its code, handler, limits and pool settings (DESIGN.md section 2)."""
 
     name: str
-    handler: str
-    code: str
+    #: the handler (``module.function``); a container image's runtime reads its own (unset)
+    handler: str = ""
+    #: a directory or a .zip file (none for a container image, whose code is in the image)
+    code: str = ""
+    #: "Zip": the code, run by its runtime; "Image": the container ``image`` is the function
+    #: (its entrypoint is the runtime, served the Lambda Runtime API; container backend)
+    package_type: Literal["Zip", "Image"] = "Zip"
+    image_config: ImageConfig | None = None
     #: the Python interpreter: for the process backend a command on PATH or an absolute path,
     #: a Python 3.9+ (checked at registration; unset: the engine's own); for the container
     #: backend a command or absolute path inside the image (unset: python3); or one of
-    #: CUSTOM_RUNTIMES, whose runtime is the code's executable ``bootstrap``
+    #: CUSTOM_RUNTIMES, whose runtime is the code's executable ``bootstrap``; or one of
+    #: NODE_RUNTIMES (``nodejs20.x``), run by the ``node`` on PATH
     runtime: str | None = None
     memory_mb: int = 128
     timeout_s: float = 3
@@ -113,17 +150,10 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise InvalidParameterValueException(
                 f"name: {self.name!r} must be 1-64 letters, digits, hyphens or underscores"
             )
-        if (
-            not isinstance(self.handler, str)
-            or not HANDLER_RE.fullmatch(self.handler)
-            or len(self.handler) > 128
-        ):
-            raise InvalidParameterValueException(
-                f"handler: {self.handler!r} must be 'module.function' "
-                "(at most 128 characters, no spaces)"
-            )
-        if not isinstance(self.code, (str, os.PathLike)) or not str(self.code):
-            raise InvalidParameterValueException("code: a directory or a .zip file is required")
+        if self.package_type == "Image":
+            self._check_image()
+        else:
+            self._check_zip()
         self.code = os.fspath(self.code)
         _range("memory_mb", self.memory_mb, 128, 10240, integer=True)
         _range("timeout_s", self.timeout_s, 1)
@@ -150,17 +180,58 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         self._check_runtime()
         self._check_environment()
 
+    def _check_zip(self) -> None:
+        if self.package_type != "Zip":
+            raise InvalidParameterValueException(
+                f"package_type: {self.package_type!r} must be 'Zip' or 'Image'"
+            )
+        if (
+            not isinstance(self.handler, str)
+            or not HANDLER_RE.fullmatch(self.handler)
+            or len(self.handler) > 128
+        ):
+            raise InvalidParameterValueException(
+                f"handler: {self.handler!r} must be 'module.function' "
+                "(at most 128 characters, no spaces)"
+            )
+        if not isinstance(self.code, (str, os.PathLike)) or not str(self.code):
+            raise InvalidParameterValueException("code: a directory or a .zip file is required")
+        if self.image_config is not None:
+            raise InvalidParameterValueException(
+                "image_config: only a function of package_type 'Image' has one"
+            )
+
+    def _check_image(self) -> None:
+        """A container image is the function: no code, no runtime, the container backend."""
+        if self.backend != "container":
+            raise InvalidParameterValueException(
+                "package_type: an 'Image' function runs on the container backend "
+                "(backend = 'container')"
+            )
+        if self.code:
+            raise InvalidParameterValueException(
+                "code: an 'Image' function's code is in its image; remove 'code'"
+            )
+        if self.runtime is not None:
+            raise InvalidParameterValueException(
+                "runtime: an 'Image' function's runtime is its image's entrypoint; remove 'runtime'"
+            )
+        if (
+            not isinstance(self.handler, str)
+            or len(self.handler) > 128
+            or (self.handler and not HANDLER_RE.fullmatch(self.handler))
+        ):
+            raise InvalidParameterValueException(
+                f"handler: {self.handler!r} must be empty or 'module.function'"
+            )
+
     def _check_runtime(self) -> None:
         """The interpreter's spelling; whether it exists and is a Python is
         :func:`check_interpreter`'s question, asked at registration."""
         runtime = self.runtime
         if runtime is None:
             return
-        if runtime in CUSTOM_RUNTIMES:
-            if self.backend != "process":
-                raise InvalidParameterValueException(
-                    f"runtime: {runtime!r} runs on the process backend only"
-                )
+        if runtime in CUSTOM_RUNTIMES or runtime in NODE_RUNTIMES:
             return
         where = "on the image's PATH" if self.backend == "container" else "on PATH"
         if not isinstance(runtime, str) or not _plain_command_or_path(runtime):
@@ -217,6 +288,23 @@ class FunctionConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return self.runtime in CUSTOM_RUNTIMES
 
     @property
+    def node_runtime(self) -> bool:
+        """A Node.js runtime (``nodejs20.x``): our runtime client runs the handler."""
+        return self.runtime in NODE_RUNTIMES
+
+    @property
+    def image_package(self) -> bool:
+        """A container image is the function: its entrypoint is the runtime."""
+        return self.package_type == "Image"
+
+    @property
+    def runtime_api(self) -> bool:
+        """Run by a foreign runtime the agent serves the Lambda Runtime API to (a custom
+        runtime's ``bootstrap``, our Node.js client, an image's entrypoint), not by the
+        agent's own Python loop."""
+        return self.custom_runtime or self.node_runtime or self.image_package
+
+    @property
     def is_batch(self) -> bool:
         """Longer than Lambda allows: invocations go to the batch queue."""
         return self.timeout_s > LAMBDA_MAX_TIMEOUT_S
@@ -252,7 +340,7 @@ def check_interpreter(config: FunctionConfig) -> None:
     it blocks: call it off the event loop.  A container's interpreter lives in its image and
     is not checked here.
     """
-    if config.runtime is None or config.backend != "process" or config.custom_runtime:
+    if config.runtime is None or config.backend != "process" or config.runtime_api:
         return
     found = shutil.which(config.runtime)
     if found is None:

@@ -10,6 +10,12 @@ code = "examples/hello"     # relative paths (code, work_dir) are relative to th
 memory_mb = 256
 environment = { GREETING = "hi" }
 
+[functions.resize]          # a container image is the function: its entrypoint is the runtime
+package_type = "Image"
+backend = "container"
+image = "resize:latest"     # a local image (docker build); no registry is reached
+image_config = { command = ["app.handler"] }   # entry_point, command, working_directory
+
 [service]                   # ServiceConfig: `warmstart serve`
 host = "127.0.0.1"
 port = 9000
@@ -323,6 +329,10 @@ def _load_function(name: str, spec: Any, path: str, base: str, where: str) -> Fu
     if "name" in spec:
         raise ConfigFileError(path, f"{where}.name", "the name is the table key; remove 'name'")
     _check_keys(spec, FunctionConfig, path, where)
+    if spec.get("package_type", "Zip") != "Image":  # an image function has neither
+        for key in ("handler", "code"):
+            if key not in spec:
+                raise ConfigFileError(path, f"{where}.{key}", "required, but missing")
     _check_environment(spec.get("environment"), path, f"{where}.environment")
     if isinstance(spec.get("code"), str) and spec["code"]:
         spec["code"] = _resolve(base, spec["code"])

@@ -39,6 +39,16 @@ def image_binds(labels: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(path for path in str(value).split(":") if path)
 
 
+async def image_id(image: str, url: str | None = None) -> str:
+    """The local image's id (``sha256:...``); "" when it is not there or no daemon answers."""
+    try:
+        async with aiodocker.Docker(url=url) as docker:
+            info = await docker.images.inspect(image)
+    except DOCKER_ERRORS:
+        return ""
+    return str(info.get("Id") or "")
+
+
 async def remove(container: DockerContainer) -> None:
     """Force-remove a container (killing it if it runs); gone already, or a daemon that does
     not answer, is no error."""

@@ -59,8 +59,8 @@ from .errors import (
 )
 from .node import local_node_id
 from .pools.launcher import LAUNCHERS, LaunchContext, Launcher, LauncherFactory
-from .pools.process import FunctionSpec, InitFailed, Worker, python_for
-from .result import InvokeResult, Report
+from .pools.process import NODE_RUNTIME_JS, FunctionSpec, InitFailed, Worker, python_for
+from .result import Accepted, InvokeResult, Report
 from .stamps import iso_now
 from .stamps import request_id as new_request_id
 from .tasks import TaskSet
@@ -248,7 +248,7 @@ class Engine:
         await launcher.prepare(config)
         fn_dir = os.path.join(self._work_dir, "functions", config.name)
         os.makedirs(fn_dir, exist_ok=True)
-        code_dir = await asyncio.to_thread(prepare_code, config.code, fn_dir)
+        code_dir = await asyncio.to_thread(_code_dir, config, fn_dir)
         try:
             if config.name in self._functions:  # registered by someone else meanwhile
                 raise ResourceConflictException(f"Function already exist: {config.name}")
@@ -273,7 +273,7 @@ class Engine:
         await self._launcher(config).prepare(config)
         self._check_reserved(config, fn)
         if "code" in changes:
-            code_dir = await asyncio.to_thread(prepare_code, config.code, fn.work_dir)
+            code_dir = await asyncio.to_thread(_code_dir, config, fn.work_dir)
             if code_dir != fn.code_dir:  # the old code goes once this generation drains
                 fn.retired_code[fn.generation], fn.code_dir = fn.code_dir, code_dir
         fn.config = config
@@ -376,6 +376,7 @@ class Engine:
             "LAMBDA_RUNTIME_DIR": os.path.dirname(os.path.dirname(P.__file__)),
             "TZ": ":UTC",
             "LANG": "en_US.UTF-8",
+            **_node_environ(config, code_dir),
             **config.environment,
         }
         init_config: P.InitConfig = {
@@ -391,6 +392,8 @@ class Engine:
             "log_path": os.path.join(work_dir, f"template-{generation}.log"),
             "log_cap": self.pool.log_cap_bytes,
         }
+        if config.runtime_api and config.runtime:
+            init_config["runtime"] = config.runtime
         return FunctionSpec(
             config.name,
             generation,
@@ -441,11 +444,14 @@ class Engine:
         client_context: dict[str, Any] | None = None,
         identity: dict[str, Any] | None = None,
         request_id: str | None = None,
+        invoked_arn: str | None = None,
     ) -> InvokeResult:
         """Invoke ``name`` with a JSON event (bytes, str, or a JSON-serializable object).
 
         ``request_id`` names the call (one is made up otherwise): :meth:`signal_call` reaches
-        the worker running it by that name."""
+        the worker running it by that name.  ``invoked_arn`` is the ARN the caller used (an
+        alias's, ``…:$LATEST``), for the context and the Runtime API; the function's own when
+        None.  Only one that differs from it travels in the INVOKE frame."""
         if self._closed:
             raise ServiceException("the engine is closed")
         fn = self._functions.get(name)
@@ -460,14 +466,20 @@ class Engine:
         if invocation_type == "DryRun":
             return InvokeResult(b"", status_code=204)
         context = b""
-        if client_context is not None or identity is not None:
-            context = orjson.dumps({"client_context": client_context, "identity": identity})
+        if invoked_arn is not None and invoked_arn == fn.arn:
+            invoked_arn = None
+        if client_context is not None or identity is not None or invoked_arn is not None:
+            extra: dict[str, Any] = {"client_context": client_context, "identity": identity}
+            if invoked_arn is not None:
+                extra["invoked_function_arn"] = invoked_arn
+            context = orjson.dumps(extra)
         if invocation_type == "Event":
+            rid = request_id or new_request_id()  # the 202's id is the invocation's
             if self.backlog is not None:  # durable: accepted means stored
-                await self.backlog.put_event(name, body, request_id or new_request_id())
+                await self.backlog.put_event(name, body, rid)
             else:
-                self._tasks.create_task(self._invoke_event(fn, body, context))
-            return InvokeResult(b"", status_code=202)
+                self._tasks.create_task(self._invoke_event(fn, body, context, rid))
+            return Accepted(rid)
         call = self._enqueue(fn, body, context, request_id)
         try:
             return await call.future
@@ -502,10 +514,10 @@ class Engine:
             ) from None
         return body
 
-    async def _invoke_event(self, fn: FunctionState, body: bytes, context: bytes) -> None:
+    async def _invoke_event(self, fn: FunctionState, body: bytes, context: bytes, rid: str) -> None:
         """In-process asynchronous invocation (without a backlog: not durable)."""
         with contextlib.suppress(WarmstartError):
-            await self._enqueue(fn, body, context).future
+            await self._enqueue(fn, body, context, rid).future
 
     def _enqueue(
         self, fn: FunctionState, body: bytes, context: bytes, rid: str | None = None
@@ -681,11 +693,14 @@ class Engine:
             body, log = exc.body, exc.log
         else:
             rid = call.request_id if call is not None else ""
-            body = error_doc(
-                "Runtime.ExitError",
-                f"RequestId: {rid} Error: Runtime exited without providing a reason",
-            )
+            # a worker that died says nothing; a launcher that could not start one (a
+            # container that cannot run the agent) says why
+            said = "" if isinstance(exc, (EOFError, OSError)) else str(exc)
+            reason = said or "Runtime exited without providing a reason"
+            body = error_doc("Runtime.ExitError", f"RequestId: {rid} Error: {reason}")
             log = env.read_log()
+            if said:
+                log += f"{body.decode()}\n".encode()
         if call is not None:
             call.fn.metrics.cold_starts += 1
             self._finish(
@@ -762,6 +777,8 @@ class Engine:
             return
         config = call.fn.config
         phase = "Task" if reason == S.R_TIMEOUT else "Init"
+        if reason != S.R_TIMEOUT:  # a cold start that ran out of time, as one that failed
+            call.fn.metrics.cold_starts += 1
         message = (
             f"{iso_now()} {call.request_id} {phase} timed out after {config.timeout_s:.2f} seconds"
         )
@@ -947,3 +964,30 @@ class Engine:
             f"<Engine functions={len(self._functions)} envs={len(self._envs)} "
             f"calls={len(self._calls)} core={self._core!r}>"
         )
+
+
+def _code_dir(config: FunctionConfig, fn_dir: str) -> str:
+    """The directory of a function's code: its own, or for a container image (whose code is
+    in the image) an empty one of the engine's."""
+    if config.image_package:
+        path = os.path.join(fn_dir, "image")
+        os.makedirs(path, exist_ok=True)
+        return path
+    return prepare_code(config.code, fn_dir)
+
+
+def _node_environ(config: FunctionConfig, code_dir: str) -> dict[str, str]:
+    """What Lambda's Node.js runtimes set on top: ``AWS_EXECUTION_ENV`` names the runtime,
+    ``LAMBDA_RUNTIME_DIR`` is our runtime client's folder, and ``NODE_PATH`` ends as the
+    runtime's bootstrap makes it end (the runtime's ``node_modules``, then the task root;
+    not the runtime's folder itself, whose ``runtime.js`` no code should load).  The paths
+    are this machine's: a container's are the container backend's to set."""
+    if not config.node_runtime or config.runtime is None:
+        return {}
+    environ = {"AWS_EXECUTION_ENV": f"AWS_Lambda_{config.runtime}"}
+    if config.backend == "process":
+        runtime_dir = os.path.dirname(NODE_RUNTIME_JS)
+        node_path = [os.path.join(runtime_dir, "node_modules"), code_dir]
+        environ["LAMBDA_RUNTIME_DIR"] = runtime_dir
+        environ["NODE_PATH"] = os.pathsep.join(node_path)
+    return environ

@@ -142,3 +142,18 @@ class InvokeResult:
     def __repr__(self) -> str:
         error = f" function_error={self.function_error}" if self.function_error else ""
         return f"<InvokeResult {self.status_code}{error} payload={self.payload[:60]!r}>"
+
+
+class Accepted(InvokeResult):
+    """An Event invocation's answer: 202, no payload, and the request id the invocation
+    runs under (its context's ``aws_request_id``)."""
+
+    __slots__ = ("_request_id",)
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(b"", status_code=202)
+        self._request_id = request_id
+
+    @property
+    def request_id(self) -> str:
+        return self._request_id

@@ -111,6 +111,9 @@ class EnvConfig(TypedDict, total=False):
     memory_limit_bytes: int
     #: the environment's directory on the host (the engine's; the agent does not read it)
     dir: str
+    #: FORK only: the child leads a process group of its own (a runtime and what it starts
+    #: are then killed together)
+    group: bool
 
 
 class _InitRequired(TypedDict):
@@ -142,6 +145,9 @@ class InitConfig(_InitRequired, total=False):
     runtime_api_port: int
     #: the runtime's working directory (absent: ``task_root``)
     runtime_cwd: str
+    #: the function's Lambda runtime (``nodejs20.x``, ``provided.al2023``) when it names one:
+    #: a managed runtime (Node.js) keeps ``AWS_EXECUTION_ENV``, a custom one gets none
+    runtime: str
 
 
 class ProtocolError(Exception):

@@ -1,36 +1,40 @@
-"""Lambda's Runtime API, served to a runtime the agent runs as its child (``provided.*``).
+"""Lambda's Runtime API, served to a runtime the agent runs as its child (``provided.*``'s
+``bootstrap``, an image's entrypoint, or ``node`` running our client ``nodejs/runtime.js``).
 
-    engine ──INVOKE──▶ main thread ──answers the pending GET /next──▶ bootstrap (child)
-           ◀─RESULT/ERROR── events ◀── POST /invocation/{id}/response | /error ──┘
-                            events ◀── POST /runtime/init/error, the child's exit
+    engine ──INVOKE──▶ ┐                    ┌──answers the parked GET /next──▶ runtime (child)
+           ◀─RESULT/ERROR── one select loop ◀── POST /invocation/{id}/response | /error ──┘
+                       └────────────────────◀── POST /runtime/init/error, the child's exit
 
 The frames with the engine are those of a Python worker: INIT, then INIT_OK (at the runtime's
 first ``/next``, which ends Lambda's init phase) or INIT_ERROR, then INVOKE and RESULT or ERROR.
-The HTTP side is ``http.server`` on threads of its own (one per connection, HTTP/1.1
-keep-alive, chunked request bodies and their trailers read here).  A ``/next`` with nothing to
-run blocks its thread on the exchange's condition, with no timeout: a runtime may wait minutes
-between invocations.  The main thread alone talks to the engine; other threads hand it events
-through a queue and a wake-up pipe.
+One thread serves both sides: the engine's socket, the Runtime API's listener and its
+connections are in one selector, so an invocation goes from its INVOKE frame to the runtime's
+``/next`` answer (and from its ``/response`` to the RESULT frame) without a hand-off between
+threads.  The HTTP/1.1 side is small and written for the requests a runtime makes: keep-alive,
+pipelining, ``Expect: 100-continue``, ``Content-Length`` or chunked bodies and their trailers
+(read incrementally: a body past Lambda's limit is counted and dropped, not kept).  A ``/next``
+with nothing to run is parked, with no timeout (a runtime may wait minutes between
+invocations), and answered when the engine's next INVOKE comes.  Answers go out in one write,
+with TCP_NODELAY.  A thread of its own waits for the runtime's exit and wakes the loop.
 
 The runtime stays in the agent's process group (the engine starts the agent as a session
-leader), so killing the group on a timeout takes the runtime and whatever it started with it.
+leader, or the sandbox forks it as a group leader), so killing the group on a timeout takes the
+runtime and whatever it started with it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import json
 import os
 import re
-import select
+import selectors
 import signal
 import socket
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from . import protocol as P
@@ -41,11 +45,16 @@ NEXT = PREFIX + "invocation/next"
 INIT_ERROR = PREFIX + "init/error"
 _INVOCATION = re.compile(r"^/2018-06-01/runtime/invocation/([^/]+)/(response|error)$")
 _ERROR_TYPE = re.compile(r"^(Runtime|Function)\.[A-Z][a-zA-Z]+$")
+#: not Lambda's: sent with ``/error`` by a runtime that exits right after it (ours, runtime.js)
+EXITING_HEADER = "warmstart-runtime-exiting"
 LIMIT = P.RESPONSE_LIMIT
 #: a body past LIMIT is read and dropped up to here (so that the runtime reads its 413);
 #: a longer one closes the connection
 DISCARD_CAP = 64 * 1024 * 1024
-_CHUNK = 64 * 1024
+#: a request's line and headers, at most (then 431 and the connection closes)
+HEAD_LIMIT = 64 * 1024
+_CHUNK_LINE_LIMIT = 1024
+_RECV = 256 * 1024
 STOP_GRACE_S = 1.0
 P_ORIGIN = time.perf_counter_ns
 
@@ -69,13 +78,30 @@ TOO_LARGE = json.dumps(
 BAD_MODE = (
     b'{"errorMessage":"Invalid function response mode","errorType":"InvalidFunctionResponseMode"}'
 )
-MALFORMED = b'{"errorMessage":"Malformed request body","errorType":"InvalidRequest"}'
+MALFORMED = b'{"errorMessage":"Malformed request","errorType":"InvalidRequest"}'
+HEAD_TOO_LARGE = b'{"errorMessage":"Request header fields too large","errorType":"InvalidRequest"}'
 CONTAINER_ERROR = json.dumps(
     {
         "errorMessage": "Container error. Non-recoverable state. Runtime should exit promptly.",
         "errorType": "Runtime.ExitError",
     }
 ).encode()
+NOT_FOUND = b"404 page not found\n"
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+_REASONS = {
+    100: "Continue",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def valid_error_type(value: str | None) -> str:
@@ -123,6 +149,22 @@ def trace_id() -> str:
     return f"Root={root};Parent={os.urandom(8).hex()};Sampled=0"
 
 
+def answer(
+    status: int,
+    body: bytes,
+    content_type: str = JSON,
+    headers: list[tuple[str, str]] | tuple[()] = (),
+    with_body: bool = True,
+) -> bytes:
+    """One HTTP/1.1 answer, whole (status line, headers, body)."""
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    lines.append(f"Content-Type: {content_type}")
+    lines.append(f"Content-Length: {len(body)}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + body if with_body else head
+
+
 class Invocation:
     """One event as ``/next`` renders it (the same each time it is asked for again)."""
 
@@ -135,16 +177,20 @@ class Invocation:
 
     @classmethod
     def from_frame(cls, frame: P.Frame, function_arn: str) -> Invocation:
+        """``function_arn`` is INIT's; the frame's extra JSON names another one the call was
+        invoked by (an alias's, ``…:$LATEST``)."""
         rid_b, payload, extra = frame.fields
         rid = rid_b.decode()
+        data = json.loads(extra) if extra else None
+        if data is not None:
+            function_arn = data.get("invoked_function_arn", function_arn)
         headers = [
             ("Lambda-Runtime-Aws-Request-Id", rid),
             ("Lambda-Runtime-Deadline-Ms", str(frame.a)),
             ("Lambda-Runtime-Invoked-Function-Arn", function_arn),
             ("Lambda-Runtime-Trace-Id", trace_id()),
         ]
-        if extra:
-            data = json.loads(extra)
+        if data is not None:
             for key, header in (
                 ("client_context", "Lambda-Runtime-Client-Context"),
                 ("identity", "Lambda-Runtime-Cognito-Identity"),
@@ -155,13 +201,12 @@ class Invocation:
 
 
 class Exchange:
-    """The runtime's state machine, shared by the HTTP threads and the main thread.
+    """The runtime's state machine.
 
     A request is validated before it changes anything (a wrong id is a 400 whatever the
-    state), and a change is made under the lock, so two racing responses cannot both win."""
+    state), as Lambda's Runtime API does: its transitions cannot be undone."""
 
     def __init__(self, post: Callable[[tuple[Any, ...]], None]) -> None:
-        self._cond = threading.Condition()
         self._post = post
         self.state = STARTED
         self.current: Invocation | None = None
@@ -169,249 +214,256 @@ class Exchange:
         self.nexted = False
 
     def next(self) -> Invocation | None:
-        """Block until there is an invocation to run (None: the environment is closing).
+        """The invocation a ``/next`` gets now, or None: it waits (or the exchange is closed).
 
         Asked again while one runs, it is the same one; asked after a response, the runtime
         is ready for the next, which the engine may have sent already (``pending``)."""
-        with self._cond:
-            if not self.nexted:
-                self.nexted = True
-                self._post(("ready",))
-            while True:
-                if self.state == CLOSED:
-                    return None
-                if self.state == RUNNING:
-                    return self.current
-                if self.state in (STARTED, SENT):
-                    self.state, self.current = READY, None
-                if self.state == READY and self.pending is not None:
-                    self.current, self.pending, self.state = self.pending, None, RUNNING
-                    return self.current
-                self._cond.wait()
+        if not self.nexted:
+            self.nexted = True
+            self._post(("ready",))
+        if self.state == CLOSED:
+            return None
+        if self.state == RUNNING:
+            return self.current
+        if self.state in (STARTED, SENT):
+            self.state, self.current = READY, None
+        if self.state == READY and self.pending is not None:
+            self.current, self.pending, self.state = self.pending, None, RUNNING
+            return self.current
+        return None
 
     def start(self, invocation: Invocation) -> None:
         """The engine's next invocation, for the runtime's next ``/next``."""
-        with self._cond:
-            self.pending = invocation
-            self._cond.notify_all()
+        self.pending = invocation
 
     def finish(self, request_id: str, target: str) -> bytes | None:
         """Move the invocation ``request_id`` to response-sent; the refusal, or None."""
-        with self._cond:
-            if self.current is None or request_id != self.current.request_id:
-                return INVALID_ID
-            if self.state != RUNNING:
-                return transition_error(self.state, target)
-            self.state = SENT
-            return None
+        if self.current is None or request_id != self.current.request_id:
+            return INVALID_ID
+        if self.state != RUNNING:
+            return transition_error(self.state, target)
+        self.state = SENT
+        return None
 
     def fail_init(self) -> bytes | None:
-        with self._cond:
-            if self.nexted or self.state != STARTED:
-                return transition_error(self.state, "InitError")
-            self.state = INIT_FAILED
-            return None
+        if self.nexted or self.state != STARTED:
+            return transition_error(self.state, "InitError")
+        self.state = INIT_FAILED
+        return None
 
     def close(self) -> None:
-        with self._cond:
-            self.state = CLOSED
-            self._cond.notify_all()
+        self.state = CLOSED
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    exchange: Exchange
-    post: Callable[[tuple[Any, ...]], None]
+class BadRequest(Exception):
+    """A request that cannot be read: answered with ``status`` and ``body``, then the
+    connection closes."""
 
-    def server_bind(self) -> None:
-        # HTTPServer's own asks the resolver for this host's name; nothing here needs it
-        self.socket.bind(self.server_address)
-        host, port = self.socket.getsockname()[:2]
-        self.server_address = (host, port)
-        self.server_name, self.server_port = host, port
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
 
 
-class BodyTooLong(Exception):
-    """A request body past DISCARD_CAP: the connection is closed unread."""
+class Request:
+    """One request: its line and headers at once, its body as it arrives."""
 
+    __slots__ = (
+        "chunk_left",
+        "chunked",
+        "headers",
+        "keep_alive",
+        "left",
+        "method",
+        "parts",
+        "path",
+        "phase",
+        "size",
+        "trailers",
+    )
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+    def __init__(self, method: str, path: str, headers: dict[str, str], keep_alive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self.left = 0  # Content-Length bytes still to read
+        self.chunk_left = 0
+        self.phase = "size"  # chunked: size, data, crlf, trailers
+        self.size = 0
+        self.parts: list[bytes] = []
+        self.trailers: dict[str, str] = {}
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the log is the function's: the API's own traffic stays out of it
+    @property
+    def body(self) -> bytes:
+        """The body, or nothing when it was past LIMIT (its ``size`` says how long)."""
+        return b"".join(self.parts) if self.size <= LIMIT else b""
 
-    def do_GET(self) -> None:
-        self._route("GET")
+    def _take(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > DISCARD_CAP:
+            raise BadRequest(413, TOO_LARGE)
+        if self.size <= LIMIT:
+            self.parts.append(data)
+        elif self.parts:
+            self.parts = []  # past the limit: counted, not kept
 
-    def do_POST(self) -> None:
-        self._route("POST")
+    def feed(self, buf: bytearray) -> bool:
+        """Take what ``buf`` holds of the body (consuming it); whether the body is whole."""
+        if not self.chunked:
+            take = min(self.left, len(buf))
+            if take:
+                self._take(bytes(buf[:take]))
+                del buf[:take]
+                self.left -= take
+            return self.left == 0
+        while True:
+            step = getattr(self, f"_{self.phase}")(buf)
+            if step is not None:
+                return bool(step)
 
-    def _other_method(self) -> None:
-        self._route(self.command)
+    # each step of a chunked body: None to go on, False to wait for more, True when whole
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _other_method
-
-    def _route(self, method: str) -> None:
+    def _size(self, buf: bytearray) -> bool | None:
+        end = buf.find(b"\n")
+        if end < 0:
+            if len(buf) > _CHUNK_LINE_LIMIT:
+                raise BadRequest(400, MALFORMED)
+            return False
+        line = bytes(buf[:end]).split(b";", 1)[0].strip()
+        del buf[: end + 1]
         try:
-            body, size, trailers = self._read_body()
+            self.chunk_left = int(line, 16)
         except ValueError:
-            self.close_connection = True
-            self._answer(400, MALFORMED)
-            return
-        except BodyTooLong:
-            self.close_connection = True
-            self._answer(413, TOO_LARGE)
-            return
-        path = self.path.split("?", 1)[0]
-        match = _INVOCATION.match(path)
-        if path == NEXT:
-            if method != "GET":
-                self._answer(405, b"", "text/plain; charset=utf-8")
-            else:
-                self._next()
-        elif match or path == INIT_ERROR:
-            if method != "POST":
-                self._answer(405, b"", "text/plain; charset=utf-8")
-            elif match:
-                self._invocation(match.group(1), match.group(2), body, size, trailers)
-            else:
-                self._init_error(body)
-        else:
-            self._answer(404, b"404 page not found\n", "text/plain; charset=utf-8")
+            raise BadRequest(400, MALFORMED) from None
+        if self.chunk_left < 0:
+            raise BadRequest(400, MALFORMED)
+        self.phase = "data" if self.chunk_left else "trailers"
+        return None
 
-    def _next(self) -> None:
-        invocation = self.server.exchange.next()
-        if invocation is None:
-            self._answer(500, CONTAINER_ERROR)
-            return
-        self._answer(200, invocation.payload, "application/json", invocation.headers)
+    def _data(self, buf: bytearray) -> bool | None:
+        take = min(self.chunk_left, len(buf))
+        if not take:
+            return False
+        self._take(bytes(buf[:take]))
+        del buf[:take]
+        self.chunk_left -= take
+        if self.chunk_left == 0:
+            self.phase = "crlf"
+        return None
 
-    def _invocation(
-        self, request_id: str, what: str, body: bytes, size: int, trailers: dict[str, str]
-    ) -> None:
-        exchange = self.server.exchange
-        target = "InvocationResponse" if what == "response" else "InvocationErrorResponse"
-        refused = exchange.finish(request_id, target)
-        if refused is not None:
-            self._answer(400 if refused is INVALID_ID else 403, refused)
-            return
-        post = self.server.post
-        mode = self.headers.get("Lambda-Runtime-Function-Response-Mode")
-        if what == "error":
-            header = self.headers.get("Lambda-Runtime-Function-Error-Type")
-            post(("error", request_id, error_document(header, body)))
-            self._answer(202, ACCEPTED)
-        elif mode is not None and mode.lower() != "streaming":
-            message = f"Invalid function response mode: {mode}"
-            post(("error", request_id, error_body("Runtime.InvalidResponseModeHeader", message)))
-            self._answer(400, BAD_MODE)
-        elif size > LIMIT:
-            post(("error", request_id, too_large_error(size)))
-            self._answer(413, TOO_LARGE)
-        elif "lambda-runtime-function-error-type" in trailers:
-            post(("error", request_id, self._stream_error(trailers)))
-            self._answer(202, ACCEPTED)
-        else:
-            post(("result", request_id, body))
-            self._answer(202, ACCEPTED)
+    def _crlf(self, buf: bytearray) -> bool | None:
+        end = buf.find(b"\n")
+        if end < 0:
+            if len(buf) > 2:
+                raise BadRequest(400, MALFORMED)
+            return False
+        if bytes(buf[:end]).strip():
+            raise BadRequest(400, MALFORMED)
+        del buf[: end + 1]
+        self.phase = "size"
+        return None
 
-    @staticmethod
-    def _stream_error(trailers: dict[str, str]) -> bytes:
-        """A streamed response that failed midway: its trailers name the error."""
+    def _trailers(self, buf: bytearray) -> bool | None:
+        """Trailer lines, until an empty one."""
+        end = buf.find(b"\n")
+        if end < 0:
+            if len(buf) > HEAD_LIMIT:
+                raise BadRequest(431, HEAD_TOO_LARGE)
+            return False
+        line = bytes(buf[:end]).rstrip(b"\r")
+        del buf[: end + 1]
+        if not line:
+            return True
+        name, _, value = line.decode("latin-1").partition(":")
+        self.trailers[name.strip().lower()] = value.strip()
+        return None
+
+
+def parse_head(head: bytes) -> Request:
+    """A request line and its headers (names lowered); BadRequest if they cannot be read."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise BadRequest(400, MALFORMED)
+    method, target, version = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise BadRequest(400, MALFORMED)
+        headers[name.lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
+    # HTTP/1.1 keeps the connection unless told not to; 1.0 closes it unless asked
+    keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    request = Request(method, target.split("?", 1)[0], headers, keep_alive)
+    if not request.chunked:
         try:
-            text = base64.b64decode(trailers.get("lambda-runtime-function-error-body", ""))
-            message = text.decode(errors="replace")
-        except (binascii.Error, ValueError):
-            message = trailers.get("lambda-runtime-function-error-body", "")
-        return error_body(valid_error_type(trailers["lambda-runtime-function-error-type"]), message)
-
-    def _init_error(self, body: bytes) -> None:
-        refused = self.server.exchange.fail_init()
-        if refused is not None:
-            self._answer(403, refused)
-            return
-        header = self.headers.get("Lambda-Runtime-Function-Error-Type")
-        self.server.post(("init_error", error_document(header, body)))
-        self._answer(202, ACCEPTED)
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def _answer(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "application/json",
-        headers: list[tuple[str, str]] | tuple[()] = (),
-    ) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _read_body(self) -> tuple[bytes, int, dict[str, str]]:
-        """The request body (empty past LIMIT), its size, and its trailers (names lowered)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0 or length > DISCARD_CAP:
-            raise BodyTooLong(length)
-        if length <= LIMIT:
-            return self.rfile.read(length), length, {}
-        left = length
-        while left:
-            got = self.rfile.read(min(left, _CHUNK))
-            if not got:
-                raise BodyTooLong(length)
-            left -= len(got)
-        return b"", length, {}
-
-    def _read_chunked(self) -> tuple[bytes, int, dict[str, str]]:
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                raise BodyTooLong(size)
-            chunk = int(line.split(b";", 1)[0].strip(), 16)
-            if chunk == 0:
-                break
-            size += chunk
-            if size > DISCARD_CAP:
-                raise BodyTooLong(size)
-            data = self.rfile.read(chunk)
-            if len(data) != chunk:
-                raise BodyTooLong(size)
-            if size <= LIMIT:
-                parts.append(data)
-            self.rfile.readline(16)
-        trailers = {}
-        while True:
-            line = self.rfile.readline(64 * 1024)
-            if not line.endswith(b"\n"):
-                raise BodyTooLong(size)
-            if line in (b"\r\n", b"\n"):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            trailers[name.strip().lower()] = value.strip()
-        return (b"".join(parts) if size <= LIMIT else b""), size, trailers
+            request.left = int(headers.get("content-length") or 0)
+        except ValueError:
+            raise BadRequest(400, MALFORMED) from None
+        if request.left < 0:
+            raise BadRequest(400, MALFORMED)
+        if request.left > DISCARD_CAP:
+            raise BadRequest(413, TOO_LARGE)
+    return request
 
 
-def _peak_kib(pid: int) -> int:
-    """The runtime process's peak RSS (VmHWM), in KiB; 0 once it is gone."""
+class Connection:
+    """One of the runtime's connections: what it sent that is not handled yet, what is still
+    to be written to it, the request being read and a parked ``/next``."""
+
+    __slots__ = ("buf", "closing", "out", "parked", "request", "sock", "writing")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.out = bytearray()
+        self.request: Request | None = None
+        #: a /next that waits for an invocation (nothing after it is read until it is answered)
+        self.parked: Request | None = None
+        #: close once ``out`` is written
+        self.closing = False
+        self.writing = False
+
+    def next_request(self) -> Request | None:
+        """The next whole request in ``buf``, or None until more arrives."""
+        request = self.request
+        if request is None:
+            end = self.buf.find(b"\r\n\r\n", 0, HEAD_LIMIT + 4)
+            if end < 0:
+                if len(self.buf) > HEAD_LIMIT:
+                    raise BadRequest(431, HEAD_TOO_LARGE)
+                return None
+            request = self.request = parse_head(bytes(self.buf[:end]))
+            del self.buf[: end + 4]
+            expects = request.headers.get("expect", "").lower() == "100-continue"
+            if expects and (request.chunked or request.left > len(self.buf)):
+                self.out += CONTINUE
+        if not request.feed(self.buf):
+            return None
+        self.request = None
+        return request
+
+
+def _peak_reader(pid: int) -> Callable[[], int]:
+    """A reader of the runtime's peak RSS (VmHWM, KiB; 0 once it is gone) that keeps its
+    ``/proc`` file open and rereads it in place."""
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+    except OSError:
+        return lambda: 0
+
+    def peak() -> int:
+        try:
+            data = os.pread(fd, 4096, 0)
+            at = data.index(b"VmHWM:")
+            return int(data[at + 6 : data.index(b"kB", at)])
+        except (OSError, ValueError):
+            return 0
+
+    return peak
 
 
 def _child_setup() -> None:
@@ -427,30 +479,32 @@ def _child_setup() -> None:
 
 
 class Bridge:
-    """One environment of a custom runtime: the engine's socket on one side, the Runtime API
-    and the ``bootstrap`` process on the other."""
+    """One environment of a foreign runtime: the engine's socket on one side, the Runtime
+    API and the runtime's process on the other, served by one select loop."""
 
     def __init__(self, sock: socket.socket, cfg: dict[str, Any]) -> None:
         self.sock = sock
         self.cfg = cfg
         self.agent = Agent(cfg)
-        self._events: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.exchange = Exchange(self._exchange_event)
+        self.listener: socket.socket | None = None
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.selector = selectors.DefaultSelector()
+        self._decoder = P.Decoder()
+        self._running: Invocation | None = None
+        self._parked: list[Connection] = []
+        self._connections: set[Connection] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self.exchange = Exchange(self._post)
-        self.server: _Server | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._decoder = P.Decoder()
-        self._running: Invocation | None = None
+        self._exit_code: int | None = None
+        self._peak: Callable[[], int] = lambda: 0
         self._t0 = 0
-
-    def _post(self, event: tuple[Any, ...]) -> None:
-        self._events.append(event)
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: the main thread has wake-ups pending already
+        self._started = 0
+        self.initialized = False
+        #: the agent's exit status, once the loop is to end
+        self.done: int | None = None
 
     # -- start -----------------------------------------------------------------------------
 
@@ -468,20 +522,29 @@ class Bridge:
     def launch(self) -> bytes | None:
         """Listen, start the runtime; the init error document when it cannot start."""
         cfg = self.cfg
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            server = self.server = _Server(("127.0.0.1", cfg.get("runtime_api_port", 0)), _Handler)
+            # a runtime restarted in the same container binds 9001 again past old TIME_WAITs
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", cfg.get("runtime_api_port", 0)))
+            listener.listen(16)
         except OSError as exc:
+            listener.close()
             return error_body("Runtime.Unknown", f"Error: the Runtime API cannot listen: {exc}")
-        server.exchange = self.exchange
-        server.post = self._post
+        listener.setblocking(False)
+        self.listener = listener
+        self.port = listener.getsockname()[1]
         environ = dict(os.environ)
-        environ["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{server.server_port}"
-        environ.pop("AWS_EXECUTION_ENV", None)  # Lambda defines none for provided runtimes
+        environ["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
+        if not str(cfg.get("runtime", "")).startswith("nodejs"):
+            # Lambda defines it for its managed runtimes only, none for provided ones
+            environ.pop("AWS_EXECUTION_ENV", None)
         argv = list(cfg["bootstrap"])
-        path = argv[0]
+        path = argv[0] if argv else ""
         cwd = cfg.get("runtime_cwd") or cfg["task_root"]
+        if not argv:
+            return error_body("Runtime.InvalidEntrypoint", "Error: no entrypoint and no command")
         if not os.path.isdir(cwd):
-            server.server_close()
             return error_body("Runtime.InvalidWorkingDir", f"Error: chdir {cwd}: no such directory")
         try:
             # no thread runs yet, so the child's pre-exec step is safe
@@ -494,69 +557,85 @@ class Bridge:
                 preexec_fn=_child_setup,
             )
         except OSError as exc:
-            server.server_close()
             reason = (exc.strerror or str(exc)).lower()
             return error_body("Runtime.InvalidEntrypoint", f"Error: fork/exec {path}: {reason}")
-        threading.Thread(target=server.serve_forever, name="runtime-api", daemon=True).start()
+        self._peak = _peak_reader(self.proc.pid)
         threading.Thread(target=self._watch, name="runtime-exit", daemon=True).start()
         return None
 
     def _watch(self) -> None:
         assert self.proc is not None
-        self._post(("exit", self.proc.wait()))
+        self._exit_code = self.proc.wait()
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass
 
-    # -- the main loop ---------------------------------------------------------------------
+    # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> int:
         """Serve the environment; returns the agent's exit status (the runtime's, if it died)."""
-        t0 = P_ORIGIN()
+        self._started = P_ORIGIN()
         self.setup()
         failure = self.launch()
         if failure is not None:
             self._send(P.encode(P.INIT_ERROR, (failure, self.agent.take_log(INIT_LOG_CAP)), 0))
+            self._close_listener()
             return 1
-        initialized = False
+        assert self.listener is not None
+        selector = self.selector
+        selector.register(self.sock, selectors.EVENT_READ, self._engine_readable)
+        selector.register(self._wake_r, selectors.EVENT_READ, self._woken)
+        selector.register(self.listener, selectors.EVENT_READ, self._accept)
         while True:
-            event = self._wait()
-            if event is None:  # the engine closed the socket: the environment stops
-                self._end_runtime()
-                return 0
-            kind = event[0]
-            if kind == "frame":
-                self._invoke(event[1])
-            elif kind == "ready" and not initialized:
-                initialized = True
-                peak = _peak_kib(self.proc.pid) if self.proc else 0
-                self._send(P.encode(P.INIT_OK, (b"",), P_ORIGIN() - t0, peak))
-            elif kind == "init_error":
-                log = self.agent.take_log(INIT_LOG_CAP)
-                self._send(P.encode(P.INIT_ERROR, (event[1], log), P_ORIGIN() - t0))
-                self._end_runtime()
-                return 1
-            elif kind in ("result", "error"):
-                self._answer(event[1], P.RESULT if kind == "result" else P.ERROR, event[2])
-            elif kind == "exit":
-                return self._runtime_exited(event[1], initialized, P_ORIGIN() - t0)
+            for key, mask in selector.select():
+                key.data(key, mask)
+                done = self._finished()
+                if done is not None:
+                    return done
 
-    def _wait(self) -> tuple[Any, ...] | None:
-        """The next event: a frame from the engine, or one the other threads posted."""
-        while True:
-            if self._events:
-                return self._events.popleft()
-            sock = self.sock.fileno()
-            ready, _, _ = select.select([sock, self._wake_r], [], [])
-            if self._wake_r in ready:
-                try:
-                    while os.read(self._wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-            if sock in ready:
-                data = self.sock.recv(1 << 16)
-                if not data:
-                    return None
-                for frame in self._decoder.feed(data):
-                    self._events.append(("frame", frame))
+    def _finished(self) -> int | None:
+        """The agent's exit status once the loop is to end (a handler set it)."""
+        return self.done
+
+    def _engine_readable(self, key: selectors.SelectorKey, mask: int) -> None:
+        try:
+            data = self.sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the engine closed the socket: the environment stops
+            self._end_runtime()
+            self.done = 0
+            return
+        for frame in self._decoder.feed(data):
+            self._invoke(frame)
+
+    def _woken(self, key: selectors.SelectorKey, mask: int) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+        if self._exit_code is not None:
+            self.done = self._runtime_exited(self._exit_code)
+
+    def _accept(self, key: selectors.SelectorKey, mask: int) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # out of descriptors, say: the runtime's connect fails and it tells
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(sock)
+        self._connections.add(conn)
+        self.selector.register(sock, selectors.EVENT_READ, lambda k, m: self._io(conn, m))
+
+    # -- the engine's side -----------------------------------------------------------------
 
     def _invoke(self, frame: P.Frame) -> None:
         if frame.kind != P.INVOKE or self._running is not None:
@@ -565,8 +644,15 @@ class Bridge:
         self._running = invocation
         self._t0 = P_ORIGIN()
         self.exchange.start(invocation)
+        self._serve_parked()
 
-    def _answer(self, request_id: str, kind: int, body: bytes) -> None:
+    def _exchange_event(self, event: tuple[Any, ...]) -> None:
+        if event[0] == "ready" and not self.initialized:  # the first /next ends init
+            self.initialized = True
+            took = P_ORIGIN() - self._started
+            self._send(P.encode(P.INIT_OK, (b"",), took, self._peak()))
+
+    def _answer(self, request_id: str, kind: int, body: bytes, flags: int = 0) -> None:
         if self._running is None or self._running.request_id != request_id:
             return  # the exchange already refused it
         self._running = None
@@ -574,22 +660,7 @@ class Bridge:
         rid = request_id.encode()
         room = P.MAX_BODY - 12 - len(rid) - len(body)
         log = self.agent.take_log(max(0, min(self.agent.log_cap, room)))
-        peak = _peak_kib(self.proc.pid) if self.proc else 0
-        self._send(P.encode(kind, (rid, body, log), duration, peak))
-
-    def _runtime_exited(self, code: int, initialized: bool, took: int) -> int:
-        """The runtime ended: before its first ``/next`` that is an init error; after it, the
-        agent ends with the same status, and the engine answers the call Runtime.ExitError."""
-        self.exchange.close()
-        self._end_runtime()
-        if not initialized:
-            how = f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-            body = error_body("Runtime.ExitError", f"Error: Runtime exited with error: {how}")
-            self._send(P.encode(P.INIT_ERROR, (body, self.agent.take_log(INIT_LOG_CAP)), took))
-        if code < 0:
-            signal.signal(-code, signal.SIG_DFL)
-            os.kill(os.getpid(), -code)
-        return code
+        self._send(P.encode(kind, (rid, body, log), duration, self._peak(), flags))
 
     def _send(self, data: bytes) -> None:
         try:
@@ -597,9 +668,196 @@ class Bridge:
         except OSError:
             pass  # the engine is gone; the socket's end tells the loop
 
+    # -- the runtime's side ----------------------------------------------------------------
+
+    def _io(self, conn: Connection, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+        if mask & selectors.EVENT_READ and conn in self._connections:
+            try:
+                data = conn.sock.recv(_RECV)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(conn)
+                return
+            conn.buf += data
+            self._serve(conn)
+
+    def _serve(self, conn: Connection) -> None:
+        """Handle the connection's whole requests in order, up to a parked ``/next``."""
+        while conn.parked is None and not conn.closing and conn in self._connections:
+            try:
+                request = conn.next_request()
+            except BadRequest as exc:
+                conn.closing = True
+                self._write(conn, answer(exc.status, exc.body))
+                return
+            if request is None:
+                break
+            if not request.keep_alive:
+                conn.closing = True
+            self._route(conn, request)
+            if self.done is not None:
+                return
+        if conn.out and conn in self._connections:
+            self._flush(conn)
+
+    def _route(self, conn: Connection, request: Request) -> None:
+        path, method = request.path, request.method
+        match = _INVOCATION.match(path)
+        if path == NEXT:
+            if method != "GET":
+                self._write(conn, answer(405, b"", TEXT))
+            else:
+                conn.parked = request
+                self._parked.append(conn)
+                self._serve_parked(resume=False)  # this connection's loop reads on
+        elif match or path == INIT_ERROR:
+            if method != "POST":
+                self._write(conn, answer(405, b"", TEXT))
+            elif match:
+                self._invocation(conn, request, match.group(1), match.group(2))
+            else:
+                self._init_error(conn, request)
+        else:
+            self._write(conn, answer(404, NOT_FOUND, TEXT, with_body=method != "HEAD"))
+
+    def _serve_parked(self, resume: bool = True) -> None:
+        """Answer the parked ``/next``s the exchange has an invocation (or a refusal) for;
+        with ``resume``, then read on what each connection sent after its ``/next``."""
+        while self._parked:
+            conn = self._parked[0]
+            invocation = self.exchange.next()
+            if invocation is None and self.exchange.state != CLOSED:
+                return
+            self._parked.pop(0)
+            conn.parked = None
+            if invocation is None:
+                conn.closing = True
+                self._write(conn, answer(500, CONTAINER_ERROR))
+            else:
+                self._write(conn, answer(200, invocation.payload, JSON, invocation.headers))
+            if resume:
+                self._serve(conn)
+
+    def _invocation(self, conn: Connection, request: Request, request_id: str, what: str) -> None:
+        target = "InvocationResponse" if what == "response" else "InvocationErrorResponse"
+        refused = self.exchange.finish(request_id, target)
+        if refused is not None:
+            self._write(conn, answer(400 if refused is INVALID_ID else 403, refused))
+            return
+        headers = request.headers
+        mode = headers.get("lambda-runtime-function-response-mode")
+        if what == "error":
+            document = error_document(
+                headers.get("lambda-runtime-function-error-type"), request.body
+            )
+            # our Node.js client's word that it exits next (an uncaught exception): the engine
+            # then retires the environment with this answer, so the next call is cold
+            flags = P.FATAL if headers.get(EXITING_HEADER) == "1" else 0
+            self._answer(request_id, P.ERROR, document, flags)
+            self._write(conn, answer(202, ACCEPTED))
+        elif mode is not None and mode.lower() != "streaming":
+            message = f"Invalid function response mode: {mode}"
+            document = error_body("Runtime.InvalidResponseModeHeader", message)
+            self._answer(request_id, P.ERROR, document)
+            self._write(conn, answer(400, BAD_MODE))
+        elif request.size > LIMIT:
+            self._answer(request_id, P.ERROR, too_large_error(request.size))
+            self._write(conn, answer(413, TOO_LARGE))
+        elif "lambda-runtime-function-error-type" in request.trailers:
+            self._answer(request_id, P.ERROR, _stream_error(request.trailers))
+            self._write(conn, answer(202, ACCEPTED))
+        else:
+            self._answer(request_id, P.RESULT, request.body)
+            self._write(conn, answer(202, ACCEPTED))
+
+    def _init_error(self, conn: Connection, request: Request) -> None:
+        refused = self.exchange.fail_init()
+        if refused is not None:
+            self._write(conn, answer(403, refused))
+            return
+        header = request.headers.get("lambda-runtime-function-error-type")
+        document = error_document(header, request.body)
+        self._write(conn, answer(202, ACCEPTED))
+        self._flush(conn)  # the runtime reads its 202, then exits or is stopped
+        log = self.agent.take_log(INIT_LOG_CAP)
+        self._send(P.encode(P.INIT_ERROR, (document, log), P_ORIGIN() - self._started))
+        self._end_runtime()
+        self.done = 1
+
+    # -- writing and closing ---------------------------------------------------------------
+
+    def _write(self, conn: Connection, data: bytes) -> None:
+        conn.out += data
+        self._flush(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        if conn not in self._connections:
+            return
+        try:
+            while conn.out:
+                sent = conn.sock.send(conn.out)
+                del conn.out[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._drop(conn)
+            return
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
+        if conn.out or conn.writing:
+            conn.writing = bool(conn.out)
+            self.selector.modify(conn.sock, want, lambda k, m: self._io(conn, m))
+        if not conn.out and conn.closing:
+            self._drop(conn)
+
+    def _drop(self, conn: Connection) -> None:
+        if conn not in self._connections:
+            return
+        self._connections.discard(conn)
+        if conn in self._parked:
+            self._parked.remove(conn)
+        try:
+            self.selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+
+    def _close_listener(self) -> None:
+        for conn in list(self._connections):
+            self._drop(conn)
+        if self.listener is not None:
+            try:
+                self.selector.unregister(self.listener)
+            except (KeyError, ValueError):
+                pass
+            self.listener.close()
+            self.listener = None
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _runtime_exited(self, code: int) -> int:
+        """The runtime ended: before its first ``/next`` that is an init error; after it, the
+        agent ends with the same status, and the engine answers the call Runtime.ExitError."""
+        self._end_runtime()
+        if not self.initialized:
+            how = f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            body = error_body("Runtime.ExitError", f"Error: Runtime exited with error: {how}")
+            took = P_ORIGIN() - self._started
+            self._send(P.encode(P.INIT_ERROR, (body, self.agent.take_log(INIT_LOG_CAP)), took))
+        if code < 0:
+            signal.signal(-code, signal.SIG_DFL)
+            os.kill(os.getpid(), -code)
+        return code
+
     def _end_runtime(self) -> None:
-        """Stop the runtime and what it started (SIGTERM to our process group, then SIGKILL)."""
+        """Stop the runtime and what it started (SIGTERM to our process group, then SIGKILL);
+        a parked ``/next`` is told the container is going."""
         self.exchange.close()
+        self._serve_parked(resume=False)
         proc = self.proc
         if os.getpgrp() == os.getpid():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -615,10 +873,19 @@ class Bridge:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if self.server is not None:
-            self.server.server_close()
+        self._close_listener()
+
+
+def _stream_error(trailers: dict[str, str]) -> bytes:
+    """A streamed response that failed midway: its trailers name the error."""
+    try:
+        text = base64.b64decode(trailers.get("lambda-runtime-function-error-body", ""))
+        message = text.decode(errors="replace")
+    except (binascii.Error, ValueError):
+        message = trailers.get("lambda-runtime-function-error-body", "")
+    return error_body(valid_error_type(trailers["lambda-runtime-function-error-type"]), message)
 
 
 def run(sock: socket.socket, cfg: dict[str, Any]) -> int:
-    """Serve a custom runtime's environment on the engine's stream socket ``sock``."""
+    """Serve a foreign runtime's environment on the engine's stream socket ``sock``."""
     return Bridge(sock, cfg).run()

@@ -260,6 +260,8 @@ class LambdaContext:
             self.identity = CognitoIdentity(data.get("identity"))
             client_context = data.get("client_context")
             self.client_context = ClientContext(client_context) if client_context else None
+            # the ARN as invoked (an alias's, ...:$LATEST), when it is not INIT's
+            self.invoked_function_arn = data.get("invoked_function_arn", self.invoked_function_arn)
         else:
             self.identity = CognitoIdentity(None)
             self.client_context = None
@@ -551,13 +553,18 @@ def _fork(
     run_child: Callable[[dict[str, Any], socket.socket], None],
 ) -> None:
     env = json.loads(frame.fields[0])
+    group = bool(env.pop("group", False))
     pid = os.fork()
     if pid:
         os.close(fd)
+        if group:  # in both processes, so the group exists before FORKED says the pid
+            _own_group(pid)
         ctrl.send(P.encode(P.FORKED, (), frame.a, pid))
         return
     code = 0
     try:
+        if group:
+            _own_group(0)
         _die_with_parent()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -598,6 +605,14 @@ def _exit_status(exc: SystemExit) -> int:
         return exc.code
     print(exc.code, file=sys.stderr)
     return 1
+
+
+def _own_group(pid: int) -> None:
+    """Make ``pid`` (0: this process) the leader of a process group of its own."""
+    try:
+        os.setpgid(pid, 0)
+    except OSError:
+        pass  # the child has done it already, or is gone
 
 
 def _die_with_parent() -> None:

@@ -61,7 +61,9 @@ class Invoker(Protocol):
 
     pool: PoolConfig
 
-    async def invoke(self, name: str, payload: bytes) -> InvokeResult: ...
+    async def invoke(
+        self, name: str, payload: bytes, *, request_id: str | None = None
+    ) -> InvokeResult: ...
 
 
 def event_node_id() -> str:
@@ -238,7 +240,8 @@ class EventDispatcher:
 
     async def _handle(self, event: ev.AsyncEvent) -> None:
         try:
-            result = await self.engine.invoke(event.function, event.payload)
+            # the request id the caller's 202 gave, on every attempt, as Lambda keeps it
+            result = await self.engine.invoke(event.function, event.payload, request_id=event.id)
         except TooManyRequestsException as exc:
             await self._failed(event, _Outcome(_worded(exc), exc.status, throttled=True))
         except WarmstartError as exc:

@@ -137,8 +137,9 @@ def _functions_parser(commands: Any) -> None:
     create.add_argument("--timeout", type=int, help="Timeout in seconds (default 3)")
     create.add_argument(
         "--runtime",
-        help="python3.9 to python3.14, or provided.al2023 / provided.al2 / provided (the zip's "
-        "bootstrap is the runtime; default: the service's interpreter)",
+        help="python3.9 to python3.14, nodejs16.x to nodejs24.x (index.handler in index.js or "
+        "index.mjs, run by the node on the service's PATH), or provided.al2023 / provided.al2 / "
+        "provided (the zip's bootstrap is the runtime; default: the service's interpreter)",
     )
     create.add_argument("--description", help="Description")
     create.add_argument(

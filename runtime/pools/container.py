@@ -76,6 +76,14 @@ SOCK_PATH = f"{SOCK_DIR}/agent.sock"
 LOG_NAME = "output.log"
 AGENT_MOUNT = "/opt/warmstart/agent"
 TASK_ROOT = "/var/task"
+#: where Lambda's images keep their runtime (LAMBDA_RUNTIME_DIR of a foreign runtime)
+RUNTIME_DIR = "/var/runtime"
+#: the Runtime API's port inside a container (its network namespace is its own)
+RUNTIME_API_PORT = 9001
+#: our Node.js runtime client, as a container sees it
+NODE_CLIENT = f"{AGENT_MOUNT}/nodejs/runtime.js"
+#: an image label naming the Python 3.9+ inside it that runs the agent
+PYTHON_LABEL = "warmstart.python"
 #: what the sandbox's stdout and stderr are (a worker captures its own into the log file)
 BOOT_LOG = "agent.err"
 ENV_LABEL = "warmstart.env"
@@ -103,6 +111,79 @@ BOOTSTRAP = (
 
 class ContainerStartError(Exception):
     """The container could not be created, or exited before its agent connected."""
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What an image says of itself (``docker image inspect``)."""
+
+    labels: dict[str, str]
+    entrypoint: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    working_dir: str = ""
+
+    @classmethod
+    def from_inspect(cls, info: dict[str, Any]) -> ImageFacts:
+        config = info.get("Config") or {}
+        return cls(
+            labels=dict(config.get("Labels") or {}),
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+            command=tuple(config.get("Cmd") or ()),
+            working_dir=str(config.get("WorkingDir") or ""),
+        )
+
+    @property
+    def python(self) -> str:
+        """The interpreter that runs the agent in this image: its label's, else python3."""
+        return self.labels.get(PYTHON_LABEL) or "python3"
+
+
+@dataclass(frozen=True)
+class ForeignRuntime:
+    """The runtime process the agent starts and serves the Runtime API to, in a container:
+    ``argv`` (its first part relative to the code's folder when ``in_code``) run in ``cwd``
+    (unset: the code's folder)."""
+
+    argv: tuple[str, ...]
+    cwd: str | None = None
+    in_code: bool = False
+    #: the function's code is its image's (nothing is mounted at /var/task)
+    image: bool = False
+
+    def init(self, task_root: str) -> dict[str, Any]:
+        """INIT's fields for this runtime, the code being at ``task_root``."""
+        argv = list(self.argv)
+        if self.in_code:
+            argv[0] = f"{task_root}/{argv[0]}"
+        return {
+            "bootstrap": argv,
+            "runtime_api_port": RUNTIME_API_PORT,
+            "runtime_cwd": self.cwd or task_root,
+        }
+
+
+def foreign_runtime(config: FunctionConfig, facts: ImageFacts | None) -> ForeignRuntime | None:
+    """The runtime a container of ``config`` runs, if a foreign one (Lambda's Runtime API):
+    the code's ``bootstrap``, our Node.js client, or the image's entrypoint and command as
+    ``image_config`` overrides them."""
+    if config.custom_runtime:
+        return ForeignRuntime(("bootstrap",), in_code=True)
+    if config.node_runtime:
+        return ForeignRuntime(("node", NODE_CLIENT))
+    if not config.image_package:
+        return None
+    facts = facts or ImageFacts({})
+    overrides = config.image_config
+    entrypoint = facts.entrypoint
+    command = facts.command
+    cwd = facts.working_dir
+    if overrides is not None:
+        if overrides.entry_point is not None:
+            entrypoint = tuple(overrides.entry_point)
+        if overrides.command is not None:
+            command = tuple(overrides.command)
+        cwd = overrides.working_directory or cwd
+    return ForeignRuntime((*entrypoint, *command), cwd or "/", image=True)
 
 
 @dataclass(frozen=True)
@@ -221,17 +302,29 @@ def cpu_shares(memory_mb: int) -> int:
 
 
 def container_paths(
-    init_config: InitConfig, env_config: EnvConfig, task_root: str = TASK_ROOT
+    init_config: InitConfig,
+    env_config: EnvConfig,
+    task_root: str = TASK_ROOT,
+    runtime: ForeignRuntime | None = None,
 ) -> tuple[InitConfig, EnvConfig]:
     """INIT's configuration and the environment's, with the paths seen inside the container.
 
     The worker's log file is the sandbox's (``ContainerWorker.log_path`` on the host); the
-    agent sets no address-space limit, since the container's memory cgroup is the limit.
+    agent sets no address-space limit, since the container's memory cgroup is the limit.  A
+    foreign ``runtime`` is the agent's to start, on 127.0.0.1:9001.
     """
+    runtime_dir = "/opt/warmstart" if runtime is None else RUNTIME_DIR
     environ = dict(
-        init_config["environ"], LAMBDA_TASK_ROOT=task_root, LAMBDA_RUNTIME_DIR="/opt/warmstart"
+        init_config["environ"], LAMBDA_TASK_ROOT=task_root, LAMBDA_RUNTIME_DIR=runtime_dir
     )
+    if runtime is not None and runtime.image:
+        # an image's ENTRYPOINT and CMD say what runs: Lambda sets _HANDLER empty (a base
+        # image's entrypoint exports its argument as _HANDLER), and no AWS_EXECUTION_ENV
+        environ.pop("AWS_EXECUTION_ENV", None)
+        environ.setdefault("_HANDLER", "")
     init = init_config.copy()
+    if runtime is not None:
+        init.update(runtime.init(task_root))  # type: ignore[typeddict-item]
     init["task_root"] = task_root
     init["log_path"] = f"{SOCK_DIR}/init.log"
     init["environ"] = environ
@@ -244,7 +337,7 @@ def container_paths(
 
 
 def container_config(
-    code_dir: str,
+    code_dir: str | None,
     sandbox_dir: str,
     *,
     image: str,
@@ -255,17 +348,19 @@ def container_config(
     labels: dict[str, str],
     host_binds: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The create request of one sandbox's container (``code_dir`` is mounted at /var/task)."""
+    """The create request of one sandbox's container: ``code_dir`` is mounted at /var/task
+    (None: the image's own code is there).  The image's ENTRYPOINT and CMD give way to the
+    agent, which starts them itself for an image function."""
     binds = [
         f"{sandbox_dir}:{SOCK_DIR}:rw",
         f"{AGENT_DIR}:{AGENT_MOUNT}:ro",
-        f"{code_dir}:{TASK_ROOT}:ro",
+        *([f"{code_dir}:{TASK_ROOT}:ro"] if code_dir is not None else []),
         *(f"{path}:{path}:ro" for path in host_binds),
     ]
     return {
         "Image": image,
+        "Entrypoint": [python],
         "Cmd": [
-            python,
             "-c",
             BOOTSTRAP,
             SOCK_PATH,
@@ -273,7 +368,7 @@ def container_config(
             f"{SOCK_DIR}/{BOOT_LOG}",
         ],
         "Env": ["PYTHONDONTWRITEBYTECODE=1"],
-        "WorkingDir": TASK_ROOT,
+        **({"WorkingDir": TASK_ROOT} if code_dir is not None else {}),
         "Labels": labels,
         "HostConfig": {
             "Binds": binds,
@@ -441,13 +536,17 @@ class ContainerBackend:
     async def _settle(self) -> None:
         await self._tasks.wait(EXIT_WAIT_S)
 
-    async def image_labels(self, image: str) -> dict[str, str]:
-        """The image's labels; raises ContainerStartError when the image is not there."""
+    async def image_facts(self, image: str) -> ImageFacts:
+        """What the image says of itself; raises ContainerStartError when it is not there."""
         try:
             info = await self.docker.images.inspect(image)
         except aiodocker.DockerError as exc:
             raise ContainerStartError(f"image {image!r}: {exc.message}") from None
-        return dict((info.get("Config") or {}).get("Labels") or {})
+        return ImageFacts.from_inspect(info)
+
+    async def image_labels(self, image: str) -> dict[str, str]:
+        """The image's labels; raises ContainerStartError when the image is not there."""
+        return (await self.image_facts(image)).labels
 
     async def host_binds(self, image: str) -> tuple[str, ...]:
         """The host paths an image asks for (its ``warmstart.host-binds`` label).
@@ -472,27 +571,37 @@ class ContainerBackend:
         python: str = "python3",
         env_id: int = 0,
         host_binds: Sequence[str] = (),
+        runtime: ForeignRuntime | None = None,
     ) -> ContainerWorker:
         """A worker initialized and ready for its first invocation.
 
         The environment's sandbox if it still runs (a worker restarted after a timeout or a
         crash: same container, same /tmp), else a stem cell of the key, else a new container.
-        Raises InitFailed when the handler cannot initialize, ContainerStartError when the
-        container cannot start or its agent never connects.
+        With a foreign ``runtime`` the worker starts it and serves it the Runtime API (an
+        image's own code is never a stem cell's).  Raises InitFailed when the handler cannot
+        initialize, ContainerStartError when the container cannot start or its agent never
+        connects.
         """
         key = SandboxKey(image, memory_mb, ephemeral_storage_mb, network, python)
         env_dir = env_config["dir"]
         sandbox = self._bound.get(env_dir)
         task_root = TASK_ROOT
+        image_code = runtime is not None and runtime.image
         try:
             if sandbox is None or not sandbox.usable:
-                sandbox = await self._take_stem(key) or await self._new_sandbox(
-                    key, spec.code_dir, self._labels(env_id, spec.name), host_binds
+                stem = None if image_code else await self._take_stem(key)
+                sandbox = stem or await self._new_sandbox(
+                    key,
+                    None if image_code else spec.code_dir,
+                    self._labels(env_id, spec.name),
+                    host_binds,
                 )
                 self._bound[env_dir] = sandbox
             if sandbox.stem:
                 task_root = f"{TASK_ROOT}/{await self._stage(spec)}"
-            return await self._fork(sandbox, spec, owner, loop, env_config, env_id, task_root)
+            return await self._fork(
+                sandbox, spec, owner, loop, env_config, env_id, task_root, runtime
+            )
         except BaseException:
             self._bound.pop(env_dir, None)
             if sandbox is not None:
@@ -508,6 +617,7 @@ class ContainerBackend:
         env_config: EnvConfig,
         env_id: int,
         task_root: str,
+        runtime: ForeignRuntime | None = None,
     ) -> ContainerWorker:
         worker = ContainerWorker(owner, loop, sandbox)
         if sandbox.cgroup:
@@ -515,9 +625,12 @@ class ContainerBackend:
             reset_peak(sandbox.cgroup)
         with contextlib.suppress(FileNotFoundError):
             os.truncate(worker.log_path, 0)
-        inner = await sandbox.fork_worker(worker, env_id, {})
+        # a foreign runtime's worker leads a process group: a kill takes what it started
+        worker.group = runtime is not None
+        fork_env: EnvConfig = {"group": True} if worker.group else {}
+        inner = await sandbox.fork_worker(worker, env_id, fork_env)
         worker.pid = host_pid(sandbox.pid, inner)
-        init, env = container_paths(spec.init_config, env_config, task_root)
+        init, env = container_paths(spec.init_config, env_config, task_root, runtime)
         try:
             init["env"] = env
             await worker.initialize(init)
@@ -621,7 +734,7 @@ class ContainerBackend:
     async def _new_sandbox(
         self,
         key: SandboxKey,
-        code_dir: str,
+        code_dir: str | None,
         labels: dict[str, str],
         host_binds: Sequence[str],
     ) -> Sandbox:
@@ -665,7 +778,9 @@ class ContainerBackend:
                 self._live[container.id] = sandbox
                 await container.start()
             except aiodocker.DockerError as exc:
-                raise ContainerStartError(f"docker: {exc.message}") from None
+                raise ContainerStartError(
+                    f"docker: {exc.message}{_no_python(exc, config)}"
+                ) from None
             conn = await self._accept(loop, listener, container, sandbox.dir)
         finally:
             listener.close()
@@ -788,6 +903,8 @@ class ContainerLauncher:
         self.backend: ContainerBackend | None = None
         #: (function, image) → the host paths its containers mount read-only
         self._binds: dict[tuple[str, str], tuple[str, ...]] = {}
+        #: (function, image) → what the image says of itself
+        self._facts: dict[tuple[str, str], ImageFacts] = {}
 
     async def open(self) -> None:
         if self._pool.stem_cells:
@@ -798,10 +915,12 @@ class ContainerLauncher:
         backend = await self._backend()
         image = config.image or ""
         try:
-            binds = await backend.host_binds(image)
+            facts = await backend.image_facts(image)
         except ContainerStartError as exc:
             raise InvalidParameterValueException(f"image: {exc}") from None
+        binds = image_binds(facts.labels)
         self._binds[config.name, image] = binds if self._pool.trust_image_binds else ()
+        self._facts[config.name, image] = facts
 
     async def warm(self, fn: Function) -> None:
         pass
@@ -810,6 +929,12 @@ class ContainerLauncher:
         config = fn.config
         image = config.image or ""
         backend = await self._backend()
+        facts = self._facts.get((config.name, image))
+        runtime = foreign_runtime(config, facts)
+        if runtime is not None:  # the agent's interpreter is the image's, not the function's
+            python = facts.python if facts is not None else "python3"
+        else:
+            python = config.runtime or "python3"
         return await backend.start_worker(
             fn.spec,
             env,
@@ -819,9 +944,10 @@ class ContainerLauncher:
             memory_mb=config.memory_mb,
             ephemeral_storage_mb=config.ephemeral_storage_mb,
             network=config.network,
-            python=config.runtime or "python3",
+            python=python,
             env_id=env.id,
             host_binds=self._binds.get((config.name, image), ()),
+            runtime=runtime,
         )
 
     async def stop(self, worker: Worker) -> None:
@@ -864,6 +990,19 @@ class ContainerLauncher:
                 stem.image, stem.memory_mb, stem.ephemeral_storage_mb, stem.network, stem.python
             )
             backend.keep_stem_cells(key, stem.count, binds if trusted else ())
+
+
+def _no_python(exc: aiodocker.DockerError, config: dict[str, Any]) -> str:
+    """What to say when the agent's interpreter is not in the image."""
+    python = config["Entrypoint"][0]
+    message = str(exc.message)
+    if python in message and ("not found" in message or "no such file" in message):
+        return (
+            f" (the agent runs on a Python 3.9+ in the container: {python!r} is not there; "
+            f"put python3 on the image's PATH, name another with its {PYTHON_LABEL!r} label, "
+            "or trust its host binds)"
+        )
+    return ""
 
 
 def _drop(accept: asyncio.Future[tuple[socket.socket, Any]]) -> None:

@@ -10,8 +10,10 @@ With ``start="spawn"`` each environment is a fresh interpreter that imports the 
 itself (Lambda's cold start, faithfully slow).  A custom runtime (``provided.*``) is always
 spawned: the agent runs the code's ``bootstrap`` as its child and serves it the Lambda Runtime
 API (``runtime/agent/runtime_api.py``); such an agent leads a process group of its own, which
-a kill ends whole.  Either way the engine holds a ``Worker``: the engine side of one worker's
-socket, its pid, and a future for its exit code.
+a kill ends whole.  A Node.js runtime (``nodejs20.x``) is spawned the same way, its
+``bootstrap`` being the ``node`` on PATH running our client (``runtime/agent/nodejs/``).
+Either way the engine holds a ``Worker``: the engine side of one worker's socket, its pid,
+and a future for its exit code.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import array
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,14 +32,18 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from .. import _scheduler_py
 from ..agent import protocol as P
-from ..config import CUSTOM_RUNTIMES, FunctionConfig, check_interpreter
+from ..config import CUSTOM_RUNTIMES, NODE_RUNTIMES, FunctionConfig, check_interpreter
+from ..errors import InvalidParameterValueException
 from .memory import peak_rss_mb
 
 if TYPE_CHECKING:
     from .launcher import Function, LaunchContext, Slot
 
 AGENT_MAIN = str(Path(__file__).resolve().parent.parent / "agent" / "__main__.py")
+#: our Node.js runtime client, run by ``node`` for the ``nodejs*.x`` runtimes
+NODE_RUNTIME_JS = str(Path(__file__).resolve().parent.parent / "agent" / "nodejs" / "runtime.js")
 EXIT_WAIT_S = 5.0
 
 
@@ -383,17 +390,42 @@ class Template(ForkServer):
         self.proc: Child | None = None
         self._ready: asyncio.Future[None] | None = None
         self._init: asyncio.Future[P.Frame] | None = None
+        #: how many wait for ``_ready`` while it is pending
+        self._waiters = 0
+        #: a start every waiter gave up on, until it is killed and reaped
+        self._abandoned: asyncio.Future[None] | None = None
 
     async def ensure(self) -> None:
-        """Start the template once; concurrent cold starts share the one start."""
+        """Start the template once; concurrent cold starts share the one start.
+
+        A start that every waiter gave up on (their init deadlines passed, or the bounded
+        warm-up did) hung: it is killed, and the next cold start, once it is reaped, inits a
+        fresh template, as Lambda re-runs an init that timed out."""
+        while (dying := self._abandoned) is not None and not dying.done():
+            await asyncio.wait([dying])  # a kill and a reap: a moment
         if self._ready is None:
             self._ready = asyncio.ensure_future(self._start())
+            self._waiters = 0
+        ready = self._ready
+        self._waiters += 1
         try:
-            await asyncio.shield(self._ready)
+            await asyncio.shield(ready)
         except BaseException:
-            if self._ready is not None and self._ready.done():
-                self._ready = None  # the next cold start tries again, as Lambda re-runs init
+            if self._ready is ready:
+                self._waiters -= 1
+                if ready.done():
+                    self._ready = None  # the next cold start tries again, as Lambda re-runs init
+                elif not self._waiters:
+                    self._abandon(ready)
             raise
+        if self._ready is ready:
+            self._waiters -= 1
+
+    def _abandon(self, ready: asyncio.Future[None]) -> None:
+        self._abandoned, self._ready = ready, None
+        if self.proc is not None:
+            self.proc.kill()  # this start's, or an earlier one's that has exited already
+        ready.cancel()  # its close() reaps it
 
     async def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -402,6 +434,9 @@ class Template(ForkServer):
         try:
             err = os.path.join(self.spec.work_dir, f"template-{self.spec.generation}.err")
             self.proc = await _start_agent(self.spec, child, "template", err)
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
         self._init = self.loop.create_future()
@@ -436,11 +471,17 @@ class Template(ForkServer):
         super()._lost()
 
     async def close(self) -> None:
-        """Stop the template (its forked workers go with it)."""
+        """Stop the template (its forked workers go with it).  One whose init has not
+        answered cannot hear the request to exit (it hung, or nobody waits for it any more):
+        it is killed at once."""
+        init = self._init
+        hung = init is not None and (not init.done() or init.cancelled())
         if self._ctrl is not None:
             self._lost()
         proc = self.proc
         if proc is not None and not proc.exited.done():
+            if hung:
+                proc.kill()
             try:
                 await asyncio.wait_for(asyncio.shield(proc.exited), EXIT_WAIT_S)
             except asyncio.TimeoutError:
@@ -453,10 +494,11 @@ async def spawn_worker(
     owner: WorkerOwner,
     loop: asyncio.AbstractEventLoop,
     env_config: P.EnvConfig,
-    bootstrap: str | None = None,
+    bootstrap: list[str] | None = None,
 ) -> Worker:
     """A fresh interpreter that imports the handler itself (``start="spawn"``), or, given a
-    custom runtime's ``bootstrap``, runs it and serves it the Runtime API."""
+    foreign runtime's ``bootstrap`` command (a custom runtime's executable, ``node`` and our
+    runtime client), runs it and serves it the Runtime API."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     worker = Worker(owner, loop)
     worker.group = bootstrap is not None
@@ -472,8 +514,11 @@ async def spawn_worker(
         await loop.create_unix_connection(lambda: worker, sock=ours)
         init = spec.init_config.copy()
         init["env"] = env_config
+        # the init's output goes to the environment's log from the start, as a runtime's
+        # does: an init that times out leaves it there for the call's log
+        init["log_path"] = env_config["log_path"]
         if bootstrap is not None:
-            init["bootstrap"] = [bootstrap]
+            init["bootstrap"] = bootstrap
         await worker.initialize(init)
     except BaseException:
         if worker.transport is None:
@@ -498,16 +543,26 @@ class ProcessLauncher:
         pass
 
     async def prepare(self, config: FunctionConfig) -> None:
+        if config.node_runtime:
+            node_command(config.runtime)
         await asyncio.to_thread(check_interpreter, config)
 
     async def warm(self, fn: Function) -> None:
-        if fn.config.start == "fork" and not fn.config.custom_runtime:
-            with contextlib.suppress(InitFailed, EOFError, OSError):
-                await self._template(fn).ensure()
+        """Init the generation's template, for at most the init deadline: a template still
+        initializing then is killed (as a call's cold start would be), and the first call
+        inits a fresh one."""
+        if fn.config.start == "fork" and not fn.config.runtime_api:
+            template = self._template(fn)
+            with contextlib.suppress(InitFailed, EOFError, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(template.ensure(), init_deadline_s(fn.config))
 
     async def start(self, fn: Function, env: Slot, env_config: P.EnvConfig) -> Worker:
-        if fn.config.custom_runtime:
-            bootstrap = os.path.join(fn.spec.code_dir, "bootstrap")
+        if fn.config.custom_runtime or fn.config.node_runtime:
+            bootstrap = (
+                [node_command(fn.config.runtime), NODE_RUNTIME_JS]
+                if fn.config.node_runtime
+                else [os.path.join(fn.spec.code_dir, "bootstrap")]
+            )
             loop = asyncio.get_running_loop()
             return await spawn_worker(fn.spec, env, loop, env_config, bootstrap)
         if fn.config.start == "spawn":
@@ -538,9 +593,26 @@ class ProcessLauncher:
         return template
 
 
+def init_deadline_s(config: FunctionConfig) -> float:
+    """The time an init gets, as the scheduler core arms it for a cold start: the function's
+    timeout, and at least Lambda's 10 s (read when called: tests lower the floor)."""
+    return max(_scheduler_py.INIT_TIMEOUT_FLOOR, float(config.timeout_s))
+
+
 def python_for(runtime: str | None) -> str:
     """The interpreter of the process backend: the function's, or the engine's own (which
-    also runs the agent of a custom runtime)."""
-    if runtime is None or runtime in CUSTOM_RUNTIMES:
+    also runs the agent of a custom runtime, or of a Node.js one)."""
+    if runtime is None or runtime in CUSTOM_RUNTIMES or runtime in NODE_RUNTIMES:
         return sys.executable
     return runtime
+
+
+def node_command(runtime: str | None) -> str:
+    """The ``node`` on PATH that runs a ``nodejs*.x`` function, as an absolute path."""
+    found = shutil.which("node")
+    if found is None:
+        raise InvalidParameterValueException(
+            f"runtime: {runtime!r} needs Node.js, and 'node' is not on PATH "
+            "(install Node.js 16 or later, or put its bin directory on PATH)"
+        )
+    return os.path.abspath(found)

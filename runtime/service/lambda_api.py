@@ -21,6 +21,15 @@ alias.  Differences from AWS, all deliberate:
 - ``Runtime`` accepts ``python3.9`` to ``python3.14`` and is reported as given; functions run
   on the service's interpreter.  ``provided``, ``provided.al2`` and ``provided.al2023`` run the
   zip's executable ``bootstrap``, served the Lambda Runtime API (process backend).
+  ``nodejs16.x`` to ``nodejs24.x`` run the zip's handler (``index.handler``: ``index.js``,
+  ``.mjs`` or ``.cjs``) with warmstart's own Node.js runtime client on the ``node`` found on
+  the service's PATH, whatever its version (process backend).
+- ``PackageType=Image``: ``Code.ImageUri`` names an image on the service's Docker Engine (no
+  registry is reached); the image's ENTRYPOINT and CMD, as ``ImageConfig`` overrides them,
+  run as the runtime on the container backend, served the Runtime API on 127.0.0.1:9001 inside
+  a container with no network.  ``CodeSha256`` is the local image's id and ``CodeSize`` 0.
+  The agent in the container needs a Python 3.9+ there (``python3`` on the image's PATH, its
+  ``warmstart.python`` label, or trusted host binds).
 - Event invocations are durable when the service has a backlog (``warmstart serve`` always
   does: ``runtime.batch``); an engine without one runs them in-process.
 - Put/Get/Update/DeleteFunctionEventInvokeConfig (and List…) keep the settings in the durable
@@ -47,6 +56,7 @@ from ..asyncinvoke import model as ev
 from ..code import make_work_dir, remove_code
 from ..config import FunctionConfig
 from ..configfile import ServiceConfig
+from ..docker import image_id
 from ..engine import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT
 from ..errors import (
     InvalidParameterValueException,
@@ -65,6 +75,7 @@ from ..versions import (
 from ..wording import too_large
 from .body import read_body, within
 from .lambda_params import (
+    IMAGE_NO_HANDLER,
     api_worded,
     api_worded_async,
     check_revision,
@@ -79,6 +90,8 @@ from .lambda_params import (
     encode_marker,
     engine_runtime,
     event_invoke_config,
+    image_config,
+    image_uri,
     json_object,
     local_code,
     query_int,
@@ -91,6 +104,7 @@ from .protocol import Authenticate, Handler, StoreUnavailable, Unavailable, Wire
 from .shapes import (
     CodeInfo,
     FunctionRecord,
+    code_location,
     error_response,
     function_configuration,
     json_response,
@@ -213,11 +227,18 @@ class LambdaApi(VersionOperations):
         headers = request.headers
         invocation_type = headers.get("X-Amz-Invocation-Type", "RequestResponse")
         name, qualifier = self._ref(request)
-        version = self._lineage(name).resolve(qualifier, self.random)
+        lineage = self._lineage(name)
+        version = lineage.resolve(qualifier, self.random)
         context_header = headers.get("X-Amz-Client-Context")
         context = None if context_header is None else client_context(context_header)
+        # the context's ARN is the one invoked: an alias's, even though it runs a version
+        invoked = None if qualifier is None else f"{lineage.function_arn}:{qualifier}"
         result = await self.engine.invoke(
-            engine_name(name, version), body, invocation_type, client_context=context
+            engine_name(name, version),
+            body,
+            invocation_type,
+            client_context=context,
+            invoked_arn=invoked,
         )
         out = {
             "Content-Type": "application/json",
@@ -270,10 +291,16 @@ class LambdaApi(VersionOperations):
             raise InvalidParameterValueException("FunctionName: a name is required")
         if any(config.name == name for config in self.engine.functions()):
             raise ResourceConflictException(f"Function already exist: {name}")
-        if doc.get("PackageType", "Zip") != "Zip":
+        package = doc.get("PackageType", "Zip")
+        if package == "Image":
+            return await self._create_image_function(name, doc)
+        if package != "Zip":
             raise InvalidParameterValueException(
-                "PackageType: only Zip is available (container images come with the container "
-                "backend)"
+                f"PackageType: {package!r} is neither 'Zip' nor 'Image'"
+            )
+        if doc.get("ImageConfig"):
+            raise InvalidParameterValueException(
+                "ImageConfig: only a function whose PackageType is Image has one"
             )
         if "Handler" not in doc:
             raise InvalidParameterValueException("Handler: required for a Zip package")
@@ -291,14 +318,38 @@ class LambdaApi(VersionOperations):
         record = FunctionRecord(info, runtime=runtime, role=role(doc.get("Role")))
         self.records[name] = record
         if doc.get("Publish") is True:
-            return await self._published(name, "", 201)
+            return await self._published(name, "", 201, qualified=False)
+        return json_response(function_configuration(config, record, self._arn(name)), 201)
+
+    async def _create_image_function(self, name: str, doc: dict[str, Any]) -> web.Response:
+        """CreateFunction of a container image (``PackageType=Image``): the image's
+        entrypoint is the runtime, on the container backend; ``ImageConfig`` overrides its
+        ENTRYPOINT, CMD and WORKDIR."""
+        if doc.get("Handler") or doc.get("Runtime") or doc.get("Layers"):
+            raise InvalidParameterValueException(IMAGE_NO_HANDLER)
+        check_unsupported(doc)
+        uri = image_uri(doc.get("Code"))
+        settings = config_changes(doc)
+        settings.update(
+            package_type="Image",
+            backend="container",
+            image=uri,
+            image_config=image_config(doc.get("ImageConfig")),
+        )
+        config = api_worded(lambda: FunctionConfig(name=name, **settings))
+        await self.engine.register(config)
+        info = CodeInfo.of_image(await image_id(uri), uri)
+        record = FunctionRecord(info, runtime="", role=role(doc.get("Role")))
+        self.records[name] = record
+        if doc.get("Publish") is True:
+            return await self._published(name, "", 201, qualified=False)
         return json_response(function_configuration(config, record, self._arn(name)), 201)
 
     async def get_function(self, request: web.Request, body: bytes) -> web.Response:
         config, record, arn = await self._qualified(request)
         shape: dict[str, Any] = {
             "Configuration": function_configuration(config, record, arn),
-            "Code": {"RepositoryType": "Local", "Location": f"file://{record.code.location}"},
+            "Code": code_location(config, record),
             "Tags": {},
         }
         if config.reserved_concurrency is not None:
@@ -372,14 +423,8 @@ class LambdaApi(VersionOperations):
         return web.Response(status=204)
 
     async def _delete_version(self, name: str, lineage: Lineage, qualifier: str) -> None:
-        if not VERSION_RE.fullmatch(qualifier):
-            if qualifier in lineage.aliases:
-                raise InvalidParameterValueException(
-                    "Deletion of aliases is not supported with DeleteFunction: use DeleteAlias"
-                )
-            raise ResourceNotFoundException(
-                f"Function not found: {lineage.function_arn}:{qualifier}"
-            )
+        if not VERSION_RE.fullmatch(qualifier):  # Lambda's answer for any alias, known or not
+            raise InvalidParameterValueException("Deletion of aliases is not currently supported.")
         lineage.version(qualifier)
         lineage.check_deletable(qualifier)
         del lineage.versions[qualifier]
@@ -390,7 +435,13 @@ class LambdaApi(VersionOperations):
         config, record = await self._function(request)
         doc = await asyncio.to_thread(json_object, body)
         check_revision(doc, record)
-        code_doc = {k: doc[k] for k in ("ZipFile", "S3Bucket", "S3Key", "ImageUri") if k in doc}
+        if config.image_package:
+            return await self._update_image(config, record, doc)
+        if "ImageUri" in doc:
+            raise InvalidParameterValueException(
+                "Please don't provide ImageUri when updating a function with packageType Zip."
+            )
+        code_doc = {k: doc[k] for k in ("ZipFile", "S3Bucket", "S3Key") if k in doc}
         code_dir, info = await self._code(code_doc)
         if doc.get("DryRun") is True:
             await self._discard(code_dir)
@@ -406,6 +457,25 @@ class LambdaApi(VersionOperations):
             return await self._published(config.name, "", 200)
         return json_response(function_configuration(config, record, self._arn(config.name)))
 
+    async def _update_image(
+        self, config: FunctionConfig, record: FunctionRecord, doc: dict[str, Any]
+    ) -> web.Response:
+        """UpdateFunctionCode of an image function: a new ``ImageUri`` (or the same one,
+        rebuilt: a new generation either way)."""
+        if any(key in doc for key in ("ZipFile", "S3Bucket", "S3Key")):
+            raise InvalidParameterValueException(
+                "Please provide ImageUri when updating a function with packageType Image."
+            )
+        uri = image_uri(doc)
+        if doc.get("DryRun") is True:
+            return json_response(function_configuration(config, record, self._arn(config.name)))
+        config = await api_worded_async(self.engine.update(config.name, image=uri))
+        record.code = CodeInfo.of_image(await image_id(uri), uri)
+        record.touch()
+        if doc.get("Publish") is True:
+            return await self._published(config.name, "", 200)
+        return json_response(function_configuration(config, record, self._arn(config.name)))
+
     async def update_function_configuration(
         self, request: web.Request, body: bytes
     ) -> web.Response:
@@ -413,9 +483,18 @@ class LambdaApi(VersionOperations):
         doc = json_object(body)
         check_revision(doc, record)
         check_unsupported(doc)
+        if config.image_package and (doc.get("Handler") or doc.get("Runtime")):
+            raise InvalidParameterValueException(IMAGE_NO_HANDLER)
         runtime = check_runtime(doc["Runtime"]) if "Runtime" in doc else record.runtime
         changes = config_changes(doc)
-        changes.update(engine_runtime(runtime, config.runtime))
+        if "ImageConfig" in doc:
+            if not config.image_package:
+                raise InvalidParameterValueException(
+                    "ImageConfig: only a function whose PackageType is Image has one"
+                )
+            changes["image_config"] = image_config(doc["ImageConfig"])
+        if not config.image_package:
+            changes.update(engine_runtime(runtime, config.runtime))
         if changes:
             config = await api_worded_async(self.engine.update(config.name, **changes))
         record.runtime = runtime
@@ -595,7 +674,7 @@ class LambdaApi(VersionOperations):
             raise InvalidParameterValueException("Code: a structure with ZipFile is required")
         if "ImageUri" in code:
             raise InvalidParameterValueException(
-                "Code.ImageUri: container images come with the container backend"
+                "Please don't provide ImageUri when the intended function PackageType is Zip."
             )
         if "ZipFile" in code:
             return await asyncio.to_thread(unpack_upload, code["ZipFile"], self._root())

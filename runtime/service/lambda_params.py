@@ -21,7 +21,7 @@ from aiohttp import web
 from ..arns import parse_function_arn
 from ..asyncinvoke.model import DestinationConfig, EventInvokeConfig
 from ..code import prepare_code
-from ..config import CUSTOM_RUNTIMES, FunctionConfig, PoolConfig
+from ..config import CUSTOM_RUNTIMES, NODE_RUNTIMES, FunctionConfig, ImageConfig, PoolConfig
 from ..errors import InvalidParameterValueException, InvalidRequestContentException
 from ..pagination import decode_token, encode_token
 from .shapes import (
@@ -36,9 +36,13 @@ from .shapes import (
 CLIENT_CONTEXT_LIMIT = 3583
 #: the Lambda runtime identifiers this service takes (botocore's Runtime enum also names
 #: python2.7 to python3.8, which Lambda no longer takes for new functions, and python3.15)
-SUPPORTED_RUNTIMES = tuple(f"python3.{minor}" for minor in range(9, 15)) + tuple(
-    sorted(CUSTOM_RUNTIMES)
+SUPPORTED_RUNTIMES = (
+    tuple(f"python3.{minor}" for minor in range(9, 15))
+    + tuple(sorted(NODE_RUNTIMES))
+    + tuple(sorted(CUSTOM_RUNTIMES))
 )
+#: the API runtimes the engine runs itself, not on the service's Python interpreter
+_ENGINE_RUNTIMES = CUSTOM_RUNTIMES | NODE_RUNTIMES
 #: FunctionConfig fields as the Lambda API names them, for error messages
 _API_NAMES = {
     "name": "FunctionName",
@@ -50,7 +54,11 @@ _API_NAMES = {
     "reserved_concurrency": "ReservedConcurrentExecutions",
     "provisioned_concurrency": "ProvisionedConcurrentExecutions",
 }
-_UNSUPPORTED = ("Layers", "FileSystemConfigs", "ImageConfig")
+_UNSUPPORTED = ("Layers", "FileSystemConfigs")
+IMAGE_NO_HANDLER = (
+    "Please don't provide Handler or Runtime or Layer when the intended function PackageType "
+    "is Image."
+)
 
 
 def json_object(body: bytes) -> dict[str, Any]:
@@ -111,12 +119,12 @@ def check_runtime(value: Any) -> str:
 
 
 def engine_runtime(runtime: str, current: str | None = None) -> dict[str, Any]:
-    """The FunctionConfig change an API ``Runtime`` makes: a custom runtime (``provided.*``) is
-    the engine's to run; a Python one runs on the service's interpreter (or the configured
-    one, which it leaves alone)."""
-    if runtime in CUSTOM_RUNTIMES:
+    """The FunctionConfig change an API ``Runtime`` makes: a custom runtime (``provided.*``) or
+    a Node.js one (``nodejs20.x``) is the engine's to run; a Python one runs on the service's
+    interpreter (or the configured one, which it leaves alone)."""
+    if runtime in _ENGINE_RUNTIMES:
         return {} if runtime == current else {"runtime": runtime}
-    return {"runtime": None} if current in CUSTOM_RUNTIMES else {}
+    return {"runtime": None} if current in _ENGINE_RUNTIMES else {}
 
 
 def check_unsupported(doc: dict[str, Any]) -> None:
@@ -168,6 +176,50 @@ def config_changes(doc: dict[str, Any]) -> dict[str, Any]:
             raise InvalidParameterValueException("EphemeralStorage: {'Size': MB} is required")
         changes["ephemeral_storage_mb"] = storage["Size"]
     return changes
+
+
+def image_config(value: Any) -> ImageConfig | None:
+    """``ImageConfig`` (EntryPoint, Command, WorkingDirectory) as the engine's; an empty one
+    (``{}``) clears the overrides."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidParameterValueException("ImageConfig: expected a structure")
+    fields = {
+        "EntryPoint": "entry_point",
+        "Command": "command",
+        "WorkingDirectory": "working_directory",
+    }
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise InvalidParameterValueException(f"ImageConfig: unknown members {', '.join(unknown)}")
+    for member in ("EntryPoint", "Command"):
+        parts = value.get(member)
+        if parts is not None and (
+            not isinstance(parts, list) or not all(isinstance(p, str) for p in parts)
+        ):
+            raise InvalidParameterValueException(f"ImageConfig.{member}: a list of strings")
+    if not value:
+        return None
+    try:
+        return ImageConfig(**{fields[k]: v for k, v in value.items()})
+    except InvalidParameterValueException as exc:
+        raise InvalidParameterValueException(
+            str(exc)
+            .replace("image_config.entry_point", "ImageConfig.EntryPoint")
+            .replace("image_config.command", "ImageConfig.Command")
+            .replace("image_config.working_directory", "ImageConfig.WorkingDirectory")
+        ) from None
+
+
+def image_uri(code: Any) -> str:
+    """``Code.ImageUri``: a local image's reference (no registry is reachable)."""
+    uri = code.get("ImageUri") if isinstance(code, dict) else None
+    if not isinstance(uri, str) or not uri or len(uri) > 1000:
+        raise InvalidParameterValueException(
+            "Please provide ImageUri when the intended function PackageType is Image."
+        )
+    return uri
 
 
 def description(doc: dict[str, Any]) -> str:

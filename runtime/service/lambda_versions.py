@@ -98,15 +98,19 @@ class VersionOperations:
         if wanted is not None and wanted != record.code.sha256:
             raise InvalidParameterValueException(
                 f"CodeSHA256 ({wanted}) is different from current CodeSHA256 in $LATEST "
-                f"({record.code.sha256}). Please try again."
+                f"({record.code.sha256}). Please try again with the CodeSHA256 in $LATEST."
             )
         return await self._published(name, description(doc), 201)
 
-    async def _published(self, name: str, text: str, status: int) -> web.Response:
+    async def _published(
+        self, name: str, text: str, status: int, *, qualified: bool = True
+    ) -> web.Response:
+        """Publish, and answer the version's configuration.  CreateFunction's ``Publish``
+        answers with the new Version but the function's unqualified ARN (Lambda's shape)."""
         lineage = self._lineage(name)
         version = await self._publish(name, lineage, text)
         config = self.engine.get_function(engine_name(name, version.name))
-        arn = f"{lineage.function_arn}:{version.name}"
+        arn = f"{lineage.function_arn}:{version.name}" if qualified else lineage.function_arn
         return json_response(function_configuration(config, version.record, arn), status)
 
     async def _publish(self, name: str, lineage: Lineage, text: str) -> Version:

@@ -74,6 +74,11 @@ class CodeInfo:
     location: str
 
     @classmethod
+    def of_image(cls, image_id: str, uri: str) -> CodeInfo:
+        """An image's: its digest (hex, as Lambda gives an image's) and no size of code."""
+        return cls(image_id.removeprefix("sha256:"), 0, uri)
+
+    @classmethod
     def of_zip(cls, data: bytes, location: str) -> CodeInfo:
         """Lambda's own figures: the hash and size of the uploaded zip."""
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
@@ -148,7 +153,30 @@ def function_configuration(
     }
     if config.environment:
         shape["Environment"] = {"Variables": dict(config.environment)}
+    if config.image_package:  # the image is the runtime and the handler
+        del shape["Runtime"], shape["Handler"]
+        shape["PackageType"] = "Image"
+        overrides = config.image_config
+        if overrides is not None:
+            members = {
+                "EntryPoint": overrides.entry_point,
+                "Command": overrides.command,
+                "WorkingDirectory": overrides.working_directory,
+            }
+            shape["ImageConfigResponse"] = {
+                "ImageConfig": {k: v for k, v in members.items() if v is not None}
+            }
     return shape
+
+
+def code_location(config: FunctionConfig, record: FunctionRecord) -> dict[str, Any]:
+    """GetFunction's ``Code``: where the zip's code is on this machine, or the image."""
+    if config.image_package:
+        uri = config.image or ""
+        digest = record.code.sha256
+        resolved = f"{uri.partition('@')[0]}@sha256:{digest}" if digest else uri
+        return {"RepositoryType": "ECR", "ImageUri": uri, "ResolvedImageUri": resolved}
+    return {"RepositoryType": "Local", "Location": f"file://{record.code.location}"}
 
 
 def error_body(code: str, message: str, status: int = 400, **extra: Any) -> bytes:

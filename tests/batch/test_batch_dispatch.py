@@ -38,12 +38,17 @@ class ScriptedEngine:
         self.clock = clock
         self.scripts = {name: list(script) for name, script in scripts.items()}
         self.calls: list[tuple[str, float, Any]] = []
+        #: the request id each call ran under, in call order
+        self.request_ids: list[str | None] = []
         self.active = 0
         self.peak = 0
         self.called = asyncio.Event()
 
-    async def invoke(self, name: str, payload: bytes) -> InvokeResult:
+    async def invoke(
+        self, name: str, payload: bytes, *, request_id: str | None = None
+    ) -> InvokeResult:
         self.calls.append((name, self.clock(), orjson.loads(payload)))
+        self.request_ids.append(request_id)
         self.called.set()
         script = self.scripts.get(name, [])
         step = script.pop(0) if script else "ok"
@@ -154,6 +159,8 @@ def test_retry_timing(
         store.put_event("f", b'{"n": 1}', T0, request_id="e1")
         await run_at(dispatcher(engine, store), clock, *offsets)
         assert engine.times("f") == pytest.approx(calls)
+        # every attempt runs under the request id the caller's 202 gave
+        assert engine.request_ids == ["e1"] * len(calls)
         dlq = store.dlq_list()
         if dead is None:
             assert dlq == []

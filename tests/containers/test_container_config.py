@@ -76,7 +76,9 @@ def test_container_config_limits_and_mounts(tmp_path: object) -> None:
         f"{spec.code_dir}:/var/task:ro",
         "/usr:/usr:ro",
     ]
-    assert config["Cmd"][:2] == ["python3", "-c"]
+    assert config["Entrypoint"] == ["python3"]  # whatever ENTRYPOINT the image has
+    assert config["Cmd"][0] == "-c"
+    assert config["WorkingDir"] == "/var/task"
     assert SOCK_PATH in config["Cmd"]
     network = container_config(
         spec.code_dir,

@@ -437,10 +437,13 @@ def test_from_dict_rejects_unknown_keys_and_wrong_types(data: dict[str, Any], ma
 
 
 def test_from_dict_missing_field_and_not_a_mapping() -> None:
-    with pytest.raises(
-        InvalidParameterValueException, match=r"Object missing required field `code`"
-    ):
+    # a zip function needs code and a handler (an image function has neither)
+    with pytest.raises(InvalidParameterValueException, match=r"code: a directory or a \.zip"):
         FunctionConfig.from_dict({"name": "fn", "handler": "app.handler"})
+    with pytest.raises(InvalidParameterValueException, match="handler: '' must be"):
+        FunctionConfig.from_dict({"name": "fn", "code": "/srv/code"})
+    with pytest.raises(InvalidParameterValueException, match=r"Object missing required field"):
+        FunctionConfig.from_dict({"handler": "app.handler", "code": "/srv/code"})
     with pytest.raises(InvalidParameterValueException, match=r"Expected `object`, got `array`"):
         FunctionConfig.from_dict([])  # type: ignore[arg-type]
 

@@ -88,6 +88,18 @@ REJECTIONS = [
     (FN + 'environment = { AWS_REGION = "x" }\n', "functions.hello.environment", "reserved"),
     (FN + 'name = "other"\n', "functions.hello.name", "the name is the table key"),
     ('[functions.hello]\ncode = "c"\n', "functions.hello.handler", "required, but missing"),
+    ('[functions.hello]\nhandler = "a.b"\n', "functions.hello.code", "required, but missing"),
+    (
+        '[functions.img]\npackage_type = "Image"\nimage = "i"\n',
+        "functions.img.package_type",
+        "runs on the container backend",
+    ),
+    (
+        '[functions.img]\npackage_type = "Image"\nbackend = "container"\nimage = "i"\n'
+        "image_config = { cmd = [] }\n",
+        "functions.img.image_config",
+        "cmd",
+    ),
     ('[functions."bad name"]\nhandler = "a.b"\ncode = "c"\n', "functions.bad name.name", "1-64"),
     ("functions = 3\n", "functions", "expected a table, got an integer"),
     ('[functions]\nhello = "app.handler"\n', "functions.hello", "expected a table, got a string"),
@@ -271,3 +283,24 @@ def test_batch_rejections_name_the_key_and_reason(
         load(path)
     assert (caught.value.path, caught.value.key) == (str(path), key)
     assert reason in caught.value.reason
+
+
+def test_an_image_function_has_no_code_handler_or_runtime(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        """
+[functions.resize]
+package_type = "Image"
+backend = "container"
+image = "resize:latest"
+image_config = { command = ["app.handler"], working_directory = "/var/task/src" }
+""",
+    )
+    fn = load(path).functions["resize"]
+    assert fn.image_package
+    assert fn.runtime_api
+    assert (fn.code, fn.handler, fn.runtime) == ("", "", None)
+    assert fn.image_config is not None
+    assert fn.image_config.command == ["app.handler"]
+    assert fn.image_config.entry_point is None
+    assert fn.image_config.working_directory == "/var/task/src"

@@ -105,6 +105,37 @@ def test_a_warm_invoke_returns_the_handlers_result(pool: PoolConfig, code: str) 
     run(main())
 
 
+def test_the_invoked_arn_travels_only_when_it_is_not_inits(
+    pool: PoolConfig, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alias's ARN reaches the context through the INVOKE frame's extra JSON; the ARN of
+    INIT (the function's own, as an unqualified call names it) adds nothing to the frame."""
+    extras: list[bytes] = []
+
+    class Recording(LambdaContext):
+        __slots__ = ()
+
+        def __init__(self, fixed: Any, request_id: str, deadline_ms: int, extra: bytes) -> None:
+            extras.append(extra)
+            super().__init__(fixed, request_id, deadline_ms, extra)
+
+    monkeypatch.setattr("runtime.testing.LambdaContext", Recording)
+    fake = FakeLauncher(lambda event, context: context.invoked_function_arn)
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:f"
+
+    async def main() -> None:
+        async with Engine(pool, launchers={"process": fake}) as engine:
+            await engine.register(config("f", code))
+            seen = [
+                (await engine.invoke("f", invoked_arn=invoked)).json()
+                for invoked in (None, arn, f"{arn}:live", f"{arn}:$LATEST", None)
+            ]
+            assert seen == [arn, arn, f"{arn}:live", f"{arn}:$LATEST", arn]
+            assert [bool(extra) for extra in extras] == [False, False, True, True, False]
+
+    run(main())
+
+
 def test_the_cold_start_happens_once_then_the_worker_is_reused(pool: PoolConfig, code: str) -> None:
     fake = FakeLauncher(hold_starts=True)
 

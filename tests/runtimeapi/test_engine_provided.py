@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import eventually, pid_exists
-from runtimeapi_support import MakeCode, need_curl, processes_in
+from runtimeapi_support import PROVIDED, MakeCode, need_curl, processes_in
 
-from runtime import Engine, FunctionConfig, InvokeResult
+from runtime import Engine, FunctionConfig, InvokeResult, _scheduler_py
+from runtime._scheduler_py import SchedulerPy
 from runtime.agent.protocol import RESPONSE_LIMIT
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
@@ -427,3 +429,112 @@ def test_curl_shell_runtime(arun: Any, make_code: MakeCode) -> None:
             assert f"handling {second.request_id} with function.handler" in second.log
 
     arun(main())
+
+
+#: code that hangs in its init the first time it starts (writing its pid to MARKER first),
+#: then starts normally: the Python runtime's module, and a bootstrap that reaches ``/next``
+#: only on its second start
+HANG_ONCE = """\
+import os, time
+print("booting", flush=True)
+if not os.path.exists({marker!r}):
+    with open({marker!r}, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(3600)
+"""
+PYTHON_APP = """
+COUNT = [0]
+
+
+def handler(event, context):
+    COUNT[0] += 1
+    return {"event": event, "count": COUNT[0], "pid": os.getpid()}
+"""
+
+
+@pytest.fixture
+def short_init(monkeypatch: pytest.MonkeyPatch) -> type[SchedulerPy]:
+    """The pure-Python core, with Lambda's 10-second floor under the init deadline lowered:
+    a 1-second function then gets 1 second to initialize, and the tests stay short."""
+    monkeypatch.setattr(_scheduler_py, "INIT_TIMEOUT_FLOOR", 0.2)
+    return SchedulerPy
+
+
+@pytest.mark.parametrize("runtime", ["python3.11", "provided.al2023"])
+def test_init_that_never_becomes_ready_times_out_and_is_killed(
+    arun: Any, code_root: Path, short_init: type[SchedulerPy], runtime: str
+) -> None:
+    """A runtime that never calls ``/next`` is a Python init that never returns: the call is
+    answered Sandbox.Timedout at the init deadline, the process (and what it started) is
+    killed, and the next call starts cold.  The code_root fixture fails the test if a
+    process is left in the code directory."""
+    code = code_root / runtime
+    code.mkdir()
+    marker = str(code_root / "hung.pid")
+    hang = HANG_ONCE.format(marker=marker)
+    if runtime.startswith("python"):
+        (code / "app.py").write_text(hang + PYTHON_APP)
+        fn = FunctionConfig(
+            name="hang", handler="app.handler", code=str(code), timeout_s=1, start="spawn"
+        )
+    else:
+        probe = (PROVIDED / "probe.py").read_text()
+        (code / "bootstrap").write_text(f"#!{sys.executable} -u\n{hang}{probe}")
+        (code / "bootstrap").chmod(0o755)
+        fn = provided("hang", str(code), timeout_s=1)
+
+    async def main() -> None:
+        async with Engine(scheduler=short_init) as engine:
+            await engine.register(fn)
+            t0 = time.monotonic()
+            hung = await engine.invoke("hang", b'{"n": 1}')
+            assert 0.9 < time.monotonic() - t0 < 3.0
+            assert error_of(hung) == {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": hung.json()["errorMessage"],
+            }
+            assert re.fullmatch(
+                rf"\S+Z {hung.request_id} Init timed out after 1\.00 seconds",
+                hung.json()["errorMessage"],
+            )
+            assert "booting" in hung.log
+            with open(marker) as f:  # noqa: ASYNC230 - a few bytes, once
+                pid = int(f.read())
+            await eventually(lambda: not pid_exists(pid))
+
+            again = await engine.invoke("hang", b'{"n": 2}')
+            assert again.function_error is None, again.payload
+            assert again.json()["event"] == {"n": 2}
+            assert again.json()["pid"] != pid
+            assert again.report is not None
+            assert again.report.cold
+            assert engine.stats()["hang"]["cold_starts"] == 2
+
+    arun(main())
+
+
+def test_the_http_side_answers_what_a_careless_client_sends(arun: Any, make_code: MakeCode) -> None:
+    """Raw requests on connections of their own, during a call: each is answered (or the
+    connection closed) as an HTTP/1.1 server should, and the call still ends normally."""
+
+    async def main() -> None:
+        async with Engine() as engine:
+            await engine.register(provided("raw", make_code("probe")))
+            result = await engine.invoke("raw", b'{"case": "http"}')
+            assert result.function_error is None, result.payload
+            assert result.json() == {
+                "garbage": {"statuses": [400], "closed": True},
+                "huge_head": {"statuses": [431], "closed": True},
+                "bad_chunk": {"statuses": [400], "closed": True},
+                "bad_length": {"statuses": [400], "closed": True},
+                "pipelined": {"statuses": [404, 404, 404], "closed": False},
+                "byte_at_a_time": {"statuses": [404], "closed": False},
+                "http10": {"statuses": [404], "closed": True},
+                "connection_close": {"statuses": [404], "closed": True},
+                "expect_continue": {"statuses": [100, 404], "closed": False},
+                "too_long_to_read": {"statuses": [413], "closed": True},
+            }
+            after = await engine.invoke("raw", b'{"case": "echo"}')
+            assert after.json()["count"] == 2  # the same runtime, warm
+
+    arun(main(), timeout=60)

@@ -120,6 +120,41 @@ def test_versions_are_numbered_immutable_snapshots(arun: Callable[..., Any]) -> 
     arun(main(), timeout=60)
 
 
+#: how a call names the function → (ExecutedVersion, context.invoked_function_arn)
+INVOKED_ARNS: list[tuple[dict[str, str], str, str]] = [
+    ({"FunctionName": "fn"}, "$LATEST", ARN),
+    ({"FunctionName": ARN}, "$LATEST", ARN),
+    ({"FunctionName": "fn", "Qualifier": "$LATEST"}, "$LATEST", f"{ARN}:$LATEST"),
+    ({"FunctionName": "fn", "Qualifier": "1"}, "1", f"{ARN}:1"),
+    ({"FunctionName": f"{ARN}:1"}, "1", f"{ARN}:1"),
+    ({"FunctionName": "fn", "Qualifier": "live"}, "1", f"{ARN}:live"),
+    ({"FunctionName": "fn:live"}, "1", f"{ARN}:live"),
+    ({"FunctionName": "fn", "Qualifier": "edge"}, "$LATEST", f"{ARN}:edge"),
+]
+
+
+def test_context_has_the_arn_as_invoked(arun: Callable[..., Any]) -> None:
+    """Lambda's ``invoked_function_arn`` is the caller's: an alias's, not its version's.  The
+    calls alternate between names, so that one environment serves several ARNs."""
+
+    async def main() -> None:
+        async with serving(config_of()) as svc, boto(svc.url) as client:
+            await create(client)
+            await call(client.publish_version, FunctionName="fn")
+            await call(client.create_alias, FunctionName="fn", Name="live", FunctionVersion="1")
+            await call(
+                client.create_alias, FunctionName="fn", Name="edge", FunctionVersion="$LATEST"
+            )
+            for _ in range(2):
+                for params, version, arn in INVOKED_ARNS:
+                    executed, out = await invoke(client, **params)
+                    assert (executed, out["arn"]) == (version, arn), params
+            stats = api_of(svc).engine.stats()
+            assert stats["fn"]["cold_starts"] == stats["fn.1"]["cold_starts"] == 1
+
+    arun(main(), timeout=60)
+
+
 def test_executed_version_context_and_log(arun: Callable[..., Any]) -> None:
     async def main() -> None:
         async with serving(config_of()) as svc, boto(svc.url) as client:
@@ -158,15 +193,113 @@ def test_each_version_has_its_own_environments(arun: Callable[..., Any]) -> None
     arun(main(), timeout=60)
 
 
+ZIP_THREE = make_zip({"app.py": MODULE.format(handler="first", code="three")})
+
+
+def test_publish_with_create_and_with_code_update(arun: Callable[..., Any]) -> None:
+    """``Publish=True`` publishes in the same call: CreateFunction answers Version 1 (with the
+    function's unqualified ARN, as Lambda does), UpdateFunctionCode the new version."""
+
+    async def main() -> None:
+        async with serving(config_of()) as svc, boto(svc.url) as client:
+            created = await create(client, Publish=True)
+            assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
+            assert (created["Version"], created["FunctionArn"]) == ("1", ARN)
+            assert (await invoke(client, Qualifier="1"))[1]["code"] == "one"
+
+            updated = await call(
+                client.update_function_code, FunctionName="fn", ZipFile=ZIP_THREE, Publish=True
+            )
+            assert updated["ResponseMetadata"]["HTTPStatusCode"] == 200
+            assert (updated["Version"], updated["FunctionArn"]) == ("2", f"{ARN}:2")
+            assert updated["CodeSha256"] != created["CodeSha256"]
+            again = await call(
+                client.update_function_code, FunctionName="fn", ZipFile=ZIP_THREE, Publish=True
+            )
+            assert (again["Version"], again["RevisionId"]) == ("2", updated["RevisionId"])
+            unpublished = await call(
+                client.update_function_code, FunctionName="fn", ZipFile=ZIP_ONE
+            )
+            assert (unpublished["Version"], unpublished["FunctionArn"]) == ("$LATEST", ARN)
+
+            ran = [(await invoke(client, Qualifier=q))[1]["code"] for q in ("1", "2", "$LATEST")]
+            assert ran == ["one", "three", "one"]
+            versions = await call(client.list_versions_by_function, FunctionName="fn")
+            assert [v["Version"] for v in versions["Versions"]] == ["$LATEST", "1", "2"]
+            # botocore's UpdateFunctionConfiguration has no Publish: PublishVersion follows it
+            model = client.meta.service_model.operation_model("UpdateFunctionConfiguration")
+            assert "Publish" not in model.input_shape.members
+
+    arun(main(), timeout=60)
+
+
+def test_delete_function_with_a_qualifier_deletes_that_version_only(
+    arun: Callable[..., Any],
+) -> None:
+    async def main() -> None:
+        async with serving(config_of()) as svc, boto(svc.url) as client:
+            assert svc.engine is not None
+            await create(client, Publish=True)
+            await to_second_code(client)
+            await call(client.publish_version, FunctionName="fn")
+            await call(client.create_alias, FunctionName="fn", Name="live", FunctionVersion="2")
+            refusals = [
+                ("$LATEST", "InvalidParameterValueException", 400, LATEST_UNDELETABLE),
+                ("live", "InvalidParameterValueException", 400, NO_ALIAS_DELETION),
+                ("nope", "InvalidParameterValueException", 400, NO_ALIAS_DELETION),
+                ("7", "ResourceNotFoundException", 404, f"Function not found: {ARN}:7"),
+                ("2", "ResourceConflictException", 409, ALIAS_REFERENCES + "[live]"),
+            ]
+            for qualifier, code, status, message in refusals:
+                with pytest.raises(client.exceptions.ClientError) as caught:
+                    await call(client.delete_function, FunctionName="fn", Qualifier=qualifier)
+                answer = caught.value.response
+                assert answer["Error"]["Code"] == code, qualifier
+                assert answer["ResponseMetadata"]["HTTPStatusCode"] == status, qualifier
+                assert answer["Error"]["Message"] == message, qualifier
+
+            deleted = await call(client.delete_function, FunctionName="fn", Qualifier="1")
+            assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+            assert sorted(c.name for c in svc.engine.functions()) == ["fn", "fn.2"]
+            with pytest.raises(client.exceptions.ResourceNotFoundException):
+                await call(client.get_function, FunctionName="fn", Qualifier="1")
+            with pytest.raises(client.exceptions.ResourceNotFoundException):
+                await call(client.invoke, FunctionName="fn", Qualifier="1", Payload=b"{}")
+            assert (await invoke(client, Qualifier="live"))[1]["code"] == "two"
+            assert (await invoke(client))[1]["code"] == "two"
+            versions = await call(client.list_versions_by_function, FunctionName="fn")
+            assert [v["Version"] for v in versions["Versions"]] == ["$LATEST", "2"]
+            assert (await call(client.get_alias, FunctionName="fn", Name="live"))[
+                "FunctionVersion"
+            ] == "2"
+
+            await call(client.delete_alias, FunctionName="fn", Name="live")
+            await call(client.delete_function, FunctionName=f"{ARN}:2")  # a qualified ARN
+            assert [c.name for c in svc.engine.functions()] == ["fn"]
+            assert (await invoke(client))[1]["code"] == "two"
+
+    arun(main(), timeout=60)
+
+
+LATEST_UNDELETABLE = "$LATEST version cannot be deleted without deleting the function."
+NO_ALIAS_DELETION = "Deletion of aliases is not currently supported."
+ALIAS_REFERENCES = "Unable to delete version because the following aliases reference it: "
+
+
 def test_publish_preconditions(arun: Callable[..., Any]) -> None:
     async def main() -> None:
         async with serving(config_of()) as svc, boto(svc.url) as client:
             created = await create(client)
             with pytest.raises(client.exceptions.InvalidParameterValueException) as wrong_sha:
                 await call(client.publish_version, FunctionName="fn", CodeSha256="nope")
-            assert "CodeSHA256 (nope) is different from current CodeSHA256 in $LATEST" in str(
-                wrong_sha.value
+            answer = wrong_sha.value.response
+            assert answer["ResponseMetadata"]["HTTPStatusCode"] == 400
+            assert answer["Error"]["Message"] == (
+                f"CodeSHA256 (nope) is different from current CodeSHA256 in $LATEST "
+                f"({created['CodeSha256']}). Please try again with the CodeSHA256 in $LATEST."
             )
+            listed = await call(client.list_versions_by_function, FunctionName="fn")
+            assert [v["Version"] for v in listed["Versions"]] == ["$LATEST"]  # none published
             with pytest.raises(client.exceptions.PreconditionFailedException):
                 await call(client.publish_version, FunctionName="fn", RevisionId="stale")
             published = await call(
@@ -489,16 +622,18 @@ def test_provisioned_concurrency_per_version_and_alias(arun: Callable[..., Any])
             await call(client.publish_version, FunctionName="fn")
             await call(client.create_alias, FunctionName="fn", Name="live", FunctionVersion="2")
 
-            with pytest.raises(
-                client.exceptions.InvalidParameterValueException,
-                match="cannot be applied to unpublished function versions",
-            ):
+            with pytest.raises(client.exceptions.InvalidParameterValueException) as latest:
                 await call(
                     client.put_provisioned_concurrency_config,
                     FunctionName="fn",
                     Qualifier="$LATEST",
                     ProvisionedConcurrentExecutions=1,
                 )
+            assert latest.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            assert latest.value.response["Error"]["Message"] == (
+                "Provisioned Concurrency Configs cannot be applied to unpublished function "
+                "versions."
+            )
             put = await call(
                 client.put_provisioned_concurrency_config,
                 FunctionName="fn",
@@ -620,5 +755,48 @@ def test_aws_cli_publish_alias_and_invoke(arun: Callable[..., Any], tmp_path: Pa
                 assert json.loads(out.read_text())["code"] == code
             versions = await cli(svc.url, "list-versions-by-function", "--function-name", "fn")
             assert [v["Version"] for v in versions["Versions"]] == ["$LATEST", "1", "2"]
+
+    arun(main(), timeout=120)
+
+
+def test_aws_cli_publish_on_create_and_update(arun: Callable[..., Any], tmp_path: Path) -> None:
+    """``--publish`` of create-function and update-function-code, then delete-function of
+    one version with ``--qualifier``."""
+    first, second = tmp_path / "one.zip", tmp_path / "three.zip"
+    first.write_bytes(ZIP_ONE)
+    second.write_bytes(ZIP_THREE)
+
+    async def main() -> None:
+        async with serving(config_of()) as svc, boto(svc.url) as client:
+            created = await cli(
+                svc.url,
+                "create-function",
+                "--function-name",
+                "fn",
+                "--runtime",
+                "python3.11",
+                "--role",
+                ROLE,
+                "--handler",
+                "app.first",
+                "--zip-file",
+                f"fileb://{first}",
+                "--publish",
+            )
+            assert (created["Version"], created["FunctionArn"]) == ("1", ARN)
+            updated = await cli(
+                svc.url,
+                "update-function-code",
+                "--function-name",
+                "fn",
+                "--zip-file",
+                f"fileb://{second}",
+                "--publish",
+            )
+            assert (updated["Version"], updated["FunctionArn"]) == ("2", f"{ARN}:2")
+            assert (await invoke(client, Qualifier="2"))[1]["code"] == "three"
+            await cli(svc.url, "delete-function", "--function-name", "fn", "--qualifier", "1")
+            versions = await cli(svc.url, "list-versions-by-function", "--function-name", "fn")
+            assert [v["Version"] for v in versions["Versions"]] == ["$LATEST", "2"]
 
     arun(main(), timeout=120)

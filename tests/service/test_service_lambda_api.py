@@ -333,7 +333,7 @@ MODELED = [
     ("ResourceNotFoundException", "delete_function", {"FunctionName": "missing"}),
     ("ResourceConflictException", "create_function", _zip_code(FunctionName="echo")),
     ("InvalidParameterValueException", "create_function", _zip_code(MemorySize=20_000)),
-    ("InvalidParameterValueException", "create_function", _zip_code(Runtime="nodejs20.x")),
+    ("InvalidParameterValueException", "create_function", _zip_code(Runtime="java21")),
     ("InvalidParameterValueException", "create_function", _zip_code(FunctionName="bad.name")),
     ("InvalidParameterValueException", "update_function_configuration",
      {"FunctionName": "echo", "Environment": {"Variables": {"AWS_REGION": "x"}}}),

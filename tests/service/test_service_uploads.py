@@ -166,7 +166,7 @@ def test_corrupt_zips_are_a_400_with_lambdas_message(
 
 
 #: Runtime values refused, known to Lambda or not
-BAD_RUNTIMES = ["nodejs20.x", "java21", "provided.al1", "bogus", "python3.8", "python3.99", ""]
+BAD_RUNTIMES = ["nodejs14.x", "java21", "provided.al1", "bogus", "python3.8", "python3.99", ""]
 
 
 def test_a_runtime_other_than_lambdas_pythons_is_refused(
@@ -174,6 +174,7 @@ def test_a_runtime_other_than_lambdas_pythons_is_refused(
 ) -> None:
     supported = ", ".join(
         [f"python3.{minor}" for minor in range(9, 15)]
+        + [f"nodejs{major}.x" for major in (16, 18, 20, 22, 24)]
         + ["provided", "provided.al2", "provided.al2023"]
     )
 

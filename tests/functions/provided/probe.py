@@ -54,6 +54,71 @@ if os.environ.get("PROBE_INIT") == "error":
 if os.environ.get("PROBE_INIT") == "exit":
     sys.exit(3)
 
+
+def raw_exchange(*sends, expect=1):
+    """Send each piece on a new connection (one write each), read ``expect`` answers; their
+    status lines, and whether the server closed the connection after them."""
+    host, port = API.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as raw:
+        raw.settimeout(5)
+        statuses = []
+        data = b""
+        for piece in sends:
+            raw.sendall(piece if isinstance(piece, bytes) else piece.encode("latin-1"))
+            if piece == sends[0] and expect == "continue":  # read the interim answer first
+                data += raw.recv(4096)
+        while len(statuses) < (2 if expect == "continue" else expect):
+            while b"\r\n\r\n" not in data:
+                got = raw.recv(65536)
+                if not got:
+                    return {"statuses": statuses, "closed": True}
+                data += got
+            head, _, data = data.partition(b"\r\n\r\n")
+            statuses.append(int(head.split(b" ", 2)[1]))
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(data) < length:
+                data += raw.recv(65536)
+            data = data[length:]
+        # still open if it answers one more request; a closed one reads its end (or a reset)
+        try:
+            raw.sendall(f"GET {BASE}/nope HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            closed = not data and raw.recv(65536) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            closed = True
+        return {"statuses": statuses, "closed": closed}
+
+
+def http_cases():
+    """How the Runtime API's HTTP side answers what http.client never sends."""
+    nope = f"{BASE}/nope"
+    get = f"GET {nope} HTTP/1.1\r\nHost: x\r\n\r\n"
+    cases = {
+        "garbage": raw_exchange("HELLO\r\n\r\n"),
+        "huge_head": raw_exchange(f"GET {nope} HTTP/1.1\r\nX-Big: {'a' * 70000}\r\n\r\n"),
+        "bad_chunk": raw_exchange(
+            f"POST {nope} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        ),
+        "bad_length": raw_exchange(f"POST {nope} HTTP/1.1\r\nContent-Length: -3\r\n\r\n"),
+        "pipelined": raw_exchange(get + get + get, expect=3),
+        "byte_at_a_time": raw_exchange(*get),
+        "http10": raw_exchange(f"GET {nope} HTTP/1.0\r\n\r\n"),
+        "connection_close": raw_exchange(f"GET {nope} HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        "expect_continue": raw_exchange(
+            f"POST {nope} HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            "hello",
+            expect="continue",
+        ),
+        "too_long_to_read": raw_exchange(
+            f"POST {nope} HTTP/1.1\r\nContent-Length: {64 * 1024 * 1024 + 1}\r\n\r\n"
+        ),
+    }
+    return cases
+
+
 kept = []
 count = 0
 while True:
@@ -119,6 +184,8 @@ while True:
     elif case == "error_type":
         headers = {"Lambda-Runtime-Function-Error-Type": doc["header"]}
         request("POST", here + "/error", doc.get("body", "").encode(), headers)
+    elif case == "http":
+        out = http_cases()
     elif case == "exit":
         os._exit(doc["code"])
     elif case == "sleep":
