@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import io
 import json
+import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -317,3 +319,35 @@ def create_queue(client: Any, name: str = "q") -> None:
         priority=1,
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "local"}],
     )
+
+
+def aws_cli() -> str:
+    """The AWS CLI: the virtualenv's, else the one on PATH; absent only off CI."""
+    here = Path(sys.executable).parent / "aws"
+    found = str(here) if here.exists() else shutil.which("aws")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("the AWS CLI is required on CI")
+        pytest.skip("no AWS CLI")
+    return found
+
+
+async def aws_lambda(url: str, *args: str) -> Any:
+    """``aws lambda <args>`` against ``url``; its JSON output."""
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDTEST",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    done = await call(
+        subprocess.run,
+        [aws_cli(), "--endpoint-url", url, "--output", "json", "lambda", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip() else None

@@ -447,29 +447,35 @@ class Connection:
         return request
 
 
-def _peak_reader(pid: int) -> Callable[[], int]:
-    """A reader of the runtime's peak RSS (VmHWM, KiB; 0 once it is gone) that keeps its
-    ``/proc`` file open and rereads it in place."""
-    try:
-        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
-    except OSError:
-        return lambda: 0
+class PeakReader:
+    """The runtime's peak RSS (VmHWM, KiB; 0 once it is gone), from its ``/proc`` status file
+    kept open and reread in place."""
 
-    def peak() -> int:
+    def __init__(self, pid: int = 0) -> None:
         try:
-            data = os.pread(fd, 4096, 0)
+            self._fd = os.open(f"/proc/{pid}/status", os.O_RDONLY) if pid else -1
+        except OSError:
+            self._fd = -1
+
+    def __call__(self) -> int:
+        try:
+            data = os.pread(self._fd, 4096, 0)
             at = data.index(b"VmHWM:")
             return int(data[at + 6 : data.index(b"kB", at)])
         except (OSError, ValueError):
             return 0
 
-    return peak
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _child_setup() -> None:
     """In the runtime's process before its exec: die with the agent, and take Ctrl-C as a
     process normally does (the agent ignores it, and an ignored signal stays so across exec)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # ignored by an agent that stopped a runtime
     try:
         import ctypes
 
@@ -499,7 +505,10 @@ class Bridge:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._exit_code: int | None = None
-        self._peak: Callable[[], int] = lambda: 0
+        self._peak = PeakReader()
+        self._watcher: threading.Thread | None = None
+        #: the invocation a runtime that exited before taking it was started again for
+        self._respawned: Invocation | None = None
         self._t0 = 0
         self._started = 0
         self.initialized = False
@@ -534,6 +543,12 @@ class Bridge:
         listener.setblocking(False)
         self.listener = listener
         self.port = listener.getsockname()[1]
+        return self.spawn()
+
+    def spawn(self) -> bytes | None:
+        """Start the runtime (a thread waits for its exit); the init error document when it
+        cannot start."""
+        cfg = self.cfg
         environ = dict(os.environ)
         environ["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.port}"
         if not str(cfg.get("runtime", "")).startswith("nodejs"):
@@ -547,7 +562,8 @@ class Bridge:
         if not os.path.isdir(cwd):
             return error_body("Runtime.InvalidWorkingDir", f"Error: chdir {cwd}: no such directory")
         try:
-            # no thread runs yet, so the child's pre-exec step is safe
+            # no other thread runs (the exit watcher of a runtime started before has ended),
+            # so the child's pre-exec step is safe
             self.proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
@@ -559,13 +575,17 @@ class Bridge:
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             return error_body("Runtime.InvalidEntrypoint", f"Error: fork/exec {path}: {reason}")
-        self._peak = _peak_reader(self.proc.pid)
-        threading.Thread(target=self._watch, name="runtime-exit", daemon=True).start()
+        self._peak.close()
+        self._peak = PeakReader(self.proc.pid)
+        self._exit_code = None
+        watcher = self._watcher = threading.Thread(
+            target=self._watch, args=(self.proc,), name="runtime-exit", daemon=True
+        )
+        watcher.start()
         return None
 
-    def _watch(self) -> None:
-        assert self.proc is not None
-        self._exit_code = self.proc.wait()
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        self._exit_code = proc.wait()
         try:
             os.write(self._wake_w, b"\0")
         except OSError:
@@ -619,7 +639,7 @@ class Bridge:
         except BlockingIOError:
             pass
         if self._exit_code is not None:
-            self.done = self._runtime_exited(self._exit_code)
+            self.done = self._woken_exit(self._exit_code)
 
     def _accept(self, key: selectors.SelectorKey, mask: int) -> None:
         assert self.listener is not None
@@ -784,8 +804,11 @@ class Bridge:
         document = error_document(header, request.body)
         self._write(conn, answer(202, ACCEPTED))
         self._flush(conn)  # the runtime reads its 202, then exits or is stopped
-        log = self.agent.take_log(INIT_LOG_CAP)
-        self._send(P.encode(P.INIT_ERROR, (document, log), P_ORIGIN() - self._started))
+        if self._running is not None:  # started again for a call: that call's error
+            self._answer(self._running.request_id, P.ERROR, document, P.FATAL)
+        else:
+            log = self.agent.take_log(INIT_LOG_CAP)
+            self._send(P.encode(P.INIT_ERROR, (document, log), P_ORIGIN() - self._started))
         self._end_runtime()
         self.done = 1
 
@@ -839,6 +862,34 @@ class Bridge:
 
     # -- the end ---------------------------------------------------------------------------
 
+    def _woken_exit(self, code: int) -> int | None:
+        """The runtime ended.  If it had answered its last invocation and the engine's next one
+        had not reached it yet (a runtime that handles one event and exits, say), it is
+        started again for that one, once, as Lambda starts a new runtime then: the call is not
+        lost to an exit it never saw.  Otherwise the agent ends (None: it goes on)."""
+        running = self._running
+        if (
+            self.initialized
+            and running is not None
+            and self.exchange.pending is running
+            and self._respawned is not running
+        ):
+            self._respawned = running
+            self._stop_group()
+            for conn in list(self._connections):
+                self._drop(conn)
+            self.exchange = Exchange(self._exchange_event)
+            self.exchange.start(running)
+            if self._watcher is not None:
+                self._watcher.join()
+            failure = self.spawn()
+            if failure is None:
+                return None
+            self._answer(running.request_id, P.ERROR, failure, P.FATAL)
+            self._end_runtime()
+            return 1
+        return self._runtime_exited(code)
+
     def _runtime_exited(self, code: int) -> int:
         """The runtime ended: before its first ``/next`` that is an init error; after it, the
         agent ends with the same status, and the engine answers the call Runtime.ExitError."""
@@ -858,6 +909,13 @@ class Bridge:
         a parked ``/next`` is told the container is going."""
         self.exchange.close()
         self._serve_parked(resume=False)
+        self._stop_group()
+        self._close_listener()
+        self._peak.close()
+
+    def _stop_group(self) -> None:
+        """SIGTERM to the runtime and whatever it started (our process group), then SIGKILL
+        to the runtime if it outlives STOP_GRACE_S."""
         proc = self.proc
         if os.getpgrp() == os.getpid():
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -873,7 +931,6 @@ class Bridge:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self._close_listener()
 
 
 def _stream_error(trailers: dict[str, str]) -> bytes:

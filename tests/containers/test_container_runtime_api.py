@@ -20,7 +20,7 @@ import pytest
 from docker_support import IMAGE
 from image_support import BOOTSTRAP_IMAGE, RIC_IMAGE, build, remove
 from runtimeapi_support import PROVIDED, need_curl
-from service_support import boto, call, config_of, serving
+from service_support import aws_lambda, boto, call, config_of, serving
 
 from runtime import Engine, FunctionConfig, InvalidParameterValueException, PoolConfig
 from runtime.config import ImageConfig
@@ -450,6 +450,38 @@ def test_image_functions_through_boto3(arun: Any, images: None) -> None:
             names = [f["FunctionName"] for f in (await call(client.list_functions))["Functions"]]
             assert names == ["img"]
             await call(client.delete_function, FunctionName="img")
+
+    arun(main(), timeout=120)
+
+
+def test_image_functions_through_the_aws_cli(arun: Any, images: None, tmp_path: Path) -> None:
+    async def main() -> None:
+        async with serving(config_of(pool=POOL)) as svc:
+            created = await aws_lambda(
+                svc.url,
+                "create-function",
+                "--function-name",
+                "cli-img",
+                "--package-type",
+                "Image",
+                "--code",
+                f"ImageUri={RIC_IMAGE}",
+                "--image-config",
+                '{"Command": ["app.other"]}',
+                "--role",
+                "arn:aws:iam::000000000000:role/r",
+            )
+            assert created["PackageType"] == "Image"
+            assert created["ImageConfigResponse"]["ImageConfig"]["Command"] == ["app.other"]
+            out = tmp_path / "out.json"
+            meta = await aws_lambda(
+                svc.url, "invoke", "--function-name", "cli-img", "--payload", "{}", str(out)
+            )
+            assert meta["StatusCode"] == 200
+            assert "FunctionError" not in meta
+            assert json.loads(out.read_text())["other"] is True
+            got = await aws_lambda(svc.url, "get-function", "--function-name", "cli-img")
+            assert got["Code"]["ImageUri"] == RIC_IMAGE
 
     arun(main(), timeout=120)
 

@@ -538,3 +538,57 @@ def test_the_http_side_answers_what_a_careless_client_sends(arun: Any, make_code
             assert after.json()["count"] == 2  # the same runtime, warm
 
     arun(main(), timeout=60)
+
+
+#: a runtime that handles one event and exits; started with ONCE_FAIL set, the second start
+#: exits at once (a runtime that cannot come back)
+ONE_SHOT = f"""#!{sys.executable} -u
+import http.client, json, os, sys
+marker = os.path.join(os.environ["LAMBDA_TASK_ROOT"], "started")
+starts = int(open(marker).read()) + 1 if os.path.exists(marker) else 1
+open(marker, "w").write(str(starts))
+if starts > 1 and os.environ.get("ONCE_FAIL"):
+    sys.exit(4)
+api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+api.request("GET", "/2018-06-01/runtime/invocation/next")
+got = api.getresponse()
+rid, event = got.getheader("Lambda-Runtime-Aws-Request-Id"), got.read()
+out = json.dumps({{"pid": os.getpid(), "starts": starts, "event": json.loads(event)}})
+api.request("POST", f"/2018-06-01/runtime/invocation/{{rid}}/response", out)
+api.getresponse().read()
+"""
+
+
+@pytest.mark.parametrize("fail_again", [False, True], ids=["comes-back", "cannot-come-back"])
+def test_a_runtime_that_exits_after_each_answer_is_started_again(
+    arun: Any, tmp_path: Path, fail_again: bool
+) -> None:
+    """The engine's next invocation may reach the agent before the runtime's exit does: the
+    agent starts the runtime again for it (once), as Lambda does, so the call is not answered
+    with an exit it never saw."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "bootstrap").write_text(ONE_SHOT)
+    (code / "bootstrap").chmod(0o755)
+    environment = {"ONCE_FAIL": "1"} if fail_again else {}
+
+    async def main() -> None:
+        async with Engine() as engine:
+            await engine.register(provided("once", str(code), environment=environment))
+            results = [await engine.invoke("once", {"n": n}) for n in range(4)]
+            if fail_again:
+                first, second = results[0], results[1]
+                assert first.function_error is None, first.payload
+                assert second.function_error == "Unhandled"
+                doc = second.json()
+                assert doc["errorType"] == "Runtime.ExitError"
+                assert "exit status 4" in doc["errorMessage"]
+                return
+            for n, result in enumerate(results):
+                assert result.function_error is None, result.payload
+                assert result.json()["event"] == {"n": n}
+            pids = {result.json()["pid"] for result in results}
+            assert len(pids) == 4  # a runtime process per event
+            assert engine.stats()["once"]["environments"]["busy"] == 0
+
+    arun(main(), timeout=60)

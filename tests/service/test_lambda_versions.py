@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from service_support import Service, boto, call, config_of, make_zip, serving
+from service_support import Service, aws_lambda, boto, call, config_of, make_zip, serving
 
 from runtime.service.app import API
 
@@ -684,50 +680,18 @@ def test_provisioned_concurrency_per_version_and_alias(arun: Callable[..., Any])
     arun(main(), timeout=60)
 
 
-def aws_cli() -> str:
-    """The AWS CLI: the virtualenv's, else the one on PATH; absent only off CI."""
-    here = Path(sys.executable).parent / "aws"
-    found = str(here) if here.exists() else shutil.which("aws")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("the AWS CLI is required on CI")
-        pytest.skip("no AWS CLI")
-    return found
-
-
-async def cli(url: str, *args: str) -> Any:
-    """``aws lambda <args>`` against ``url``; its JSON output."""
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "AKIDTEST",
-        "AWS_SECRET_ACCESS_KEY": "secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
-    done = await call(
-        subprocess.run,
-        [aws_cli(), "--endpoint-url", url, "--output", "json", "lambda", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout) if done.stdout.strip() else None
-
-
 def test_aws_cli_publish_alias_and_invoke(arun: Callable[..., Any], tmp_path: Path) -> None:
     async def main() -> None:
         async with serving(config_of()) as svc, boto(svc.url) as client:
             await create(client)
-            one = await cli(svc.url, "publish-version", "--function-name", "fn")
+            one = await aws_lambda(svc.url, "publish-version", "--function-name", "fn")
             assert one["Version"] == "1"
             await to_second_code(client)
-            two = await cli(
+            two = await aws_lambda(
                 svc.url, "publish-version", "--function-name", "fn", "--description", "two"
             )
             assert (two["Version"], two["Description"]) == ("2", "two")
-            alias = await cli(
+            alias = await aws_lambda(
                 svc.url,
                 "create-alias",
                 "--function-name",
@@ -740,7 +704,7 @@ def test_aws_cli_publish_alias_and_invoke(arun: Callable[..., Any], tmp_path: Pa
             assert alias["AliasArn"] == f"{ARN}:live"
             out = tmp_path / "out.json"
             for qualifier, code in (("live", "one"), ("2", "two"), ("$LATEST", "two")):
-                meta = await cli(
+                meta = await aws_lambda(
                     svc.url,
                     "invoke",
                     "--function-name",
@@ -753,7 +717,9 @@ def test_aws_cli_publish_alias_and_invoke(arun: Callable[..., Any], tmp_path: Pa
                 )
                 assert meta["ExecutedVersion"] == ("1" if qualifier == "live" else qualifier)
                 assert json.loads(out.read_text())["code"] == code
-            versions = await cli(svc.url, "list-versions-by-function", "--function-name", "fn")
+            versions = await aws_lambda(
+                svc.url, "list-versions-by-function", "--function-name", "fn"
+            )
             assert [v["Version"] for v in versions["Versions"]] == ["$LATEST", "1", "2"]
 
     arun(main(), timeout=120)
@@ -768,7 +734,7 @@ def test_aws_cli_publish_on_create_and_update(arun: Callable[..., Any], tmp_path
 
     async def main() -> None:
         async with serving(config_of()) as svc, boto(svc.url) as client:
-            created = await cli(
+            created = await aws_lambda(
                 svc.url,
                 "create-function",
                 "--function-name",
@@ -784,7 +750,7 @@ def test_aws_cli_publish_on_create_and_update(arun: Callable[..., Any], tmp_path
                 "--publish",
             )
             assert (created["Version"], created["FunctionArn"]) == ("1", ARN)
-            updated = await cli(
+            updated = await aws_lambda(
                 svc.url,
                 "update-function-code",
                 "--function-name",
@@ -795,8 +761,12 @@ def test_aws_cli_publish_on_create_and_update(arun: Callable[..., Any], tmp_path
             )
             assert (updated["Version"], updated["FunctionArn"]) == ("2", f"{ARN}:2")
             assert (await invoke(client, Qualifier="2"))[1]["code"] == "three"
-            await cli(svc.url, "delete-function", "--function-name", "fn", "--qualifier", "1")
-            versions = await cli(svc.url, "list-versions-by-function", "--function-name", "fn")
+            await aws_lambda(
+                svc.url, "delete-function", "--function-name", "fn", "--qualifier", "1"
+            )
+            versions = await aws_lambda(
+                svc.url, "list-versions-by-function", "--function-name", "fn"
+            )
             assert [v["Version"] for v in versions["Versions"]] == ["$LATEST", "2"]
 
     arun(main(), timeout=120)
