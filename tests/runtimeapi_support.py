@@ -39,3 +39,11 @@ def need_curl() -> None:
         if os.environ.get("CI"):
             pytest.fail("curl is not installed (make system-deps installs it)")
         pytest.skip("curl is not installed")
+
+
+def need_node() -> None:
+    """Skip without Node.js, except under CI, where a missing ``node`` is a failure."""
+    if shutil.which("node") is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is not on PATH (Node.js 16+ is needed for the nodejs*.x tests)")
+        pytest.skip("node is not on PATH (the nodejs*.x runtimes need Node.js 16+)")

@@ -18,8 +18,9 @@ import aiodocker
 import orjson
 import pytest
 from docker_support import IMAGE
+from helpers import FUNCTIONS
 from image_support import BOOTSTRAP_IMAGE, RIC_IMAGE, build, remove
-from runtimeapi_support import PROVIDED, need_curl
+from runtimeapi_support import PROVIDED, need_curl, need_node
 from service_support import aws_lambda, boto, call, config_of, serving
 
 from runtime import Engine, FunctionConfig, InvalidParameterValueException, PoolConfig
@@ -245,6 +246,40 @@ def test_a_timeout_kills_what_the_runtime_started_and_keeps_tmp(arun: Any, tmp_p
             assert after.report is not None
             assert after.report.cold  # a new runtime, in the same container: /tmp kept
             assert after.json() == {"child": "gone"}  # the old runtime's child was killed too
+
+    arun(main(), timeout=60)
+
+
+def test_a_node_function_in_a_container(arun: Any) -> None:
+    """``nodejs20.x`` on the container backend: our client on the image's ``node`` (the test
+    image binds the host's /usr), answering at 127.0.0.1:9001."""
+    need_node()
+
+    async def main() -> None:
+        async with Engine(POOL) as engine:
+            fields: dict[str, Any] = {
+                "code": str(FUNCTIONS / "nodejs"),
+                "runtime": "nodejs20.x",
+                "backend": "container",
+                "image": IMAGE,
+            }
+            await engine.register(FunctionConfig(name="nc", handler="index.context", **fields))
+            await engine.register(FunctionConfig(name="ne", handler="index.throwError", **fields))
+            first = await engine.invoke("nc", {})
+            second = await engine.invoke("nc", {})
+            assert first.function_error is None, first.payload
+            assert first.json()["functionName"] == "nc"
+            assert first.json()["invokedFunctionArn"].endswith(":function:nc")
+            assert first.report is not None
+            assert first.report.cold
+            assert second.report is not None
+            assert not second.report.cold
+            assert second.report.max_memory_used_mb > 0  # the container's cgroup
+            failed = await engine.invoke("ne", {})
+            assert failed.function_error == "Unhandled"
+            doc = failed.json()
+            assert (doc["errorType"], doc["errorMessage"]) == ("TypeError", "bad thing")
+            assert "Invoke Error" in failed.log_tail
 
     arun(main(), timeout=60)
 

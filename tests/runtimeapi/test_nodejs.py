@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import FUNCTIONS, eventually, write_toml
-from runtimeapi_support import processes_in
+from runtimeapi_support import need_node, processes_in
 from service_support import boto, call, config_of, serving
 
 from runtime import Engine, FunctionConfig, InvokeResult, configfile
@@ -33,14 +33,6 @@ APP = FUNCTIONS / "nodejs"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
 #: a log line of Lambda's Node.js text format: time, request id, level, message
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\t([^\t]+)\t([A-Z]+)\t(.*)$")
-
-
-def need_node() -> None:
-    """Skip without Node.js, except under CI, where a missing ``node`` is a failure."""
-    if shutil.which("node") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node is not on PATH (Node.js 16+ is needed for the nodejs*.x tests)")
-        pytest.skip("node is not on PATH (the nodejs*.x runtimes need Node.js 16+)")
 
 
 @pytest.fixture
