@@ -825,12 +825,17 @@ class Engine:
         env.call = None
         env.uses += 1
         config = call.fn.config
+        cold_ms = call.cold_ms
+        flags = frame.flags
+        if flags & P.REINIT:  # a runtime started again for this call: a cold start in place
+            cold_ms = max(0.0, (time.perf_counter() - call.started) * 1000 - frame.a / 1e6)
+            call.fn.metrics.cold_starts += 1
         report = Report(
-            call.request_id, frame.a / 1e6, config.memory_mb, worker.peak_mb(frame.b), call.cold_ms
+            call.request_id, frame.a / 1e6, config.memory_mb, worker.peak_mb(frame.b), cold_ms
         )
         env.to(EnvStatus.READY)
         self._finish(call, body, None if frame.kind == P.RESULT else "Unhandled", log, report, env)
-        if frame.flags & P.FATAL:
+        if flags & P.FATAL:
             # The worker exits right after this frame (out of memory): a crash the core hears
             # about now, so the environment is not counted busy after its call was answered.
             env.killed = True

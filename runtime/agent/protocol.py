@@ -60,6 +60,9 @@ FORKED = 8
 EXITED = 9
 
 FATAL = 1  # flag: the worker exits right after this frame
+#: flag on RESULT or ERROR: the runtime was started again for this call (it exited before
+#: taking it); ``a`` is then the time from its new runtime's taking it, and the rest was init
+REINIT = 2
 
 #: fields each kind carries
 FIELD_COUNTS = {

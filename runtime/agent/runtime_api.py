@@ -509,6 +509,7 @@ class Bridge:
         self._watcher: threading.Thread | None = None
         #: the invocation a runtime that exited before taking it was started again for
         self._respawned: Invocation | None = None
+        self._retaken: Invocation | None = None
         self._t0 = 0
         self._started = 0
         self.initialized = False
@@ -676,6 +677,8 @@ class Bridge:
         if self._running is None or self._running.request_id != request_id:
             return  # the exchange already refused it
         self._running = None
+        if self._respawned is not None and self._respawned.request_id == request_id:
+            flags |= P.REINIT
         duration = P_ORIGIN() - self._t0
         rid = request_id.encode()
         room = P.MAX_BODY - 12 - len(rid) - len(body)
@@ -759,6 +762,9 @@ class Bridge:
                 conn.closing = True
                 self._write(conn, answer(500, CONTAINER_ERROR))
             else:
+                if invocation is self._respawned and self._retaken is not invocation:
+                    self._retaken = invocation  # its duration counts from here: init before
+                    self._t0 = P_ORIGIN()
                 self._write(conn, answer(200, invocation.payload, JSON, invocation.headers))
             if resume:
                 self._serve(conn)

@@ -589,6 +589,12 @@ def test_a_runtime_that_exits_after_each_answer_is_started_again(
                 assert result.json()["event"] == {"n": n}
             pids = {result.json()["pid"] for result in results}
             assert len(pids) == 4  # a runtime process per event
+            for result in results:  # each one a cold start, its init reported
+                assert result.report is not None
+                assert result.report.cold
+                assert result.report.init_duration_ms is not None
+                assert "Init Duration" in result.log_tail
+            assert engine.stats()["once"]["cold_starts"] == 4
             assert engine.stats()["once"]["environments"]["busy"] == 0
 
     arun(main(), timeout=60)
