@@ -45,8 +45,6 @@ NEXT = PREFIX + "invocation/next"
 INIT_ERROR = PREFIX + "init/error"
 _INVOCATION = re.compile(r"^/2018-06-01/runtime/invocation/([^/]+)/(response|error)$")
 _ERROR_TYPE = re.compile(r"^(Runtime|Function)\.[A-Z][a-zA-Z]+$")
-#: not Lambda's: sent with ``/error`` by a runtime that exits right after it (ours, runtime.js)
-EXITING_HEADER = "warmstart-runtime-exiting"
 LIMIT = P.RESPONSE_LIMIT
 #: a body past LIMIT is read and dropped up to here (so that the runtime reads its 413);
 #: a longer one closes the connection
@@ -781,10 +779,7 @@ class Bridge:
             document = error_document(
                 headers.get("lambda-runtime-function-error-type"), request.body
             )
-            # our Node.js client's word that it exits next (an uncaught exception): the engine
-            # then retires the environment with this answer, so the next call is cold
-            flags = P.FATAL if headers.get(EXITING_HEADER) == "1" else 0
-            self._answer(request_id, P.ERROR, document, flags)
+            self._answer(request_id, P.ERROR, document)
             self._write(conn, answer(202, ACCEPTED))
         elif mode is not None and mode.lower() != "streaming":
             message = f"Invalid function response mode: {mode}"

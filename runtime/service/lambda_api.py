@@ -316,6 +316,13 @@ class LambdaApi(VersionOperations):
             await self._discard(code_dir)
             raise
         record = FunctionRecord(info, runtime=runtime, role=role(doc.get("Role")))
+        return await self._created(config, record, doc)
+
+    async def _created(
+        self, config: FunctionConfig, record: FunctionRecord, doc: dict[str, Any]
+    ) -> web.Response:
+        """CreateFunction's answer for a registered function (a version too, with Publish)."""
+        name = config.name
         self.records[name] = record
         if doc.get("Publish") is True:
             return await self._published(name, "", 201, qualified=False)
@@ -340,10 +347,7 @@ class LambdaApi(VersionOperations):
         await self.engine.register(config)
         info = CodeInfo.of_image(await image_id(uri), uri)
         record = FunctionRecord(info, runtime="", role=role(doc.get("Role")))
-        self.records[name] = record
-        if doc.get("Publish") is True:
-            return await self._published(name, "", 201, qualified=False)
-        return json_response(function_configuration(config, record, self._arn(name)), 201)
+        return await self._created(config, record, doc)
 
     async def get_function(self, request: web.Request, body: bytes) -> web.Response:
         config, record, arn = await self._qualified(request)
@@ -451,6 +455,12 @@ class LambdaApi(VersionOperations):
         except BaseException:
             await self._discard(code_dir)
             raise
+        return await self._code_updated(config, record, info, doc)
+
+    async def _code_updated(
+        self, config: FunctionConfig, record: FunctionRecord, info: CodeInfo, doc: dict[str, Any]
+    ) -> web.Response:
+        """UpdateFunctionCode's answer once the new code runs (a version too, with Publish)."""
         record.code = info
         record.touch()
         if doc.get("Publish") is True:
@@ -470,11 +480,8 @@ class LambdaApi(VersionOperations):
         if doc.get("DryRun") is True:
             return json_response(function_configuration(config, record, self._arn(config.name)))
         config = await api_worded_async(self.engine.update(config.name, image=uri))
-        record.code = CodeInfo.of_image(await image_id(uri), uri)
-        record.touch()
-        if doc.get("Publish") is True:
-            return await self._published(config.name, "", 200)
-        return json_response(function_configuration(config, record, self._arn(config.name)))
+        info = CodeInfo.of_image(await image_id(uri), uri)
+        return await self._code_updated(config, record, info, doc)
 
     async def update_function_configuration(
         self, request: web.Request, body: bytes

@@ -203,13 +203,11 @@ def image_config(value: Any) -> ImageConfig | None:
         return None
     try:
         return ImageConfig(**{fields[k]: v for k, v in value.items()})
-    except InvalidParameterValueException as exc:
-        raise InvalidParameterValueException(
-            str(exc)
-            .replace("image_config.entry_point", "ImageConfig.EntryPoint")
-            .replace("image_config.command", "ImageConfig.Command")
-            .replace("image_config.working_directory", "ImageConfig.WorkingDirectory")
-        ) from None
+    except InvalidParameterValueException as exc:  # worded with the API's member names
+        message = str(exc)
+        for member, field in fields.items():
+            message = message.replace(f"image_config.{field}", f"ImageConfig.{member}")
+        raise InvalidParameterValueException(message) from None
 
 
 def image_uri(code: Any) -> str:

@@ -24,7 +24,6 @@ const { pathToFileURL } = require('url');
 
 const API_PREFIX = '/2018-06-01/runtime';
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
-const EXITING_HEADER = 'Warmstart-Runtime-Exiting';
 // what Lambda's Node.js runtime exits with after an uncaught exception / unhandled rejection
 const EXIT_UNCAUGHT = 129;
 const EXIT_UNHANDLED_REJECTION = 128;
@@ -169,13 +168,10 @@ function postInitError(error) {
   return post(`${API_PREFIX}/init/error`, JSON.stringify(doc), errorTypeHeader(doc));
 }
 
-function postInvocationError(id, error, exiting) {
+function postInvocationError(id, error) {
   const doc = errorDocument(error);
   const where = `${API_PREFIX}/invocation/${encodeURIComponent(id)}/error`;
-  // not Lambda's: tells warmstart's agent that this process exits next, so that the
-  // environment is retired with this answer (the next call is cold, as on Lambda)
-  const headers = Object.assign(exiting ? { [EXITING_HEADER]: '1' } : {}, errorTypeHeader(doc));
-  return post(where, JSON.stringify(doc), headers);
+  return post(where, JSON.stringify(doc), errorTypeHeader(doc));
 }
 
 // -- loading the handler -------------------------------------------------------------------
@@ -441,7 +437,7 @@ function fatal(error, code) {
     exitAfter(postInitError(error), code);
   } else if (current !== null && !current.answered) {
     current.answered = true;
-    exitAfter(postInvocationError(current.id, error, true), code);
+    exitAfter(postInvocationError(current.id, error), code);
   } else {
     process.exit(code);
   }
