@@ -24,12 +24,14 @@ from runtimeapi_support import PROVIDED, need_curl, need_node
 from service_support import aws_lambda, boto, call, config_of, serving
 
 from runtime import Engine, FunctionConfig, InvalidParameterValueException, PoolConfig
-from runtime.config import ImageConfig
+from runtime.config import ImageConfig, StemCellConfig
 from runtime.loop import run as loop_run
 from runtime.pools.container import (
     RUNTIME_API_PORT,
+    ContainerBackend,
     ForeignRuntime,
     ImageFacts,
+    SandboxKey,
     container_paths,
     foreign_runtime,
 )
@@ -360,6 +362,32 @@ def test_the_agent_dying_mid_call_answers_once_and_takes_the_runtime(
             assert engine.stats()["die"]["environments"]["busy"] == 0
 
     arun(main(), timeout=60)
+
+
+def test_an_image_function_never_takes_a_stem_cell_of_its_image(arun: Any, images: None) -> None:
+    """A stem cell mounts the code store over /var/task: an image function, whose code is the
+    image's own there, starts a container of its own even when a stem cell of its image and
+    size waits."""
+
+    async def main() -> None:
+        async with ContainerBackend() as probe:
+            python = (await probe.image_facts(RIC_IMAGE)).python  # its agent's, as a key's
+        stem = StemCellConfig(image=RIC_IMAGE, count=1, python=python)
+        pool = PoolConfig(trust_image_binds=True, stem_cells=(stem,))
+        async with Engine(pool) as engine:
+            backend = engine._containers
+            assert backend is not None
+            key = SandboxKey(RIC_IMAGE, python=python)
+            await backend.stem_cells_ready(key)
+            await engine.register(image_fn("img"))
+            result = await engine.invoke("img", {})
+            assert result.function_error is None, result.payload  # its own /var/task
+            assert result.json()["cwd"] == "/var/task"
+            cells = backend.stem_cells(key)
+            assert cells is not None
+            assert cells.taken == 0
+
+    arun(main(), timeout=90)
 
 
 def test_image_config_overrides_command_entrypoint_and_workdir(arun: Any, images: None) -> None:
