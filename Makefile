@@ -24,7 +24,8 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Debian packages the tests use for real (a headless browser opens the HTML reports, curl runs a
-# custom runtime); installed when missing and we are root on a Debian-like machine, otherwise the
+# custom runtime, redis-server backs the several-node tests: the tests start their own);
+# installed when missing and we are root on a Debian-like machine, otherwise the
 # tests that need them skip.
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -34,6 +35,11 @@ system-deps:
 	@if ! command -v curl >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing curl (the shell custom runtime of tests/runtimeapi)"; \
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; \
+	fi
+	@if ! command -v redis-server >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server (the tests start their own on a free loopback port)"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		systemctl disable --now redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
 	fi
 
 # A Docker Engine and the container tests' image (installs docker.io and starts dockerd when

@@ -41,6 +41,10 @@ input = { report = "daily" }  # optional: sent instead of the Scheduled Event (o
 data_dir = "data"           # relative to this file; holds batch.sqlite3
 max_vcpus = 8
 memory_mib = 16384
+
+[store]                     # StoreConfig: several nodes on one Redis (without url: batch.sqlite3)
+url = "redis://127.0.0.1:6379/0"   # also --store URL and $WARMSTART_STORE
+lease_s = 10                # a node silent this long loses its work to the others
 ```
 
 ``load(path)`` returns a ``ConfigFile``.  Every rejection (a missing or unreadable file, bad
@@ -148,6 +152,52 @@ class ServiceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             _range("max_connections", self.max_connections, *MAX_CONNECTIONS_RANGE, integer=True)
 
 
+class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where the durable state lives (``[store]``): without ``url``, the SQLite file in
+    ``[batch] data_dir`` (one node); with a Redis URL, that Redis, shared by every node
+    that names it (DESIGN §9)."""
+
+    #: ``redis://HOST:PORT/DB`` (``rediss://``, ``unix://`` too); ``$WARMSTART_STORE`` and
+    #: ``warmstart serve --store`` override it
+    url: str | None = None
+    #: every key starts with it: clusters that share one Redis keep apart by prefix
+    prefix: str = "warmstart"
+    #: refuse a Redis without ``appendonly yes`` (its restart would lose accepted work)
+    require_append_only: bool = True
+    #: a node that stops renewing its lease for this long loses its work to the others
+    lease_s: float = 10.0
+    #: this node's id in the cluster; default ``host/pid/start time`` (set a stable one per
+    #: pod so that a restarted node is known for the same node)
+    node_id: str | None = None
+    #: how the other nodes reach this one for forwarded invokes; default: the URL it listens
+    #: on (``$WARMSTART_ADVERTISE_URL`` overrides)
+    advertise_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            from .redisdb import check_url
+
+            check_url(self.url)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.prefix):
+            raise InvalidParameterValueException("prefix: 1-64 letters, digits, '.', '-' or '_'")
+        _range("lease_s", self.lease_s, 0.1, 3600)
+        if self.node_id is not None and not re.fullmatch(r"[A-Za-z0-9_./:-]{1,128}", self.node_id):
+            raise InvalidParameterValueException(
+                "node_id: 1-128 letters, digits, '.', '/', ':', '-' or '_'"
+            )
+        if self.advertise_url is not None and not re.fullmatch(
+            r"https?://[^\s/]+/?", self.advertise_url
+        ):
+            raise InvalidParameterValueException(
+                f"advertise_url: {self.advertise_url!r} is not http://HOST:PORT"
+            )
+
+    @property
+    def shared(self) -> bool:
+        """Whether the state is in Redis (several nodes), not in the SQLite file."""
+        return self.url is not None
+
+
 class AuthConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Credentials the service accepts; with none configured, auth is off."""
 
@@ -245,6 +295,7 @@ class ConfigFile:
     #: schedule rule name -> rule, in file order
     schedules: dict[str, ScheduleConfig] = field(default_factory=dict)
     batch: BatchConfig = field(default_factory=BatchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
 
 def load(path: str | os.PathLike[str]) -> ConfigFile:
@@ -428,6 +479,12 @@ def _load_batch(table: Any, path: str, base: str) -> BatchConfig:
     return _convert(table, BatchConfig, path, "batch")
 
 
+def _load_store(table: Any, path: str, base: str) -> StoreConfig:
+    table = _table(table, path, "store")
+    _check_keys(table, StoreConfig, path, "store", hidden=frozenset())
+    return _convert(table, StoreConfig, path, "store")
+
+
 SECTIONS: dict[str, Callable[[Any, str, str], Any]] = {
     "pool": _load_pool,
     "functions": _load_functions,
@@ -436,6 +493,7 @@ SECTIONS: dict[str, Callable[[Any, str, str], Any]] = {
     "routes": _load_routes,
     "schedules": _load_schedules,
     "batch": _load_batch,
+    "store": _load_store,
 }
 
 

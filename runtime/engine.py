@@ -92,6 +92,16 @@ class Backlog(Protocol):
     ) -> JobHandle: ...
 
 
+class Admission(Protocol):
+    """A concurrency check beyond this engine's own (several nodes' shared limits):
+    ``admit`` before a call is queued (raising ``TooManyRequestsException`` to throttle it),
+    ``give`` with what ``admit`` returned once the call is answered."""
+
+    async def admit(self, function: str) -> str: ...
+
+    def give(self, scope: str) -> None: ...
+
+
 class Engine:
     """Runs registered functions in warm environments with Lambda's semantics.
 
@@ -140,6 +150,8 @@ class Engine:
         self.log_listeners: list[Any] = []
         #: the durable queue for Event invocations and batch work (runtime.batch), if attached
         self.backlog: Backlog | None = None
+        #: the cluster-wide concurrency check (None on one node: the core's limits suffice)
+        self.admission: Admission | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -480,12 +492,37 @@ class Engine:
             else:
                 self._tasks.create_task(self._invoke_event(fn, body, context, rid))
             return Accepted(rid)
+        if self.admission is not None:
+            return await self._admitted(self.admission, fn, body, context, request_id)
         call = self._enqueue(fn, body, context, request_id)
         try:
             return await call.future
         except asyncio.CancelledError:
             self._withdraw(call)
             raise
+
+    async def _admitted(
+        self,
+        admission: Admission,
+        fn: FunctionState,
+        body: bytes,
+        context: bytes,
+        request_id: str | None,
+    ) -> InvokeResult:
+        try:
+            scope = await admission.admit(fn.config.name)
+        except TooManyRequestsException:
+            fn.metrics.throttles += 1
+            raise
+        try:
+            call = self._enqueue(fn, body, context, request_id)
+            try:
+                return await call.future
+            except asyncio.CancelledError:
+                self._withdraw(call)
+                raise
+        finally:
+            admission.give(scope)
 
     @staticmethod
     def _payload_bytes(payload: Any, limit: int, invocation_type: str) -> bytes:

@@ -21,7 +21,7 @@ from runtime.loop import run as loop_run
 
 T = TypeVar("T")
 
-pytest_plugins = ["docker_support", "service_support"]
+pytest_plugins = ["docker_support", "redis_support", "service_support"]
 
 
 def _core_params() -> list[object]:

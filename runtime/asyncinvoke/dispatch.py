@@ -106,6 +106,7 @@ class EventDispatcher:
         concurrency: int = 16,
         idle_poll_s: float = 1.0,
         heartbeat_s: float = 5.0,
+        stale_after_s: float | None = None,
         executor: Executor | None = None,
     ) -> None:
         if concurrency < 1:
@@ -119,6 +120,12 @@ class EventDispatcher:
         #: claims record that this node is alive; with every slot busy there are none, so it
         #: beats this often (batch runners recover nodes silent for long)
         self.heartbeat_s = heartbeat_s
+        #: with several nodes on one store: the events of a dispatcher silent this long are
+        #: taken over (None: left to the batch runner's recovery, or to a later start)
+        self.stale_after_s = stale_after_s
+        self._swept_at = -math.inf
+        #: events taken over from silent nodes
+        self.taken_over = 0
         #: where store calls run (None: the loop's default executor)
         self.executor = executor
         self._beat_at = -math.inf
@@ -189,9 +196,28 @@ class EventDispatcher:
             await asyncio.gather(*tasks)
         return handled
 
+    async def _take_over(self, now: float) -> None:
+        """The in-flight events of dispatchers silent for ``stale_after_s`` are due again
+        (their node's lease ran out: it died, or lost the store for that long)."""
+        self._swept_at = now
+        assert self.stale_after_s is not None
+        silent = await offload(self.executor, self.store.stale_nodes, now, self.stale_after_s)
+        for node in silent:
+            if node.startswith(NODE_PREFIX) and node != self.node_id:
+                found = await offload(self.executor, self.store.recover, node, now)
+                if found.events:
+                    log.warning(
+                        "async invocations: node %s went silent; %d of its events are due again",
+                        node.removeprefix(NODE_PREFIX),
+                        found.events,
+                    )
+                    self.taken_over += found.events
+
     async def _claim(self) -> tuple[list[asyncio.Task[None]], int]:
         free = self.concurrency - len(self._running)
         now = self.clock()
+        if self.stale_after_s is not None and now - self._swept_at >= self.heartbeat_s:
+            await self._take_over(now)
         if free <= 0:
             if now - self._beat_at >= self.heartbeat_s:
                 await offload(self.executor, self.store.heartbeat, self.node_id, now)

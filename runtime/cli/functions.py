@@ -9,13 +9,16 @@ in :mod:`runtime.cli.dlq`, what the commands share in :mod:`runtime.cli.common`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
+from ..configfile import ConfigFile, StoreConfig
 from ..loop import run
 from .common import (
     DEFAULT_CONFIG,
@@ -78,6 +81,7 @@ def add_parsers(commands: Any) -> None:
     _invoke_parser(commands)
     _functions_parser(commands)
     _logs_parser(commands)
+    _nodes_parser(commands)
 
 
 def _target_options(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +106,17 @@ def _serve_parser(commands: Any) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML: [pool], [functions.*], [service], …")
     p.add_argument("--host", help="listen address (default: [service] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default: [service] port, 9000)")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="a Redis shared with other nodes, redis://HOST:PORT/DB (default: $WARMSTART_STORE, "
+        "else [store] url, else the SQLite file in [batch] data_dir)",
+    )
+    p.add_argument(
+        "--node-id",
+        help="this node's id in the cluster (default: $WARMSTART_NODE_ID, else [store] node_id, "
+        "else host/pid/start time)",
+    )
     p.set_defaults(func=serve_command)
 
 
@@ -161,14 +176,46 @@ def _logs_parser(commands: Any) -> None:
     p.set_defaults(func=logs_command)
 
 
+NODES_EPILOG = """\
+examples:
+  warmstart nodes --endpoint http://127.0.0.1:9000
+  warmstart nodes --json --endpoint http://127.0.0.1:9000
+
+The nodes sharing the endpoint's store ([store] url), as of their last heartbeat: a node that
+stopped beating for [store] lease_s is no longer listed, and its work is taken over."""
+
+
+def _nodes_parser(commands: Any) -> None:
+    p = command_parser(commands, "nodes", "list the live nodes of a cluster", NODES_EPILOG)
+    p.add_argument("--json", action="store_true", help="print the service's JSON")
+    _target_options(p)
+    p.set_defaults(func=nodes_command)
+
+
 # -- running ------------------------------------------------------------------------------------
 
 
 def serve_command(args: argparse.Namespace) -> int:
     from ..service.app import serve
 
-    config = load_config(args.config)
+    config = with_store(load_config(args.config), args.store, args.node_id)
     return run(serve(config, args.host, args.port))
+
+
+def with_store(config: ConfigFile, url: str | None, node_id: str | None) -> ConfigFile:
+    """``config`` with the store the command line or the environment names:
+    ``--store`` / ``$WARMSTART_STORE``, ``--node-id`` / ``$WARMSTART_NODE_ID`` and
+    ``$WARMSTART_ADVERTISE_URL`` win over ``[store]``."""
+    changes = {
+        "url": url or os.environ.get("WARMSTART_STORE") or None,
+        "node_id": node_id or os.environ.get("WARMSTART_NODE_ID") or None,
+        "advertise_url": os.environ.get("WARMSTART_ADVERTISE_URL") or None,
+    }
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not given:
+        return config
+    store = msgspec.convert({**msgspec.structs.asdict(config.store), **given}, StoreConfig)
+    return dataclasses.replace(config, store=store)
 
 
 def _run(
@@ -293,6 +340,34 @@ def functions_delete_command(args: argparse.Namespace) -> int:
         return 0
 
     return _run(args, work)
+
+
+def nodes_command(args: argparse.Namespace) -> int:
+    async def work(client: ServiceClient) -> int:
+        found = await client.json("GET", "/warmstart/nodes")
+        if args.json:
+            sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return 0
+        header = ("NODE", "URL", "FREE", "BUSY", "WAITING", "WARM", "EVENTS", "JOBS", "SEEN")
+        rows: list[tuple[Any, ...]] = [header, *map(_node_row, found["Nodes"])]
+        sys.stdout.write(columns(rows))
+        return 0
+
+    return _run(args, work)
+
+
+def _node_row(node: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        node["NodeId"] + (" *" if node["Self"] else ""),
+        node["Url"],
+        node["FreeEnvironments"],
+        node["BusyEnvironments"],
+        node["WaitingInvocations"],
+        sum(node["IdleWarm"].values()),
+        node["AsyncInFlight"],
+        node["BatchRunning"],
+        f"{node['LastSeenSecondsAgo']:.1f}s ago",
+    )
 
 
 def logs_command(args: argparse.Namespace) -> int:

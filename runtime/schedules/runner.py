@@ -1,16 +1,26 @@
 """Schedules: EventBridge rules fired as durable async invocations.
 
-    RuleStore.schedules() ──▶ plan(rule, targets, now)  (pure: which instant is owed, what to send)
-                                  │ one Firing per owed instant: missed firings collapse into one
-                                  ▼
-    ScheduleRunner.run_due(now) ── backlog.put_event(function, payload, request_id) per target
-                                ── RuleStore.mark_fired(rule, instant)
+    Rules.schedules() ──▶ plan(rule, targets, now)  (pure: which instant is owed, what to send)
+                              │ one Firing per owed instant: missed firings collapse into one
+                              ▼
+    ScheduleRunner.run_due(now) ── Rules.claim_firing(rule, instant, node, now, lease)
+                                     │ won: this node sends it; lost: another node has it
+                                     ├─▶ backlog.put_event(function, payload, request_id) per target
+                                     └─▶ Rules.mark_fired(rule, instant)
 
 A firing is an async invocation of each target function, through the engine's backlog (stored
 before it counts as sent), with EventBridge's Scheduled Event as the payload, or the target's
-``Input`` when it has one. The request id of a firing is derived from the rule, the target and
-the instant, so a firing sent again after a crash (sent, then killed before ``mark_fired``) is
-the same event to the store, not a second one.
+``Input`` when it has one.
+
+Every node on one store runs a runner and plans the same instants; the claim is what makes a
+firing go out once: the store's compare-and-set lets one node have it (see
+:func:`~.store.wins_claim`), and the others skip it. The request id of a firing is derived from
+the rule, the target and the instant, which covers what the claim cannot: a node that died after
+sending and before ``mark_fired`` has its claim taken over once the lease ran out, and the
+firing it sends again is the same event to the backlog's store (``put_event`` keeps the first
+of one request id) — as long as that store is shared and still holds the first event. Once the
+first ran and was forgotten, the resend runs again: a firing is at least once across a node
+dying in that window, exactly once otherwise.
 
 Rules come from the API (:mod:`runtime.service.events_api`) and from the configuration file's
 ``[schedules.NAME]`` tables (:func:`sync_config`), which own the rules they declare.
@@ -33,14 +43,16 @@ import orjson
 
 from .. import arns
 from ..config import PoolConfig
+from ..node import local_node_id
 from ..sqlite import offload
 from .expressions import scheduled_event
 from .store import (
     CONFIG_MANAGER,
     DISABLED,
     ENABLED,
+    FIRING_LEASE_S,
     Rule,
-    RuleStore,
+    Rules,
     Target,
     target_function,
     utc,
@@ -129,19 +141,28 @@ class ScheduleRunner:
     ``run_due(now)`` does one pass (tests drive it with virtual time); ``start()`` runs
     passes in the background, sleeping until the next instant or until ``wake()`` (call it
     after a rule changes: updates take effect at once).
+
+    Runners of several nodes may share ``rules``: each firing is sent by the runner that
+    claims it, as ``node`` (unique to this runner unless given), for ``lease_s`` seconds.
     """
 
     def __init__(
         self,
         backlog: EventSink,
-        rules: RuleStore,
+        rules: Rules,
         pool: PoolConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
         max_sleep_s: float = 60.0,
         executor: Executor | None = None,
+        node: str | None = None,
+        lease_s: float = FIRING_LEASE_S,
     ) -> None:
         self.backlog = backlog
+        #: who claims firings: two runners must never share it (a node's own claim is its
+        #: again, for the resend of a failed send)
+        self.node = node or f"schedules@{local_node_id()}+{uuid.uuid4().hex[:8]}"
+        self.lease_s = lease_s
         #: where rule store calls run (None: the loop's default executor)
         self.executor = executor
         self.rules = rules
@@ -160,18 +181,24 @@ class ScheduleRunner:
         for rule, targets in await offload(self.executor, self.rules.schedules):
             firing = plan(rule, targets, now, self.pool)
             if firing.fire_at is not None:
-                await self._fire(rule, firing)
+                await self._fire(rule, firing, now)
             if firing.next_at is not None:
                 next_at = min(next_at, firing.next_at)
         return None if next_at == math.inf else next_at
 
-    async def _fire(self, rule: Rule, firing: Firing) -> None:
+    async def _fire(self, rule: Rule, firing: Firing, now: float) -> None:
         assert firing.fire_at is not None
+        claim = self.rules.claim_firing
+        if not await offload(
+            self.executor, claim, rule.name, firing.fire_at, self.node, now, self.lease_s
+        ):
+            return  # another node sends it, or sent it since schedules() was read
         for send in firing.sends:
             try:
                 await self.backlog.put_event(send.function, send.payload, send.request_id)
             except Exception:
                 # not marked fired: the next pass sends the firing again, under the same ids
+                # (the claim stays this node's; if the node dies, another takes it after the lease)
                 log.exception(
                     "schedule %s: could not send a firing to %s", rule.name, send.function
                 )
@@ -225,7 +252,7 @@ class ScheduleSpec(Protocol):
 
 
 def sync_config(
-    rules: RuleStore, schedules: Mapping[str, ScheduleSpec], pool: PoolConfig, now: float
+    rules: Rules, schedules: Mapping[str, ScheduleSpec], pool: PoolConfig, now: float
 ) -> list[str]:
     """Make the configuration-managed rules exactly ``schedules`` (name -> ScheduleSpec):
     each rule's one target is its function (target Id = the function name). Returns the

@@ -45,24 +45,29 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from ..asyncinvoke.backlog import EventBacklog
-from ..asyncinvoke.dispatch import EventDispatcher
-from ..asyncinvoke.store import EventStore, SqliteEventStore
+from ..asyncinvoke.dispatch import NODE_PREFIX, EventDispatcher
+from ..asyncinvoke.store import EventStore
 from ..batch.queue import BatchQueue
 from ..batch.store import STORE_FILE, default_data_dir
+from ..cluster.node import ClusterNode
+from ..cluster.tokens import ACCOUNT, RedisTokens, TokenPool
 from ..configfile import ConfigFile
 from ..ecs import Ecs
 from ..engine import Engine
+from ..errors import ResourceNotFoundException
+from ..node import local_node_id
 from ..schedules.runner import ScheduleRunner, sync_config
-from ..schedules.store import RuleStore
+from ..schedules.store import Rules
 from ..sqlite import offload
 from ..stamps import request_id
+from ..stores import Stores, open_stores
 from . import ecs_api, events_api, gateway
 from .auth import AuthError, check_authorization
 from .batch_api import PATHS as BATCH_PATHS
@@ -70,6 +75,7 @@ from .batch_api import BatchApi
 from .connections import ServiceRunner, cancelled_on_disconnect
 from .ecs_api import serve_ecs
 from .events_api import EventsApi, serve_events
+from .function_sync import FunctionSync
 from .json_rpc import CONTENT_TYPE as JSON_RPC
 from .json_rpc import TARGET_HEADER, JsonRpc, is_json_rpc
 from .lambda_api import LambdaApi
@@ -163,6 +169,7 @@ def create_app(
     app.router.add_routes(api.routes())
     app.router.add_routes(batch.routes())
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/warmstart/nodes", _nodes)
     app.router.add_get("/metrics", _metrics)
     app.router.add_route("*", r"/{tail:[\s\S]*}", _fallback(front_door, rpc))
     app.on_shutdown.append(_end_streams)
@@ -277,6 +284,17 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(doc), headers={"Content-Type": JSON})
 
 
+async def _nodes(request: web.Request) -> web.Response:
+    """The live nodes sharing this node's store, with their load as of their last beat."""
+    background = request.app.get(BACKGROUND)
+    cluster = background.cluster if background is not None else None
+    if cluster is None:
+        body: dict[str, Any] = {"NodeId": None, "Nodes": []}
+    else:
+        body = {"NodeId": cluster.id, "Nodes": cluster.describe()}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
 async def _metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()  # on the loop thread: engine.stats() is not thread-safe
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -338,29 +356,45 @@ async def start_engine(config: ConfigFile) -> Engine:
 
 
 class Background:
-    """What runs beside the HTTP front: the durable store, the batch queue attached as the
+    """What runs beside the HTTP front: the durable stores (:func:`runtime.stores.open_stores`:
+    the SQLite file, or the shared Redis of ``[store] url``), the batch queue attached as the
     engine's backlog (``[batch] enabled = false``: an events-only backlog), the dispatcher of
     async invocations, the schedule rules (the config's ``[schedules]`` upserted) and their
-    runner. ``close`` stops them in that order's reverse and closes the store."""
+    runner. ``close`` stops them in that order's reverse and closes the stores.
+
+    With a shared store every node's work is held under its lease: the dispatcher and the
+    batch runner beat every ``lease_s / 4`` and take over the work of nodes silent for
+    ``lease_s``.
+    """
 
     def __init__(self, engine: Engine, config: ConfigFile, data_dir: str | None = None) -> None:
         self.engine = engine
         self.config = config
         self.data_dir = Path(data_dir or config.batch.data_dir or default_data_dir())
+        self.stores: Stores | None = None
         self.queue: BatchQueue | None = None
         self.backlog: BatchQueue | EventBacklog | None = None
         self.store: EventStore | None = None
-        self.rules: RuleStore | None = None
+        self.rules: Rules | None = None
         self.dispatcher: EventDispatcher | None = None
         self.schedules: ScheduleRunner | None = None
+        #: this node's membership and routing (:meth:`join`, once the URL is known)
+        self.cluster: ClusterNode | None = None
+        #: the cluster-wide concurrency tokens (shared stores only)
+        self.tokens: TokenPool | None = None
         #: the store and rule calls of the dispatcher and the schedules: threads of their own,
         #: joined at close (the loop's default executor may be gone by then)
         self.executor: ThreadPoolExecutor | None = None
 
     @property
     def path(self) -> Path:
-        """The SQLite file of the store and of the rules."""
+        """The SQLite file of the stores (unused with a shared Redis store)."""
         return self.data_dir / STORE_FILE
+
+    @property
+    def node_id(self) -> str:
+        """This node's id in the store (``[store] node_id``, else ``host/pid/start``)."""
+        return self.config.store.node_id or local_node_id()
 
     async def start(self) -> Background:
         try:
@@ -372,32 +406,152 @@ class Background:
 
     async def _start(self) -> None:
         engine, config = self.engine, self.config
-        pool = engine.pool
-        threads = self.executor = ThreadPoolExecutor(2, thread_name_prefix="warmstart-events")
+        pool, lease_s = engine.pool, config.store.lease_s
+        threads = self.executor = ThreadPoolExecutor(4, thread_name_prefix="warmstart-store")
+        stores = self.stores = await offload(
+            threads,
+            open_stores,
+            config.store,
+            self.data_dir,
+            region=pool.region,
+            account_id=pool.account_id,
+        )
+        node = config.store.node_id
+        beat_s = lease_s / 4
         if config.batch.enabled:
-            self.queue = BatchQueue.open(engine, self.data_dir, config=config.batch)
-            # the event store: a connection of its own to the queue's file, closed by the queue
-            self.backlog, self.store = self.queue, self.queue.event_store
+            self.queue = BatchQueue(
+                engine,
+                stores.batch,
+                stores.events,
+                node_id=None if node is None else f"{node}+batch",
+                config=config.batch,
+                stale_after_s=lease_s,
+                heartbeat_s=beat_s,
+            )
+            self.backlog = self.queue
         else:
-            store = SqliteEventStore(self.path)
-            self.backlog, self.store = EventBacklog(store, executor=threads), store
-        self.rules = await offload(threads, RuleStore, self.path)
+            self.backlog = EventBacklog(stores.events, executor=threads)
+        self.store, self.rules = stores.events, stores.rules
         await offload(threads, sync_config, self.rules, config.schedules, pool, time.time())
-        self.dispatcher = EventDispatcher(engine, self.store, executor=threads)
+        self.dispatcher = EventDispatcher(
+            engine,
+            self.store,
+            executor=threads,
+            node_id=None if node is None else NODE_PREFIX + node,
+            stale_after_s=lease_s if stores.shared or not config.batch.enabled else None,
+            heartbeat_s=beat_s,
+        )
         self.backlog.event_listeners.append(self.dispatcher.wake)
         if self.queue is not None:
             await self.queue.start()  # attaches itself as the engine's backlog
         else:
             engine.backlog = self.backlog
         await self.dispatcher.start()
-        self.schedules = ScheduleRunner(self.backlog, self.rules, pool, executor=threads)
+        self.schedules = ScheduleRunner(
+            self.backlog,
+            self.rules,
+            pool,
+            executor=threads,
+            node=self.node_id,
+            lease_s=lease_s,
+        )
         self.schedules.start()
 
+    async def join(self, url: str) -> ClusterNode:
+        """Register this node (reachable at ``[store] advertise_url``, else ``url``) in the
+        node registry and keep beating with its load."""
+        assert self.stores is not None
+        settings = self.config.store
+        keys = self.config.auth.keys
+        self.cluster = ClusterNode(
+            self.engine,
+            self.stores.members,
+            self.node_id,
+            settings.advertise_url or url,
+            lease_s=settings.lease_s,
+            beat_s=None if self.stores.shared else settings.lease_s / 4,
+            credentials=next(iter(keys.items())) if keys else None,
+            executor=self.executor,
+            extra_load=self._load,
+        )
+        if self.stores.shared:
+            self.tokens = self._token_pool(self.cluster)
+            self.cluster.on_beat.append(self.tokens.trim)
+            self.engine.admission = self.tokens
+        return await self.cluster.start()
+
+    def _token_pool(self, cluster: ClusterNode) -> TokenPool:
+        """Reserved and account concurrency across the cluster (tokens in blocks)."""
+        engine = self.engine
+        assert self.stores is not None
+        assert self.stores.client is not None
+
+        def reserved(name: str) -> int | None:
+            base = name.split(".", 1)[0]  # a version runs within its function's reservation
+            try:
+                return engine.get_function(base).reserved_concurrency
+            except ResourceNotFoundException:
+                return None
+
+        def scope_of(name: str) -> str:
+            return ACCOUNT if reserved(name) is None else name.split(".", 1)[0]
+
+        def limit_of(scope: str) -> int:
+            if scope != ACCOUNT:
+                return reserved(scope) or 0
+            taken = sum(
+                c.reserved_concurrency or 0 for c in engine.functions() if "." not in c.name
+            )
+            return engine.pool.account_concurrency - taken
+
+        return TokenPool(
+            RedisTokens(
+                self.config.store.url or "",
+                prefix=self.config.store.prefix,
+                client=self.stores.client,
+            ),
+            cluster.id,
+            scope_of=scope_of,
+            limit_of=limit_of,
+            live_nodes=lambda: max(1, len(cluster.members)),
+            lease_s=self.config.store.lease_s,
+            clock=time.time,
+            executor=self.executor,
+        )
+
+    async def follow(self, api: LambdaApi) -> FunctionSync:
+        """The functions made through ``api`` kept in the function registry: those the
+        registry has now are registered here first, then its changes followed."""
+        assert self.stores is not None
+        sync = FunctionSync(
+            api,
+            self.stores.functions,
+            self.node_id,
+            static=frozenset(self.config.functions),
+            executor=self.executor,
+        )
+        api.sync = sync
+        return await sync.start()
+
+    def _load(self) -> dict[str, int]:
+        events = self.dispatcher.in_flight if self.dispatcher is not None else 0
+        jobs = self.queue.runner.running if self.queue is not None else 0
+        return {"events": events, "jobs": jobs}
+
     async def close(self, drain_s: float = 0.0) -> None:
-        """Stop firing schedules; let running events finish for ``drain_s`` and hand the rest
-        back to the store; stop the batch queue (its running jobs get what is left of
-        ``drain_s``); close the store and the rules."""
+        """Leave the node registry; stop firing schedules; let running events finish for
+        ``drain_s`` and hand the rest back to the store; stop the batch queue (its running
+        jobs get what is left of ``drain_s``); close the stores."""
         deadline = time.monotonic() + drain_s
+        if self.engine.admission is self.tokens:
+            self.engine.admission = None
+        if self.tokens is not None:
+            with contextlib.suppress(Exception):
+                await self.tokens.close()
+            self.tokens = None
+        if self.cluster is not None:
+            await self.cluster.close()
+            self.cluster = None
         if self.schedules is not None:
             await self.schedules.close()
             self.schedules = None
@@ -407,14 +561,11 @@ class Background:
         if self.engine.backlog is self.backlog:
             self.engine.backlog = None
         if self.queue is not None:
-            # closes its stores: the batch store and the event store
             await self.queue.close(max(0.0, deadline - time.monotonic()))
-        elif self.store is not None:
-            self.store.close()
-        self.queue = self.backlog = self.store = None
-        if self.rules is not None:
-            self.rules.close()
-            self.rules = None
+        self.queue = self.backlog = self.store = self.rules = None
+        if self.stores is not None:
+            self.stores.close()
+            self.stores = None
         if self.executor is not None:
             self.executor.shutdown(wait=True)
             self.executor = None
@@ -444,19 +595,26 @@ async def running(
     engine = await start_engine(config)
     background = Background(engine, config, data_dir)
     runner: web.AppRunner | None = None
+    sync: FunctionSync | None = None
     try:
         await background.start()
         app = app_factory(engine, config, background=background)
+        sync = await background.follow(app[API])
         runner = ServiceRunner(app, settings)
         await runner.setup()
         site = web.TCPSite(runner, host or settings.host, settings.port if port is None else port)
         await site.start()
-        yield _url(runner)
+        url = _url(runner)
+        api = app[API]
+        api.cluster = await background.join(url)
+        yield url
     finally:
         deadline = time.monotonic() + settings.shutdown_timeout_s
         try:
             if runner is not None:
                 await runner.cleanup()
+            if sync is not None:
+                await sync.close()
             await background.close(max(0.0, deadline - time.monotonic()))
             await drain(engine, deadline)
         finally:

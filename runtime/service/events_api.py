@@ -41,7 +41,7 @@ from ..schedules.store import (
     STATES,
     ManagedRuleException,
     Rule,
-    RuleStore,
+    Rules,
     Target,
     ValidationException,
     check_expression,
@@ -72,7 +72,7 @@ _NO_RULES = "EventBridge rules need the service's data directory"
 def serve_events(
     rpc: JsonRpc,
     pool: PoolConfig,
-    rules: RuleStore | None = None,
+    rules: Rules | None = None,
     changed: Callable[[], None] | None = None,
 ) -> EventsApi:
     """A new ``EventsApi`` over ``rules`` in ``pool``'s region and account, served by ``rpc``
@@ -83,7 +83,8 @@ def serve_events(
 
 
 class EventsApi:
-    """EventBridge's rule operations over a :class:`RuleStore` (see the module docstring);
+    """EventBridge's rule operations over a rule store (:class:`Rules`: SQLite or Redis; see
+    the module docstring);
     ``changed`` is called after every change (the schedule runner's wake). Without a store
     every operation that needs it answers ServiceException.
 
@@ -92,13 +93,13 @@ class EventsApi:
     def __init__(
         self,
         pool: PoolConfig,
-        rules: RuleStore | None = None,
+        rules: Rules | None = None,
         changed: Callable[[], None] | None = None,
     ) -> None:
         self.pool = pool
         if rules is None:
-            rules = cast(RuleStore, Unavailable(_NO_RULES, "ServiceException"))
-        self.rules: RuleStore = rules
+            rules = cast(Rules, Unavailable(_NO_RULES, "ServiceException"))
+        self.rules: Rules = rules
         self._changed: Callable[[], None] = changed or _nothing
 
     # -- rules ----------------------------------------------------------------------------------

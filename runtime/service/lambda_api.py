@@ -47,12 +47,14 @@ import random
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
+import orjson
 from aiohttp import web
 
 from ..arns import function_ref
 from ..asyncinvoke import model as ev
+from ..cluster.node import FORWARDED, NODE_HEADER, REVISION, ClusterNode
 from ..code import make_work_dir, remove_code
 from ..config import FunctionConfig
 from ..configfile import ServiceConfig
@@ -74,6 +76,7 @@ from ..versions import (
 )
 from ..wording import too_large
 from .body import read_body, within
+from .function_sync import FunctionSync
 from .lambda_params import (
     IMAGE_NO_HANDLER,
     api_worded,
@@ -161,6 +164,11 @@ class LambdaApi(VersionOperations):
         self.lineages: dict[str, Lineage] = {}
         #: where a weighted alias draws its numbers in [0, 1) from, one per call
         self.random: Callable[[], float] = random.Random().random
+        #: this node among several on one store: sync invokes it should not run go there
+        self.cluster: ClusterNode | None = None
+        #: the function registry's side: what is changed here is written there
+        self.sync: FunctionSync | None = None
+        self._uploads: dict[str, bytes] = {}
 
     async def close(self) -> None:
         """End log streams and remove every unpacked upload."""
@@ -215,10 +223,36 @@ class LambdaApi(VersionOperations):
         return routes
 
     def _operation(self, op: Operation, limit: int) -> Handler:
-        """Read the body within ``limit``, authenticate, run ``op``; errors as Lambda's."""
+        """Read the body within ``limit``, authenticate, run ``op``; errors as Lambda's.
+        An operation that changes a function writes it to the registry before it answers."""
         name = op.__name__.title().replace("_", "")
         read = within(limit, _too_large_for(name, limit))  # once per route, not per request
+        if op.__name__ in _CHANGES_FUNCTIONS:
+            op = self._registered(op)
         return operation(op, read, WIRE, self.authenticate)
+
+    def _registered(self, op: Operation) -> Operation:
+        async def changed(request: web.Request, body: bytes) -> web.StreamResponse:
+            if self.sync is not None:  # a change made on another node first: build on it
+                await self.sync.poll()
+            response = await op(request, body)
+            sync = self.sync
+            if sync is not None and response.status < 300:
+                if op.__name__ == "create_function":
+                    created = cast("bytes", cast("web.Response", response).body)
+                    name = orjson.loads(created)["FunctionName"]
+                else:
+                    name = self._ref(request)[0]
+                if name in sync.static:  # the configuration file's: every node reads it
+                    return response
+                if any(c.name == name for c in self.engine.functions()):
+                    await sync.publish(name)
+                else:
+                    await sync.retire(name)
+            return response
+
+        changed.__name__ = op.__name__
+        return changed
 
     # -- Invoke: the hot path -----------------------------------------------------------------
 
@@ -233,8 +267,18 @@ class LambdaApi(VersionOperations):
         context = None if context_header is None else client_context(context_header)
         # the context's ARN is the one invoked: an alias's, even though it runs a version
         invoked = None if qualifier is None else f"{lineage.function_arn}:{qualifier}"
+        target = engine_name(name, version)
+        cluster = self.cluster
+        if cluster is not None and invocation_type == "RequestResponse":
+            if FORWARDED in headers:
+                cluster.counts["received"] += 1
+                await self._caught_up(name, headers.get(REVISION))
+            else:
+                answer = await self._forwarded(cluster, name, target, request, body)
+                if answer is not None:
+                    return answer
         result = await self.engine.invoke(
-            engine_name(name, version),
+            target,
             body,
             invocation_type,
             client_context=context,
@@ -245,6 +289,8 @@ class LambdaApi(VersionOperations):
             "X-Amz-Executed-Version": version,
             "x-amzn-RequestId": result.request_id or request_id(),
         }
+        if cluster is not None:
+            out[NODE_HEADER] = cluster.id
         report = result.report
         if report is not None:
             self.metrics.observe(name, report.duration_ms / 1000)
@@ -253,6 +299,33 @@ class LambdaApi(VersionOperations):
             if headers.get("X-Amz-Log-Type") == "Tail":
                 out["X-Amz-Log-Result"] = base64.b64encode(result.log_tail.encode()).decode()
         return web.Response(body=result.payload, status=result.status_code, headers=out)
+
+    async def _forwarded(
+        self, cluster: ClusterNode, name: str, target: str, request: web.Request, body: bytes
+    ) -> web.Response | None:
+        """The answer of the node ``cluster`` routes this call to, or None to run it here.
+        The call carries the function's revision here, so that a node behind on it catches
+        up before it runs the call (never the code this node replaced)."""
+        member = cluster.target(target)
+        if member is None:
+            return None
+        extra = {}
+        if self.sync is not None and name in self.sync.revisions:
+            extra[REVISION] = str(self.sync.revisions[name])
+        got = await cluster.forward(
+            member, request.path, request.query_string, request.headers, body, extra
+        )
+        if got is None:
+            return None
+        return web.Response(body=got.body, status=got.status, headers=got.headers)
+
+    async def _caught_up(self, name: str, revision: str | None) -> None:
+        """A forwarded call made on ``revision`` of ``name``: follow the registry up to it."""
+        sync = self.sync
+        if sync is None or revision is None or not revision.isdigit():
+            return
+        if sync.revisions.get(name, 0) < int(revision):
+            await sync.poll()
 
     def _name(self, request: web.Request) -> str:
         """The function name of a name, partial ARN or ARN, for an operation on ``$LATEST``."""
@@ -684,7 +757,11 @@ class LambdaApi(VersionOperations):
                 "Please don't provide ImageUri when the intended function PackageType is Zip."
             )
         if "ZipFile" in code:
-            return await asyncio.to_thread(unpack_upload, code["ZipFile"], self._root())
+            code_dir, info, data = await asyncio.to_thread(
+                unpack_upload, code["ZipFile"], self._root()
+            )
+            self._uploaded(code_dir, data)
+            return code_dir, info
         if code.get("S3Bucket") == "local":
             return await self._local_code(code.get("S3Key"))
         if "S3Bucket" in code:
@@ -701,7 +778,41 @@ class LambdaApi(VersionOperations):
             raise InvalidParameterValueException(
                 "Code.S3Key: with S3Bucket 'local', an absolute directory or .zip path"
             )
-        return await asyncio.to_thread(local_code, key, self._root())
+        code_dir, info, data = await asyncio.to_thread(local_code, key, self._root())
+        if data is not None:
+            self._uploaded(code_dir, data)
+        return code_dir, info
+
+    def _uploaded(self, code_dir: str, data: bytes) -> None:
+        """Keep an upload's zip until the registry has it (only with one to write to)."""
+        if self.sync is not None:
+            self._uploads[code_dir] = data
+
+    def upload_of(self, code_dir: str) -> bytes | None:
+        """The zip ``code_dir`` was unpacked from, while the registry does not have it."""
+        return self._uploads.get(code_dir)
+
+    def forget_upload(self, code_dir: str) -> None:
+        self._uploads.pop(code_dir, None)
+
+    def code_root(self) -> str:
+        """Where code from the registry is unpacked: the uploads' root."""
+        return self._root()
+
+    async def record_of(self, config: FunctionConfig) -> FunctionRecord:
+        return await self._record(config)
+
+    async def forget_function(self, name: str) -> None:
+        """Remove ``name`` here only (another node deleted it): its versions, records and
+        metrics; its async settings are the store's, deleted by that node."""
+        lineage = self.lineages.pop(name, None)
+        for number in list(lineage.versions) if lineage is not None else []:
+            with contextlib.suppress(ResourceNotFoundException):
+                await self.engine.unregister(engine_name(name, number))
+        with contextlib.suppress(ResourceNotFoundException):
+            await self.engine.unregister(name)
+        self.records.pop(name, None)
+        self.metrics.forget(name)
 
     def _root(self) -> str:
         """The directory uploads are unpacked under (created on first use, marked as this
@@ -717,6 +828,25 @@ class LambdaApi(VersionOperations):
 
 
 # -- request parsing ------------------------------------------------------------------------------
+
+
+#: the operations after which a function's registry entry is written again
+_CHANGES_FUNCTIONS: Final = frozenset(
+    {
+        "create_function",
+        "delete_function",
+        "update_function_code",
+        "update_function_configuration",
+        "put_concurrency",
+        "delete_concurrency",
+        "put_provisioned",
+        "delete_provisioned",
+        "publish_version",
+        "create_alias",
+        "update_alias",
+        "delete_alias",
+    }
+)
 
 
 def _too_large_for(operation: str, limit: int) -> Callable[[int], WarmstartError]:

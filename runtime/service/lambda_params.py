@@ -308,23 +308,25 @@ def decode_marker(marker: str | None) -> str:
     return name
 
 
-def unpack_upload(value: Any, root: str) -> tuple[str, CodeInfo]:
-    """``Code.ZipFile`` (base64) unpacked into a fresh directory under ``root``."""
+def unpack_upload(value: Any, root: str) -> tuple[str, CodeInfo, bytes]:
+    """``Code.ZipFile`` (base64) unpacked into a fresh directory under ``root``; the zip's
+    bytes too (kept for the other nodes of a cluster)."""
     data = decode_zip(value)
     code_dir = prepare_code(data, root)
-    return code_dir, CodeInfo.of_zip(data, code_dir)
+    return code_dir, CodeInfo.of_zip(data, code_dir), data
 
 
-def local_code(path: str, root: str) -> tuple[str, CodeInfo]:
-    """``S3Bucket = "local"``: a directory used in place, or a .zip unpacked under ``root``."""
+def local_code(path: str, root: str) -> tuple[str, CodeInfo, bytes | None]:
+    """``S3Bucket = "local"``: a directory used in place, or a .zip unpacked under ``root``
+    (with its bytes, as for an upload)."""
     if os.path.isdir(path):
         code_dir = os.path.realpath(path)
-        return code_dir, CodeInfo.of_directory(code_dir)
+        return code_dir, CodeInfo.of_directory(code_dir), None
     if not os.path.isfile(path):
         raise InvalidParameterValueException(f"Code.S3Key: {path} is not a directory or a file")
     data = _read_file(path)
     code_dir = prepare_code(data, root)
-    return code_dir, CodeInfo.of_zip(data, code_dir)
+    return code_dir, CodeInfo.of_zip(data, code_dir), data
 
 
 def code_info(code: str) -> CodeInfo:

@@ -1,5 +1,6 @@
-"""SqliteStore: array jobs (children, statusSummary, parent final states), SEQUENTIAL and
-N_TO_N dependencies, dependencies on arrays, and cancel/terminate of a parent."""
+"""Both batch stores (ids ``sqlite`` and ``redis``): array jobs (children, statusSummary,
+parent final states), SEQUENTIAL and N_TO_N dependencies, dependencies on arrays, and
+cancel/terminate of a parent."""
 
 from __future__ import annotations
 
@@ -8,19 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batch_store_support import job, make_store, run, status, submit
+from batch_store_support import BACKENDS, AnyStore, job, open_store, run, status, submit
 
-from runtime.batch import ClientException, SqliteStore, rules
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    s = make_store(tmp_path / "batch.sqlite3")
-    yield s
-    s.close()
+from runtime.batch import ClientException, rules
 
 
-def array(store: SqliteStore, size: int, now: float = 1.0, **fields: Any) -> str:
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
+    yield from open_store(request.param, request, tmp_path)
+
+
+def array(store: AnyStore, size: int, now: float = 1.0, **fields: Any) -> str:
     return submit(store, now=now, arrayProperties={"size": size}, **fields)
 
 
@@ -28,21 +27,21 @@ def children(parent: str, size: int) -> list[str]:
     return [f"{parent}:{i}" for i in range(size)]
 
 
-def summary(store: SqliteStore, parent: str) -> dict[str, int]:
+def summary(store: AnyStore, parent: str) -> dict[str, int]:
     props = job(store, parent).array_properties
     assert props is not None
     assert props.status_summary is not None
     return {k: v for k, v in props.status_summary.items() if v}
 
 
-def finish(store: SqliteStore, job_id: str, exit_code: int, now: float = 10.0) -> None:
+def finish(store: AnyStore, job_id: str, exit_code: int, now: float = 10.0) -> None:
     """Claim exactly ``job_id`` (it must be next) and run it to ``exit_code``."""
     (claim,) = store.claim("n1", now)
     assert claim.job_id == job_id
     run(store, claim, exit_code, now)
 
 
-def test_children_and_summary(store: SqliteStore) -> None:
+def test_children_and_summary(store: AnyStore) -> None:
     parent = array(store, 3)
     kids = children(parent, 3)
     assert status(store, parent, *kids) == ["PENDING", "RUNNABLE", "RUNNABLE", "RUNNABLE"]
@@ -73,7 +72,7 @@ def test_children_and_summary(store: SqliteStore) -> None:
     assert summary(store, parent) == {"SUCCEEDED": 3}
 
 
-def test_listing_children(store: SqliteStore) -> None:
+def test_listing_children(store: AnyStore) -> None:
     parent = array(store, 5)
     page = store.list_jobs(array_job_id=parent, job_status="RUNNABLE", max_results=3)
     assert [s.job_id for s in page.items] == children(parent, 5)[:3]
@@ -87,7 +86,7 @@ def test_listing_children(store: SqliteStore) -> None:
     assert listed.array_properties.size == 5
 
 
-def test_a_failed_child_fails_the_parent_once_all_end(store: SqliteStore) -> None:
+def test_a_failed_child_fails_the_parent_once_all_end(store: AnyStore) -> None:
     parent = array(store, 3)
     first, second, third = store.claim("n1", 2.0, 3)
     run(store, first, 1)
@@ -100,7 +99,7 @@ def test_a_failed_child_fails_the_parent_once_all_end(store: SqliteStore) -> Non
     assert summary(store, parent) == {"SUCCEEDED": 2, "FAILED": 1}
 
 
-def test_children_retry_on_their_own(store: SqliteStore) -> None:
+def test_children_retry_on_their_own(store: AnyStore) -> None:
     parent = array(store, 2, retryStrategy={"attempts": 2})
     first, second = store.claim("n1", 2.0, 2)
     run(store, first, 1)
@@ -113,7 +112,7 @@ def test_children_retry_on_their_own(store: SqliteStore) -> None:
     assert status(store, parent) == ["SUCCEEDED"]
 
 
-def test_sequential(store: SqliteStore) -> None:
+def test_sequential(store: AnyStore) -> None:
     parent = array(store, 4, dependsOn=[{"type": "SEQUENTIAL"}])
     kids = children(parent, 4)
     assert status(store, *kids) == ["RUNNABLE", "PENDING", "PENDING", "PENDING"]
@@ -127,7 +126,7 @@ def test_sequential(store: SqliteStore) -> None:
     assert status(store, parent) == ["FAILED"]
 
 
-def test_n_to_n(store: SqliteStore) -> None:
+def test_n_to_n(store: AnyStore) -> None:
     a = array(store, 3)
     b = array(store, 3, dependsOn=[{"jobId": a, "type": "N_TO_N"}])
     a_kids, b_kids = children(a, 3), children(b, 3)
@@ -146,7 +145,7 @@ def test_n_to_n(store: SqliteStore) -> None:
     assert status(store, b) == ["FAILED"]  # its child 0 failed with A's child 0
 
 
-def test_n_to_n_on_finished_children_and_with_sequential(store: SqliteStore) -> None:
+def test_n_to_n_on_finished_children_and_with_sequential(store: AnyStore) -> None:
     a = array(store, 3)
     first, second, third = store.claim("n1", 2.0, 3)
     run(store, first, 0)
@@ -162,13 +161,13 @@ def test_n_to_n_on_finished_children_and_with_sequential(store: SqliteStore) -> 
     assert status(store, b) == ["PENDING"]
 
 
-def test_n_to_n_needs_equal_sizes(store: SqliteStore) -> None:
+def test_n_to_n_needs_equal_sizes(store: AnyStore) -> None:
     a = array(store, 3)
     with pytest.raises(ClientException, match="size 4"):
         array(store, 4, dependsOn=[{"jobId": a, "type": "N_TO_N"}])
 
 
-def test_depending_on_an_array_waits_for_all_children(store: SqliteStore) -> None:
+def test_depending_on_an_array_waits_for_all_children(store: AnyStore) -> None:
     parent = array(store, 2)
     after = submit(store, dependsOn=[{"jobId": parent}])
     on_child = submit(store, dependsOn=[{"jobId": f"{parent}:1"}])
@@ -179,7 +178,7 @@ def test_depending_on_an_array_waits_for_all_children(store: SqliteStore) -> Non
     assert status(store, after) == ["RUNNABLE"]
 
 
-def test_a_failed_array_fails_its_dependents(store: SqliteStore) -> None:
+def test_a_failed_array_fails_its_dependents(store: AnyStore) -> None:
     parent = array(store, 2)
     after = submit(store, dependsOn=[{"jobId": parent}])
     first, second = store.claim("n1", 2.0, 2)
@@ -189,7 +188,7 @@ def test_a_failed_array_fails_its_dependents(store: SqliteStore) -> None:
     assert status(store, parent, after) == ["FAILED", "FAILED"]
 
 
-def test_an_array_waiting_on_a_job(store: SqliteStore) -> None:
+def test_an_array_waiting_on_a_job(store: AnyStore) -> None:
     dep = submit(store)
     parent = array(store, 3, dependsOn=[{"jobId": dep}, {"type": "SEQUENTIAL"}])
     kids = children(parent, 3)
@@ -198,7 +197,7 @@ def test_an_array_waiting_on_a_job(store: SqliteStore) -> None:
     assert status(store, *kids) == ["RUNNABLE", "PENDING", "PENDING"]
 
 
-def test_an_array_whose_dependency_fails(store: SqliteStore) -> None:
+def test_an_array_whose_dependency_fails(store: AnyStore) -> None:
     dep = submit(store)
     parent = array(store, 3, dependsOn=[{"jobId": dep}])
     after = submit(store, dependsOn=[{"jobId": parent}])
@@ -208,7 +207,7 @@ def test_an_array_whose_dependency_fails(store: SqliteStore) -> None:
     assert summary(store, parent) == {"FAILED": 3}
 
 
-def test_an_array_on_a_failed_job_fails_at_submit(store: SqliteStore) -> None:
+def test_an_array_on_a_failed_job_fails_at_submit(store: AnyStore) -> None:
     dep = submit(store)
     finish(store, dep, 1)
     parent = array(store, 2, now=20.0, dependsOn=[{"jobId": dep}])
@@ -216,7 +215,7 @@ def test_an_array_on_a_failed_job_fails_at_submit(store: SqliteStore) -> None:
     assert job(store, parent).status_reason == rules.DEPENDENCY_FAILED
 
 
-def test_cancel_a_parent(store: SqliteStore) -> None:
+def test_cancel_a_parent(store: AnyStore) -> None:
     parent = array(store, 3)
     (running,) = store.claim("n1", 2.0)
     store.started(running.job_id, 2.0)
@@ -233,7 +232,7 @@ def test_cancel_a_parent(store: SqliteStore) -> None:
     )
 
 
-def test_terminate_a_parent(store: SqliteStore) -> None:
+def test_terminate_a_parent(store: AnyStore) -> None:
     parent = array(store, 3)
     (running,) = store.claim("n1", 2.0)
     orders = store.terminate_job(parent, "Terminated by user", 3.0)
@@ -249,7 +248,7 @@ def test_terminate_a_parent(store: SqliteStore) -> None:
     assert summary(store, parent) == {"FAILED": 3}
 
 
-def test_recover_requeues_a_child(store: SqliteStore) -> None:
+def test_recover_requeues_a_child(store: AnyStore) -> None:
     parent = array(store, 2, retryStrategy={"attempts": 2})
     store.claim("A", 2.0, 2)
     recovery = store.recover("A", 3.0)
@@ -257,7 +256,7 @@ def test_recover_requeues_a_child(store: SqliteStore) -> None:
     assert summary(store, parent) == {"RUNNABLE": 2}
 
 
-def test_ten_thousand_children(store: SqliteStore) -> None:
+def test_ten_thousand_children(store: AnyStore) -> None:
     parent = array(store, 10_000, dependsOn=[{"type": "SEQUENTIAL"}])
     assert summary(store, parent) == {"RUNNABLE": 1, "PENDING": 9_999}
     page = store.list_jobs(array_job_id=parent, job_status="PENDING")

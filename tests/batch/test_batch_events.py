@@ -16,25 +16,32 @@ from helpers import ROOT
 
 from runtime.asyncinvoke import model as ev
 from runtime.asyncinvoke.model import AsyncEvent, EventInvokeConfig
-from runtime.asyncinvoke.store import SqliteEventStore
+from runtime.asyncinvoke.redis_store import RedisEventStore
+from runtime.asyncinvoke.store import EventStore, SqliteEventStore
 from runtime.errors import InvalidParameterValueException, ResourceNotFoundException
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteEventStore]:
-    s = SqliteEventStore(tmp_path / "batch.sqlite3")
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    """Each store test runs against both implementations of the protocol."""
+    s: EventStore
+    if request.param == "sqlite":
+        s = SqliteEventStore(tmp_path / "batch.sqlite3")
+    else:
+        url, prefix = request.getfixturevalue("redis_store")
+        s = RedisEventStore(url, prefix=prefix)
     yield s
     s.close()
 
 
-def one(store: SqliteEventStore, now: float, node: str = "n1") -> AsyncEvent:
+def one(store: EventStore, now: float, node: str = "n1") -> AsyncEvent:
     claim = store.claim_events(node, now, 10)
     assert claim.expired == []
     (event,) = claim.events
     return event
 
 
-def nothing_due(store: SqliteEventStore, now: float) -> bool:
+def nothing_due(store: EventStore, now: float) -> bool:
     claim = store.claim_events("n1", now, 10)
     return claim.events == [] and claim.expired == []
 
@@ -108,7 +115,7 @@ def test_invocation_record_embeds_payloads_untouched() -> None:
 # -- the store --------------------------------------------------------------------------------
 
 
-def test_put_claim_done(store: SqliteEventStore) -> None:
+def test_put_claim_done(store: EventStore) -> None:
     put = store.put_event("f", b'{"x": 1}', 5.0, request_id="r1")
     assert (put.id, put.state, put.max_retries, put.max_age_s) == ("r1", ev.DUE, 2, 21_600)
     event = one(store, 5.0)
@@ -125,7 +132,7 @@ def test_put_claim_done(store: SqliteEventStore) -> None:
     assert store.dlq_list() == []
 
 
-def test_due_order_and_limit(store: SqliteEventStore) -> None:
+def test_due_order_and_limit(store: EventStore) -> None:
     for i in range(5):
         store.put_event("f", b"{}", float(i), request_id=f"e{i}")
     assert nothing_due(store, -1.0)
@@ -134,14 +141,35 @@ def test_due_order_and_limit(store: SqliteEventStore) -> None:
     assert [e.id for e in store.claim_events("n1", 10.0, 10).events] == ["e2", "e3", "e4"]
 
 
-def test_put_is_idempotent_per_request_id(store: SqliteEventStore) -> None:
+def test_equal_times_claim_in_arrival_order(store: EventStore) -> None:
+    names = [f"e{i}" for i in (11, 10, 9, 2, 1, 0)]  # neither numeric nor text order
+    for name in names:
+        store.put_event("f", b"{}", 3.0, request_id=name)
+    assert [e.id for e in store.claim_events("n1", 3.0, 4).events] == names[:4]
+    store.recover("n1", 4.0)  # due again at 4.0, after the two left at 3.0, in arrival order
+    assert [e.id for e in store.claim_events("n1", 4.0, 10).events] == names[4:] + names[:4]
+
+
+def test_times_come_back_exact(store: EventStore) -> None:
+    t = 1_700_000_000.123456
+    put = store.put_event("f", b"{}", t, request_id="e")
+    assert (put.created_at, put.next_attempt_at) == (t, t)
+    assert nothing_due(store, 1_699_999_999.9999998)
+    assert one(store, t).created_at == t
+    after = store.event_failed("e", "x", t + 0.000001)
+    assert after.next_attempt_at == t + 0.000001 + 60.0
+    assert nothing_due(store, after.next_attempt_at - 1e-6)
+    assert one(store, after.next_attempt_at).next_attempt_at == after.next_attempt_at
+
+
+def test_put_is_idempotent_per_request_id(store: EventStore) -> None:
     store.put_event("f", b"{}", 1.0, request_id="same")
     again = store.put_event("f", b'{"other": 1}', 2.0, request_id="same")
     assert (again.payload, again.created_at) == (b"{}", 1.0)
     assert len(store.claim_events("n1", 3.0, 10).events) == 1
 
 
-def test_retries_at_exact_times(store: SqliteEventStore) -> None:
+def test_retries_at_exact_times(store: EventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e")
     one(store, 0.0)
     assert store.event_failed("e", "Unhandled", 10.0).next_attempt_at == 70.0
@@ -167,7 +195,7 @@ def test_retries_at_exact_times(store: SqliteEventStore) -> None:
     )
 
 
-def test_throttles_back_off_without_using_retries(store: SqliteEventStore) -> None:
+def test_throttles_back_off_without_using_retries(store: EventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e", max_retries=0)
     now = 0.0
     for delay in (1.0, 2.0, 4.0, 8.0):
@@ -180,7 +208,7 @@ def test_throttles_back_off_without_using_retries(store: SqliteEventStore) -> No
     assert store.event_failed("e", "Unhandled", now).condition == ev.RETRIES_EXHAUSTED
 
 
-def test_max_age_ends_retries(store: SqliteEventStore) -> None:
+def test_max_age_ends_retries(store: EventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e", max_age_s=100)
     one(store, 0.0)
     assert store.event_failed("e", "x", 30.0).next_attempt_at == 90.0
@@ -189,7 +217,7 @@ def test_max_age_ends_retries(store: SqliteEventStore) -> None:
     assert (dead.state, dead.condition) == (ev.DEAD, ev.EVENT_AGE_EXCEEDED)
 
 
-def test_events_too_old_when_due_are_dead_lettered(store: SqliteEventStore) -> None:
+def test_events_too_old_when_due_are_dead_lettered(store: EventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="old", max_age_s=60)
     store.put_event("f", b"{}", 50.0, request_id="young", max_age_s=60)
     claim = store.claim_events("n1", 60.0, 1)  # after downtime
@@ -199,7 +227,7 @@ def test_events_too_old_when_due_are_dead_lettered(store: SqliteEventStore) -> N
     ]
 
 
-def test_recover_returns_inflight_events(store: SqliteEventStore) -> None:
+def test_recover_returns_inflight_events(store: EventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="a")
     store.put_event("f", b"{}", 0.0, request_id="b")
     store.claim_events("A", 1.0, 1)
@@ -210,14 +238,14 @@ def test_recover_returns_inflight_events(store: SqliteEventStore) -> None:
     assert nothing_due(store, 6.0)  # B's event stays with B
 
 
-def test_stale_failure_reports_change_nothing(store: SqliteEventStore) -> None:
+def test_stale_failure_reports_change_nothing(store: EventStore) -> None:
     store.put_event("f", b"{}", 0.0, request_id="e")
     assert store.event_failed("e", "x", 1.0).state == ev.DUE  # never claimed
     with pytest.raises(ResourceNotFoundException):
         store.event_failed("nope", "x", 1.0)
 
 
-def test_redrive(store: SqliteEventStore) -> None:
+def test_redrive(store: EventStore) -> None:
     for name in ("a", "b", "c"):
         store.put_event(
             "fn" if name != "c" else "other", b"{}", 0.0, request_id=name, max_retries=0
@@ -243,7 +271,7 @@ def test_redrive(store: SqliteEventStore) -> None:
         ({"max_age_s": 21_601}, "MaximumEventAgeInSeconds"),
     ],
 )
-def test_put_event_limits(store: SqliteEventStore, kwargs: dict[str, int], message: str) -> None:
+def test_put_event_limits(store: EventStore, kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(InvalidParameterValueException, match=message):
         store.put_event("f", b"{}", 0.0, **kwargs)  # type: ignore[arg-type]
 
@@ -257,7 +285,7 @@ def config(data: dict[str, object]) -> EventInvokeConfig:
     return msgspec.convert(data, EventInvokeConfig)
 
 
-def test_config_put_get_update_delete(store: SqliteEventStore) -> None:
+def test_config_put_get_update_delete(store: EventStore) -> None:
     with pytest.raises(ResourceNotFoundException, match="doesn't have an EventInvokeConfig"):
         store.get_event_invoke_config("f")
     put = store.put_event_invoke_config(
@@ -286,7 +314,7 @@ def test_config_put_get_update_delete(store: SqliteEventStore) -> None:
         store.delete_event_invoke_config("f")
 
 
-def test_config_supplies_event_defaults(store: SqliteEventStore) -> None:
+def test_config_supplies_event_defaults(store: EventStore) -> None:
     store.put_event_invoke_config(
         "f", config({"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 300}), 0.0
     )
@@ -311,7 +339,7 @@ def test_config_supplies_event_defaults(store: SqliteEventStore) -> None:
         ),
     ],
 )
-def test_config_validation(store: SqliteEventStore, data: dict[str, object], message: str) -> None:
+def test_config_validation(store: EventStore, data: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidParameterValueException, match=message):
         store.put_event_invoke_config("f", config(data), 0.0)
     with pytest.raises(InvalidParameterValueException, match=message):
@@ -321,16 +349,28 @@ def test_config_validation(store: SqliteEventStore, data: dict[str, object], mes
 # Redrives the whole dead-letter list, then claims for node "other" and prints the ids.
 OTHER_PROCESS = r"""
 import sys
+from runtime.asyncinvoke.redis_store import RedisEventStore
 from runtime.asyncinvoke.store import SqliteEventStore
 
-with SqliteEventStore(sys.argv[1]) as store:
+if sys.argv[1] == "sqlite":
+    store = SqliteEventStore(sys.argv[2])
+else:
+    store = RedisEventStore(sys.argv[2], prefix=sys.argv[3])
+with store:
     print(store.dlq_redrive(None, 100.0))
     print(" ".join(e.id for e in store.claim_events("other", 100.0, 2).events))
 """
 
 
+def where(store: EventStore, tmp_path: Path) -> list[str]:
+    """How another process opens ``store``."""
+    if isinstance(store, RedisEventStore):
+        return ["redis", store.url, store.prefix]
+    return ["sqlite", str(tmp_path / "batch.sqlite3")]
+
+
 def test_another_process_redrives_and_claims_on_the_same_file(
-    store: SqliteEventStore, tmp_path: Path
+    store: EventStore, tmp_path: Path
 ) -> None:
     for i in range(4):
         store.put_event("f", b"{}", float(i), max_retries=0, request_id=f"e{i}")
@@ -340,7 +380,7 @@ def test_another_process_redrives_and_claims_on_the_same_file(
     assert len(store.dlq_list()) == 4
     root = ROOT
     done = subprocess.run(
-        [sys.executable, "-c", OTHER_PROCESS, str(tmp_path / "batch.sqlite3")],
+        [sys.executable, "-c", OTHER_PROCESS, *where(store, tmp_path)],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         capture_output=True,

@@ -1,30 +1,38 @@
 """Schedule rules on virtual time: each instant fires once, missed instants after downtime fire
 once, disabled rules stay quiet, updates take effect at once; the durable rule store and the
-configuration file's [schedules]."""
+configuration file's [schedules].
+
+Every test that takes ``rules`` (or ``open_rules``) runs on both stores: SQLite (``sqlite``)
+and Redis (``redis``)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from redis_support import RedisStore
 
 from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.batch import SqliteStore
 from runtime.config import PoolConfig
 from runtime.configfile import ScheduleConfig
 from runtime.errors import ResourceNotFoundException
+from runtime.schedules.redis_store import RedisRuleStore
 from runtime.schedules.runner import ScheduleRunner, plan, sync_config
 from runtime.schedules.store import (
     CONFIG_MANAGER,
     DISABLED,
     ENABLED,
+    MIGRATIONS,
+    SCHEMA_VERSION,
     LimitExceededException,
+    Rules,
     RuleStore,
     Target,
     ValidationException,
@@ -53,11 +61,38 @@ class Sink:
         return [payload["time"] for _, payload, _ in self.sent]
 
 
+Opener = Callable[[], Rules]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def open_rules(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens a store over this test's rules (each call another store on the same rules, as
+    a restart or another node opens it): the SQLite file, or the test's Redis prefix."""
+    if request.param == "sqlite":
+
+        def make() -> Rules:
+            return RuleStore(tmp_path / "batch.sqlite3")
+
+    else:
+        server: RedisStore = request.getfixturevalue("redis_store")
+
+        def make() -> Rules:
+            return RedisRuleStore(server.url, prefix=server.prefix)
+
+    opened: list[Rules] = []
+
+    def opener() -> Rules:
+        opened.append(make())
+        return opened[-1]
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
 @pytest.fixture
-def rules(tmp_path: Path) -> Iterator[RuleStore]:
-    store = RuleStore(tmp_path / "batch.sqlite3")
-    yield store
-    store.close()
+def rules(open_rules: Opener) -> Rules:
+    return open_rules()
 
 
 def at(offset_s: float) -> float:
@@ -100,7 +135,7 @@ async def run(runner: ScheduleRunner, *offsets: float) -> list[float | None]:
 )
 def test_instants_fire_once(
     arun: Any,
-    rules: RuleStore,
+    rules: Rules,
     expression: str,
     offsets: list[float],
     fired: list[float],
@@ -117,7 +152,7 @@ def test_instants_fire_once(
     arun(main())
 
 
-def test_the_scheduled_event_document(arun: Any, rules: RuleStore) -> None:
+def test_the_scheduled_event_document(arun: Any, rules: Rules) -> None:
     async def main() -> None:
         rules.put_rule("nightly", "rate(1 minute)", T0)
         rules.put_targets("nightly", [Target("a", FN), Target("b", "plain-name")])
@@ -144,7 +179,7 @@ def test_the_scheduled_event_document(arun: Any, rules: RuleStore) -> None:
 
 
 def test_target_input_replaces_the_event_and_other_services_are_skipped(
-    arun: Any, rules: RuleStore
+    arun: Any, rules: Rules
 ) -> None:
     async def main() -> None:
         rules.put_rule("r", "rate(1 minute)", T0)
@@ -162,9 +197,7 @@ def test_target_input_replaces_the_event_and_other_services_are_skipped(
     arun(main())
 
 
-def test_disabled_rules_stay_quiet_and_owe_nothing_when_enabled(
-    arun: Any, rules: RuleStore
-) -> None:
+def test_disabled_rules_stay_quiet_and_owe_nothing_when_enabled(arun: Any, rules: Rules) -> None:
     async def main() -> None:
         rules.put_rule("r", "rate(1 minute)", T0, state=DISABLED)
         rules.put_targets("r", [Target("t", FN)])
@@ -180,7 +213,7 @@ def test_disabled_rules_stay_quiet_and_owe_nothing_when_enabled(
     arun(main())
 
 
-def test_updates_take_effect_at_once(arun: Any, rules: RuleStore) -> None:
+def test_updates_take_effect_at_once(arun: Any, rules: Rules) -> None:
     async def main() -> None:
         rules.put_rule("r", "rate(1 hour)", T0)
         rules.put_targets("r", [Target("t", FN)])
@@ -200,7 +233,7 @@ def test_updates_take_effect_at_once(arun: Any, rules: RuleStore) -> None:
     arun(main())
 
 
-def test_a_target_added_late_is_owed_nothing_from_before(arun: Any, rules: RuleStore) -> None:
+def test_a_target_added_late_is_owed_nothing_from_before(arun: Any, rules: Rules) -> None:
     async def main() -> None:
         rules.put_rule("r", "rate(1 minute)", T0)
         sink = Sink()
@@ -213,7 +246,7 @@ def test_a_target_added_late_is_owed_nothing_from_before(arun: Any, rules: RuleS
     arun(main())
 
 
-def test_a_failed_send_is_sent_again_under_the_same_id(arun: Any, rules: RuleStore) -> None:
+def test_a_failed_send_is_sent_again_under_the_same_id(arun: Any, rules: Rules) -> None:
     async def main() -> None:
         rules.put_rule("r", "rate(1 minute)", T0)
         rules.put_targets("r", [Target("t", FN)])
@@ -232,23 +265,23 @@ def test_a_failed_send_is_sent_again_under_the_same_id(arun: Any, rules: RuleSto
     arun(main())
 
 
-def test_firings_survive_a_restart(arun: Any, tmp_path: Path) -> None:
+def test_firings_survive_a_restart(arun: Any, open_rules: Opener) -> None:
     async def main() -> None:
-        path = tmp_path / "batch.sqlite3"
-        with RuleStore(path) as first:
-            first.put_rule("r", "rate(1 minute)", T0)
-            first.put_targets("r", [Target("t", FN)])
-            await ScheduleRunner(Sink(), first, POOL).run_due(at(60))
-        with RuleStore(path) as second:
-            sink = Sink()
-            runner = ScheduleRunner(sink, second, POOL)
-            assert await run(runner, 61, 3600 + 5) == [120, 3660]
-            assert sink.times() == [iso(3600)]  # the hour down: one firing
+        first = open_rules()
+        first.put_rule("r", "rate(1 minute)", T0)
+        first.put_targets("r", [Target("t", FN)])
+        await ScheduleRunner(Sink(), first, POOL).run_due(at(60))
+        first.close()
+        second = open_rules()
+        sink = Sink()
+        runner = ScheduleRunner(sink, second, POOL)
+        assert await run(runner, 61, 3600 + 5) == [120, 3660]
+        assert sink.times() == [iso(3600)]  # the hour down: one firing
 
     arun(main())
 
 
-def test_start_fires_in_the_background(arun: Any, rules: RuleStore) -> None:
+def test_start_fires_in_the_background(arun: Any, rules: Rules) -> None:
     async def main() -> None:
         rules.put_rule("r", "rate(1 minute)", T0)
         rules.put_targets("r", [Target("t", FN)])
@@ -293,7 +326,7 @@ def test_target_function(arn: str, function: str | None) -> None:
 # -- the rule store ---------------------------------------------------------------------------
 
 
-def test_rule_store_rules(rules: RuleStore) -> None:
+def test_rule_store_rules(rules: Rules) -> None:
     with pytest.raises(ValidationException, match=r"one of them must be '\?'"):
         rules.put_rule("r", "cron(0 12 * * * *)", T0)
     with pytest.raises(ResourceNotFoundException, match="Rule nope does not exist"):
@@ -312,7 +345,7 @@ def test_rule_store_rules(rules: RuleStore) -> None:
     assert rules.list_rules() == ([], None)
 
 
-def test_list_rules_pages_by_name_and_prefix(rules: RuleStore) -> None:
+def test_list_rules_pages_by_name_and_prefix(rules: Rules) -> None:
     for name in ["b1", "a", "b3", "b2", "c"]:
         rules.put_rule(name, "rate(1 hour)", T0)
     page, token = rules.list_rules("b", 2)
@@ -326,12 +359,101 @@ def test_list_rules_pages_by_name_and_prefix(rules: RuleStore) -> None:
         rules.list_rules(None, 4, "%%%")
 
 
+def test_missing_rules_and_marks(rules: Rules) -> None:
+    for call in (
+        lambda: rules.set_state("nope", ENABLED, T0),
+        lambda: rules.targets("nope"),
+        lambda: rules.put_targets("nope", [Target("t", FN)]),
+        lambda: rules.remove_targets("nope", ["t"]),
+    ):
+        with pytest.raises(
+            ResourceNotFoundException, match=r"^Rule nope does not exist on EventBus default\.$"
+        ):
+            call()
+    with pytest.raises(ValidationException, match="State 'ON' must be one of ENABLED, DISABLED"):
+        rules.put_rule("r", "rate(1 hour)", T0, state="ON")
+    rules.mark_fired("nope", at(60))  # a rule deleted meanwhile stays deleted
+    assert rules.list_rules() == ([], None)
+    rules.put_rule("r", "rate(1 minute)", T0)
+    rules.mark_fired("r", at(120))
+    rules.mark_fired("r", at(60))  # a late mark never moves the record back
+    assert rules.get_rule("r").last_fired == at(120)
+
+
+def test_put_targets_replaces_in_place_and_appends_in_order(rules: Rules) -> None:
+    rules.put_rule("r", "rate(1 hour)", T0)
+    rules.put_targets("r", [Target("b", FN), Target("a", FN)])
+    rules.put_targets("r", [Target("c", FN), Target("b", "other", "[1]"), Target("c", FN, "{}")])
+    assert rules.targets("r") == [
+        Target("b", "other", "[1]"),
+        Target("a", FN),
+        Target("c", FN, "{}"),
+    ]
+    rules.remove_targets("r", ["b", "c"])
+    assert rules.targets("r") == [Target("a", FN)]
+    ((rule, targets),) = rules.schedules()
+    assert (rule.name, targets) == ("r", [Target("a", FN)])
+    rules.set_state("r", DISABLED, at(10))
+    assert rules.schedules() == []
+
+
+def test_claim_firing(rules: Rules) -> None:
+    """One node has a firing until its lease ends; an instant fired, or of a rule disabled or
+    gone, is nobody's."""
+    rules.put_rule("r", "rate(1 minute)", T0)
+    assert not rules.claim_firing("r", T0, "a", at(1))  # created then: owes nothing
+    assert rules.claim_firing("r", at(60), "a", at(60), 30)
+    assert not rules.claim_firing("r", at(60), "b", at(60))  # a has it
+    assert rules.claim_firing("r", at(60), "a", at(61), 30)  # its own again (a resend)
+    assert not rules.claim_firing("r", at(60), "b", at(90.999))
+    assert rules.claim_firing("r", at(60), "b", at(91))  # a's lease ran out
+    assert not rules.claim_firing("r", at(60), "a", at(92))
+    assert rules.claim_firing("r", at(120), "c", at(120))  # a later instant is another firing
+    rules.mark_fired("r", at(120))
+    assert not rules.claim_firing("r", at(120), "c", at(121))  # fired
+    assert rules.claim_firing("r", at(180), "a", at(180))
+    rules.set_state("r", DISABLED, at(181))
+    assert not rules.claim_firing("r", at(240), "b", at(240))
+    rules.set_state("r", ENABLED, at(250))
+    assert not rules.claim_firing("r", at(240), "b", at(250))  # owed nothing from while off
+    assert not rules.claim_firing("nope", at(60), "a", at(60))
+    rules.delete_rule("r")
+    rules.put_rule("r", "rate(1 minute)", at(400))  # a new rule: the old claim went with it
+    assert rules.claim_firing("r", at(460), "b", at(460))
+
+
+def test_a_rule_file_of_version_1_gets_the_claim(tmp_path: Path) -> None:
+    path = tmp_path / "batch.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute(
+            "CREATE TABLE warmstart_meta"
+            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("INSERT INTO warmstart_meta VALUES ('schedule_rules', 1)")
+        db.execute(
+            "INSERT INTO schedule_rules (name, expression, state, created_at, changed_at,"
+            " last_fired) VALUES ('r', 'rate(1 minute)', 'ENABLED', ?, ?, ?)",
+            (T0, T0, at(60)),
+        )
+    finally:
+        db.close()
+    with RuleStore(path) as rules:
+        assert rules.schema_version == SCHEMA_VERSION
+        assert rules.get_rule("r").last_fired == at(60)
+        assert not rules.claim_firing("r", at(60), "a", at(61))
+        assert rules.claim_firing("r", at(120), "a", at(120))
+        assert not rules.claim_firing("r", at(120), "b", at(121))
+
+
 def test_the_rule_tables_share_the_batch_file(tmp_path: Path) -> None:
     path = tmp_path / "batch.sqlite3"
     with SqliteStore(path) as batch, SqliteEventStore(path) as events, RuleStore(path) as rules:
         rules.put_rule("r", "rate(1 hour)", T0)
         events.put_event("f", b"{}", T0, request_id="e")
-        assert rules.schema_version == 1
+        assert rules.schema_version == SCHEMA_VERSION == 2
         version = batch.schema_version
     with RuleStore(path) as again, SqliteStore(path) as batch_again:
         assert again.get_rule("r").expression == "rate(1 hour)"
@@ -341,7 +463,12 @@ def test_the_rule_tables_share_the_batch_file(tmp_path: Path) -> None:
         meta = db.execute(
             "SELECT component, version FROM warmstart_meta ORDER BY component"
         ).fetchall()
-        assert meta == [("batch", version), ("events", 1), ("nodes", 1), ("schedule_rules", 1)]
+        assert meta == [
+            ("batch", version),
+            ("events", 1),
+            ("nodes", 1),
+            ("schedule_rules", SCHEMA_VERSION),
+        ]
     finally:
         db.close()
 
@@ -353,7 +480,7 @@ def schedule(name: str, expression: str, **fields: Any) -> ScheduleConfig:
     return ScheduleConfig(name=name, expression=expression, function="report", **fields)
 
 
-def test_config_rules_are_upserted_and_own_their_rules(rules: RuleStore) -> None:
+def test_config_rules_are_upserted_and_own_their_rules(rules: Rules) -> None:
     rules.put_rule("api-made", "rate(1 day)", T0)
     first = {
         "nightly": schedule("nightly", "cron(0 3 * * ? *)", input='{"n": 1}'),

@@ -1,5 +1,7 @@
-"""SqliteStore: job definitions, queues, every job transition, retries, cancel/terminate,
-recovery after a dead runner, listings. Time is always passed in.
+"""Both batch stores (SqliteStore and RedisStore, ids ``sqlite`` and ``redis``): job
+definitions, queues, every job transition, retries, cancel/terminate, recovery after a dead
+runner, listings. Time is always passed in. The tests of the SQLite file itself run on SQLite
+only.
 """
 
 from __future__ import annotations
@@ -11,7 +13,20 @@ from typing import Any
 
 import msgspec
 import pytest
-from batch_store_support import define, job, make_queue, make_store, run, run_next, status, submit
+from batch_store_support import (
+    BACKENDS,
+    AnyStore,
+    define,
+    job,
+    make_queue,
+    make_store,
+    open_store,
+    reopen,
+    run,
+    run_next,
+    status,
+    submit,
+)
 
 from runtime.batch import (
     ClientException,
@@ -26,8 +41,13 @@ from runtime.batch.store import SCHEMA_VERSION
 from runtime.errors import ServiceException
 
 
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
+    yield from open_store(request.param, request, tmp_path)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = make_store(tmp_path / "batch.sqlite3")
     yield s
     s.close()
@@ -36,7 +56,8 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 # -- the file ---------------------------------------------------------------------------------
 
 
-def test_file_settings(store: SqliteStore) -> None:
+def test_file_settings(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     db = sqlite3.connect(store.path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -46,9 +67,9 @@ def test_file_settings(store: SqliteStore) -> None:
     assert store.schema_version == SCHEMA_VERSION
 
 
-def test_reopen_keeps_everything_and_a_second_connection_reads(store: SqliteStore) -> None:
+def test_reopen_keeps_everything_and_a_second_connection_reads(store: AnyStore) -> None:
     job_id = submit(store)
-    other = SqliteStore(store.path)  # e.g. the CLI while the service runs
+    other = reopen(store)  # e.g. the CLI while the service runs, or another node
     try:
         assert status(other, job_id) == ["RUNNABLE"]
         (claim,) = store.claim("n1", 2.0)
@@ -83,7 +104,7 @@ def test_default_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 # -- job definitions --------------------------------------------------------------------------
 
 
-def test_revisions_and_resolution(store: SqliteStore) -> None:
+def test_revisions_and_resolution(store: AnyStore) -> None:
     arn2 = define(store, "def", containerProperties={"image": "busybox:2"})
     assert arn2.endswith(":job-definition/def:2")
     assert job(store, submit(store)).job_definition == arn2  # by name: the latest ACTIVE
@@ -100,19 +121,19 @@ def test_revisions_and_resolution(store: SqliteStore) -> None:
     ("ref", "message"),
     [("nope", "does not exist"), ("def:9", "does not exist"), ("def:x", "name:revision")],
 )
-def test_unknown_definitions(store: SqliteStore, ref: str, message: str) -> None:
+def test_unknown_definitions(store: AnyStore, ref: str, message: str) -> None:
     with pytest.raises(ClientException, match=message):
         submit(store, jobDefinition=ref)
 
 
-def test_deregister_needs_a_revision(store: SqliteStore) -> None:
+def test_deregister_needs_a_revision(store: AnyStore) -> None:
     with pytest.raises(ClientException, match="name:revision"):
         store.deregister_job_definition("def")
     with pytest.raises(ClientException, match="does not exist"):
         store.deregister_job_definition("def:7")
 
 
-def test_describe_job_definitions(store: SqliteStore) -> None:
+def test_describe_job_definitions(store: AnyStore) -> None:
     for _ in range(4):
         define(store, "other")
     store.deregister_job_definition("other:1")
@@ -137,7 +158,7 @@ def test_describe_job_definitions(store: SqliteStore) -> None:
 # -- queues -----------------------------------------------------------------------------------
 
 
-def test_queues(store: SqliteStore) -> None:
+def test_queues(store: AnyStore) -> None:
     make_queue(
         store,
         "hi",
@@ -164,7 +185,7 @@ def test_queues(store: SqliteStore) -> None:
     ] == ["hi"]
 
 
-def test_a_disabled_queue_takes_no_jobs_and_starts_none(store: SqliteStore) -> None:
+def test_a_disabled_queue_takes_no_jobs_and_starts_none(store: AnyStore) -> None:
     running = submit(store)
     waiting = submit(store)
     (claim,) = store.claim("n1", 2.0)
@@ -179,7 +200,7 @@ def test_a_disabled_queue_takes_no_jobs_and_starts_none(store: SqliteStore) -> N
     assert [c.job_id for c in store.claim("n1", 8.0, 10)] == [waiting]
 
 
-def test_delete_queue(store: SqliteStore) -> None:
+def test_delete_queue(store: AnyStore) -> None:
     queued, running = submit(store), submit(store)
     store.claim("n1", 2.0)  # the oldest: queued
     with pytest.raises(ClientException, match="DISABLED"):
@@ -194,7 +215,7 @@ def test_delete_queue(store: SqliteStore) -> None:
         store.delete_job_queue("gone", 5.0)
 
 
-def test_queue_priority_then_submit_order(store: SqliteStore) -> None:
+def test_queue_priority_then_submit_order(store: AnyStore) -> None:
     make_queue(store, "low", priority=0)
     make_queue(store, "high", priority=5)
     make_queue(store, "q2", priority=1)
@@ -207,7 +228,7 @@ def test_queue_priority_then_submit_order(store: SqliteStore) -> None:
     assert claimed == [high, a, b, c, low]
 
 
-def test_claim_respects_free_capacity(store: SqliteStore) -> None:
+def test_claim_respects_free_capacity(store: AnyStore) -> None:
     big = submit(
         store,
         containerOverrides={
@@ -233,7 +254,7 @@ def test_claim_respects_free_capacity(store: SqliteStore) -> None:
 # -- one job, start to end --------------------------------------------------------------------
 
 
-def test_lifecycle_and_timestamps(store: SqliteStore) -> None:
+def test_lifecycle_and_timestamps(store: AnyStore) -> None:
     job_id = submit(store, now=1.5, parameters={"x": "1"})
     detail = job(store, job_id)
     assert (detail.status, detail.created_at, detail.started_at) == ("RUNNABLE", 1500, None)
@@ -265,7 +286,7 @@ def test_lifecycle_and_timestamps(store: SqliteStore) -> None:
     assert store.read_log(job_id) == b"out\n"
 
 
-def test_claim_carries_what_the_runner_needs(store: SqliteStore) -> None:
+def test_claim_carries_what_the_runner_needs(store: AnyStore) -> None:
     define(
         store,
         "cmd",
@@ -307,7 +328,7 @@ def test_claim_carries_what_the_runner_needs(store: SqliteStore) -> None:
     assert (claim.function, claim.payload, claim.array_index) == (None, None, None)
 
 
-def test_function_jobs(store: SqliteStore) -> None:
+def test_function_jobs(store: AnyStore) -> None:
     define(store, "fn", containerProperties=None, parameters={"warmstart:function": "resize"})
     with_payload = submit(store, jobDefinition="fn", payload=b'{"w": 100}')
     from_params = submit(store, jobDefinition="fn", parameters={"w": "5"})
@@ -320,7 +341,7 @@ def test_function_jobs(store: SqliteStore) -> None:
         submit(store, payload=b"{}")
 
 
-def test_started_checks_the_state(store: SqliteStore) -> None:
+def test_started_checks_the_state(store: AnyStore) -> None:
     job_id = submit(store)
     with pytest.raises(ClientException, match="not STARTING"):
         store.started(job_id, 2.0)
@@ -331,8 +352,12 @@ def test_started_checks_the_state(store: SqliteStore) -> None:
         store.started("nope", 2.0)
 
 
-def test_logs_are_bounded_and_per_attempt(tmp_path: Path) -> None:
-    store = make_store(tmp_path / "b.sqlite3", log_cap_bytes=8)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_logs_are_bounded_and_per_attempt(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    opened = open_store(backend, request, tmp_path, log_cap_bytes=8)
+    store = next(opened)
     define(store, "retry", retryStrategy={"attempts": 2})
     job_id = submit(store, jobDefinition="retry")
     for attempt, log in ((1, b"0123456789abc"), (2, b"second")):
@@ -343,13 +368,13 @@ def test_logs_are_bounded_and_per_attempt(tmp_path: Path) -> None:
     assert store.read_log(job_id, 1) == b"56789abc"  # the tail is kept
     assert store.read_log(job_id) == b"second"
     assert store.read_log(job_id, 7) == b""
-    store.close()
+    opened.close()
 
 
 # -- retries ----------------------------------------------------------------------------------
 
 
-def test_retries_until_attempts_run_out(store: SqliteStore) -> None:
+def test_retries_until_attempts_run_out(store: AnyStore) -> None:
     define(store, "r3", retryStrategy={"attempts": 3})
     job_id = submit(store, jobDefinition="r3")
     attempts = []
@@ -365,7 +390,7 @@ def test_retries_until_attempts_run_out(store: SqliteStore) -> None:
     assert detail.status_reason == rules.ESSENTIAL_EXITED
 
 
-def test_a_retry_then_success(store: SqliteStore) -> None:
+def test_a_retry_then_success(store: AnyStore) -> None:
     job_id = submit(store, retryStrategy={"attempts": 2})  # the submit's strategy wins
     run_next(store, 3)
     run_next(store, 0, now=20.0)
@@ -392,7 +417,7 @@ def test_a_retry_then_success(store: SqliteStore) -> None:
     ],
 )
 def test_evaluate_on_exit(
-    store: SqliteStore,
+    store: AnyStore,
     rules_: list[dict[str, str]],
     outcome: tuple[Any, Any, Any],
     final_after: int,
@@ -409,7 +434,7 @@ def test_evaluate_on_exit(
     assert len(job(store, job_id).attempts) == final_after
 
 
-def test_timeout_fails_without_retry(store: SqliteStore) -> None:
+def test_timeout_fails_without_retry(store: AnyStore) -> None:
     job_id = submit(store, retryStrategy={"attempts": 5}, timeout={"attemptDurationSeconds": 60})
     (claim,) = store.claim("n1", 1.0)
     assert claim.timeout_s == 60
@@ -419,7 +444,7 @@ def test_timeout_fails_without_retry(store: SqliteStore) -> None:
     assert job(store, job_id).status_reason == rules.TIMEOUT_REASON
 
 
-def test_a_late_report_is_ignored(store: SqliteStore) -> None:
+def test_a_late_report_is_ignored(store: AnyStore) -> None:
     job_id = submit(store, retryStrategy={"attempts": 2})
     run_next(store, 1)
     late = store.finished(job_id, 1, 0, None, None, 30.0)
@@ -431,7 +456,7 @@ def test_a_late_report_is_ignored(store: SqliteStore) -> None:
 # -- dependencies -----------------------------------------------------------------------------
 
 
-def test_depends_on_success(store: SqliteStore) -> None:
+def test_depends_on_success(store: AnyStore) -> None:
     a = submit(store)
     b = submit(store, dependsOn=[{"jobId": a}])
     c = submit(store, dependsOn=[{"jobId": a}, {"jobId": b}])
@@ -444,7 +469,7 @@ def test_depends_on_success(store: SqliteStore) -> None:
     assert [d.job_id for d in job(store, c).depends_on] == [a, b]
 
 
-def test_dependency_failure_cascades(store: SqliteStore) -> None:
+def test_dependency_failure_cascades(store: AnyStore) -> None:
     a = submit(store)
     b = submit(store, dependsOn=[{"jobId": a}])
     c = submit(store, dependsOn=[{"jobId": b}])
@@ -457,7 +482,7 @@ def test_dependency_failure_cascades(store: SqliteStore) -> None:
     assert [x.attempts for x in store.describe_jobs([b, c, d])] == [[], [], []]
 
 
-def test_dependencies_already_final_at_submit(store: SqliteStore) -> None:
+def test_dependencies_already_final_at_submit(store: AnyStore) -> None:
     ok = submit(store)
     run_next(store, 0)
     bad = submit(store)
@@ -473,7 +498,7 @@ def test_dependencies_already_final_at_submit(store: SqliteStore) -> None:
 # -- cancel and terminate on every state ------------------------------------------------------
 
 
-def job_in(store: SqliteStore, state: str) -> str:
+def job_in(store: AnyStore, state: str) -> str:
     """A job brought to ``state`` (a PENDING one waits on a RUNNABLE job)."""
     if state == "PENDING":
         return submit(store, dependsOn=[{"jobId": submit(store, jobName="first")}])
@@ -500,7 +525,7 @@ CANCEL_TERMINATE = {
 
 
 @pytest.mark.parametrize("state", list(CANCEL_TERMINATE))
-def test_cancel_on_each_state(store: SqliteStore, state: str) -> None:
+def test_cancel_on_each_state(store: AnyStore, state: str) -> None:
     job_id = job_in(store, state)
     store.cancel_job(job_id, "Cancelled by test", 5.0)
     detail = job(store, job_id)
@@ -512,7 +537,7 @@ def test_cancel_on_each_state(store: SqliteStore, state: str) -> None:
 
 
 @pytest.mark.parametrize("state", list(CANCEL_TERMINATE))
-def test_terminate_on_each_state(store: SqliteStore, state: str) -> None:
+def test_terminate_on_each_state(store: AnyStore, state: str) -> None:
     job_id = job_in(store, state)
     orders = store.terminate_job(job_id, "Terminated by user", 5.0)
     kills = CANCEL_TERMINATE[state][2]
@@ -530,7 +555,7 @@ def test_terminate_on_each_state(store: SqliteStore, state: str) -> None:
         assert detail.is_terminated
 
 
-def test_terminated_while_starting_is_told_at_start(store: SqliteStore) -> None:
+def test_terminated_while_starting_is_told_at_start(store: AnyStore) -> None:
     job_id = submit(store, retryStrategy={"attempts": 3})
     store.claim("n1", 2.0)
     store.terminate_job(job_id, "stop", 3.0)
@@ -541,14 +566,14 @@ def test_terminated_while_starting_is_told_at_start(store: SqliteStore) -> None:
     assert status(store, job_id) == ["FAILED"]
 
 
-def test_cancel_and_terminate_unknown_jobs(store: SqliteStore) -> None:
+def test_cancel_and_terminate_unknown_jobs(store: AnyStore) -> None:
     with pytest.raises(ClientException, match="does not exist"):
         store.cancel_job("nope", "x", 1.0)
     with pytest.raises(ClientException, match="does not exist"):
         store.terminate_job("nope", "x", 1.0)
 
 
-def test_cancel_fails_dependents(store: SqliteStore) -> None:
+def test_cancel_fails_dependents(store: AnyStore) -> None:
     a = submit(store)
     b = submit(store, dependsOn=[{"jobId": a}])
     store.cancel_job(a, "no longer needed", 2.0)
@@ -559,7 +584,7 @@ def test_cancel_fails_dependents(store: SqliteStore) -> None:
 # -- a dead runner ----------------------------------------------------------------------------
 
 
-def test_recover_counts_the_lost_attempt(store: SqliteStore) -> None:
+def test_recover_counts_the_lost_attempt(store: AnyStore) -> None:
     define(store, "r2", retryStrategy={"attempts": 2})
     starting = submit(store, jobDefinition="r2")
     running = submit(store, jobDefinition="r2")
@@ -587,7 +612,7 @@ def test_recover_counts_the_lost_attempt(store: SqliteStore) -> None:
     assert not store.finished(running, 1, 0, None, None, 12.0).applied
 
 
-def test_recover_follows_evaluate_on_exit(store: SqliteStore) -> None:
+def test_recover_follows_evaluate_on_exit(store: AnyStore) -> None:
     spot = {
         "attempts": 3,
         "evaluateOnExit": [
@@ -603,7 +628,7 @@ def test_recover_follows_evaluate_on_exit(store: SqliteStore) -> None:
     assert (recovery.requeued, recovery.failed) == ([retried], [failed])
 
 
-def test_recover_of_a_terminated_job_fails_it(store: SqliteStore) -> None:
+def test_recover_of_a_terminated_job_fails_it(store: AnyStore) -> None:
     job_id = submit(store, retryStrategy={"attempts": 3})
     store.claim("A", 2.0)
     store.terminate_job(job_id, "stop", 3.0)
@@ -611,7 +636,7 @@ def test_recover_of_a_terminated_job_fails_it(store: SqliteStore) -> None:
     assert job(store, job_id).status_reason == "stop"
 
 
-def test_heartbeats_find_stale_nodes(store: SqliteStore) -> None:
+def test_heartbeats_find_stale_nodes(store: AnyStore) -> None:
     store.heartbeat("A", 100.0)
     store.claim("B", 130.0)  # a claim is a heartbeat too
     assert store.stale_nodes(150.0, 30.0) == ["A"]
@@ -623,7 +648,7 @@ def test_heartbeats_find_stale_nodes(store: SqliteStore) -> None:
 # -- listings ---------------------------------------------------------------------------------
 
 
-def test_list_jobs_pages_newest_first(store: SqliteStore) -> None:
+def test_list_jobs_pages_newest_first(store: AnyStore) -> None:
     ids = [submit(store, now=float(i)) for i in range(5)]
     first = store.list_jobs(job_queue="q", job_status="RUNNABLE", max_results=2)
     assert [s.job_id for s in first.items] == [ids[4], ids[3]]
@@ -638,7 +663,7 @@ def test_list_jobs_pages_newest_first(store: SqliteStore) -> None:
     assert store.list_jobs(job_queue="q").items == []  # RUNNING by default
 
 
-def test_list_jobs_summaries(store: SqliteStore) -> None:
+def test_list_jobs_summaries(store: AnyStore) -> None:
     job_id = submit(store, now=1.0)
     run_next(store, 3, now=2.0)
     (summary,) = store.list_jobs(job_queue="q", job_status="FAILED").items
@@ -673,19 +698,19 @@ def test_list_jobs_summaries(store: SqliteStore) -> None:
         ({"array_job_id": "nope"}, "does not exist"),
     ],
 )
-def test_list_jobs_errors(store: SqliteStore, kwargs: dict[str, Any], message: str) -> None:
+def test_list_jobs_errors(store: AnyStore, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ClientException, match=message):
         store.list_jobs(**kwargs)
 
 
-def test_describe_jobs(store: SqliteStore) -> None:
+def test_describe_jobs(store: AnyStore) -> None:
     a = submit(store)
     assert [d.job_id for d in store.describe_jobs([a, "unknown"])] == [a]
     with pytest.raises(ClientException, match="up to 100"):
         store.describe_jobs(["x"] * 101)
 
 
-def test_detail_json_is_the_api_shape(store: SqliteStore) -> None:
+def test_detail_json_is_the_api_shape(store: AnyStore) -> None:
     job_id = submit(store, now=2.0, tags={"team": "a"}, timeout={"attemptDurationSeconds": 90})
     data = msgspec.to_builtins(job(store, job_id))
     assert data == {

@@ -21,6 +21,7 @@ from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.batch import SqliteStore
 from runtime.batch.store import SCHEMA_VERSION
 from runtime.errors import ServiceException
+from runtime.schedules.store import SCHEMA_VERSION as RULES_VERSION
 from runtime.schedules.store import RuleStore
 
 T0 = 1_700_000_000.0
@@ -29,7 +30,7 @@ EVERY = [
     ("batch", SCHEMA_VERSION),
     ("events", event_store.SCHEMA_VERSION),
     ("nodes", 1),
-    ("schedule_rules", 1),
+    ("schedule_rules", RULES_VERSION),
 ]
 
 # -- the schema as the earlier batch store wrote it (user_version 1, then 2) ------------------
@@ -224,7 +225,7 @@ def test_a_file_of_the_earlier_stores_opens_and_keeps_its_data(tmp_path: Path, b
     old_file(path, batch=batch, rules=True)
     with SqliteStore(path) as store, SqliteEventStore(path) as events, RuleStore(path) as rules:
         assert store.schema_version == SCHEMA_VERSION
-        assert rules.schema_version == 1
+        assert rules.schema_version == RULES_VERSION
         assert rules.get_rule("r").expression == "rate(1 hour)"
         claim = events.claim_events("n1", T0 + 1)
         assert [(e.id, e.function, e.payload) for e in claim.events] == [("e1", "f", b"{}")]
@@ -267,7 +268,7 @@ def test_a_component_newer_than_this_build_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ServiceException, match="batch schema version"):
         SqliteStore(path)
     with RuleStore(path) as rules:  # another component is not held back by it
-        assert rules.schema_version == 1
+        assert rules.schema_version == RULES_VERSION
 
 
 def old_events(path: Path) -> None:

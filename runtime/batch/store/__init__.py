@@ -3,7 +3,8 @@ async invocations (:mod:`runtime.asyncinvoke.store`) and the schedule rules shar
 tables of its own.
 
 ``Store`` is the interface the service, the runner and the engine program against;
-``SqliteStore`` is the embedded implementation (a Redis one for several nodes comes later).
+``SqliteStore`` is the embedded implementation; ``RedisStore`` (:mod:`.redis_store`, imported
+on first use) is the one for several nodes sharing a Redis.
 Both leave every AWS rule to :mod:`runtime.batch.rules`: a store only gathers facts, asks the
 rules, and writes the outcome. Nothing here reads a clock: every call that changes state takes
 ``now`` (epoch seconds).
@@ -49,7 +50,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..model import (
     Claim,
@@ -77,6 +78,7 @@ __all__ = [
     "STORE_FILE",
     "Demand",
     "Page",
+    "RedisStore",
     "SqliteStore",
     "Store",
     "default_data_dir",
@@ -195,7 +197,18 @@ class SqliteStore(ClaimsMixin, DescribeMixin):
         self.close()
 
 
-if TYPE_CHECKING:
+def __getattr__(name: str) -> Any:
+    """``RedisStore`` on first use: a node on SQLite never imports the Redis client."""
+    if name == "RedisStore":
+        from .redis_store import RedisStore
 
-    def _conforms(store: SqliteStore) -> Store:
-        return store  # the type checker holds SqliteStore to the Store protocol
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStore
+
+    def _conforms(store: SqliteStore, shared: RedisStore) -> tuple[Store, Store]:
+        # the type checker holds both stores to the Store protocol
+        return store, shared
