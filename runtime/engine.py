@@ -94,8 +94,11 @@ class Backlog(Protocol):
 
 class Admission(Protocol):
     """A concurrency check beyond this engine's own (several nodes' shared limits):
-    ``admit`` before a call is queued (raising ``TooManyRequestsException`` to throttle it),
-    ``give`` with what ``admit`` returned once the call is answered."""
+    ``take`` (no I/O; None when it cannot say yes at once) or else ``admit`` before a call is
+    queued (raising ``TooManyRequestsException`` to throttle it), ``give`` with what either
+    returned once the call is answered."""
+
+    def take(self, function: str) -> str | None: ...
 
     async def admit(self, function: str) -> str: ...
 
@@ -509,11 +512,13 @@ class Engine:
         context: bytes,
         request_id: str | None,
     ) -> InvokeResult:
-        try:
-            scope = await admission.admit(fn.config.name)
-        except TooManyRequestsException:
-            fn.metrics.throttles += 1
-            raise
+        scope = admission.take(fn.config.name)
+        if scope is None:
+            try:
+                scope = await admission.admit(fn.config.name)
+            except TooManyRequestsException:
+                fn.metrics.throttles += 1
+                raise
         try:
             call = self._enqueue(fn, body, context, request_id)
             try:

@@ -93,14 +93,17 @@ def open_stores(
 def _redis_stores(config: StoreConfig, region: str, account_id: str) -> Stores:
     from .asyncinvoke.redis_store import RedisEventStore
     from .batch.store.redis_store import RedisStore
-    from .redisdb import check_persistence, connect
+    from .redisdb import check_persistence, connect, unreachable
     from .schedules.redis_store import RedisRuleStore
 
     assert config.url is not None
     url = config.url
     client = connect(url)
     try:
-        check_persistence(client, url, config.require_append_only)
+        try:
+            check_persistence(client, url, config.require_append_only)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise unreachable(url, exc) from exc
         prefix = config.prefix
         stores = Stores(
             events=RedisEventStore(url, prefix=prefix, require_append_only=False, client=client),

@@ -64,19 +64,22 @@ class Node:
         return self.proc.poll() is None
 
     def client(self, service: str = "lambda", **options: Any) -> Any:
+        options.setdefault("aws_access_key_id", "AKIDEXAMPLE")
+        options.setdefault("aws_secret_access_key", "secret")
+        options.setdefault("config", NO_RETRIES)
         return boto3.client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.url,
             region_name="us-east-1",
-            aws_access_key_id="AKIDEXAMPLE",
-            aws_secret_access_key="secret",
-            config=options.pop("config", NO_RETRIES),
             **options,
         )
 
     def get(self, path: str) -> Any:
+        return json.loads(self.text(path))
+
+    def text(self, path: str) -> str:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
-            return json.loads(response.read())
+            return str(response.read().decode())
 
     def kill(self) -> None:
         """SIGKILL: nothing of this node's is flushed, closed or handed back."""

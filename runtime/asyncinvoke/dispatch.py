@@ -28,7 +28,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -126,6 +126,9 @@ class EventDispatcher:
         self._swept_at = -math.inf
         #: events taken over from silent nodes
         self.taken_over = 0
+        #: with functions kept in a shared registry: follow it now (true if anything changed),
+        #: for an event of a function this node does not know yet
+        self.catch_up: Callable[[], Awaitable[int]] | None = None
         #: where store calls run (None: the loop's default executor)
         self.executor = executor
         self._beat_at = -math.inf
@@ -266,8 +269,7 @@ class EventDispatcher:
 
     async def _handle(self, event: ev.AsyncEvent) -> None:
         try:
-            # the request id the caller's 202 gave, on every attempt, as Lambda keeps it
-            result = await self.engine.invoke(event.function, event.payload, request_id=event.id)
+            result = await self._invoke(event)
         except TooManyRequestsException as exc:
             await self._failed(event, _Outcome(_worded(exc), exc.status, throttled=True))
         except WarmstartError as exc:
@@ -285,6 +287,16 @@ class EventDispatcher:
                 await self._failed(event, outcome)
             else:
                 await self._succeeded(event, result)
+
+    async def _invoke(self, event: ev.AsyncEvent) -> InvokeResult:
+        # the request id the caller's 202 gave, on every attempt, as Lambda keeps it
+        try:
+            return await self.engine.invoke(event.function, event.payload, request_id=event.id)
+        except ResourceNotFoundException:
+            # made on another node a moment ago: catch up with the function registry, once
+            if self.catch_up is None or not await self.catch_up():
+                raise
+        return await self.engine.invoke(event.function, event.payload, request_id=event.id)
 
     async def _succeeded(self, event: ev.AsyncEvent, result: InvokeResult) -> None:
         destination = await self._destination(event.function, "on_success")

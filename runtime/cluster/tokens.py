@@ -16,7 +16,8 @@ The block a node asks for is small when the limit is small (a limit of 2 across 
 is granted one token at a time, so it is exact), larger when the limit is large; a node
 holding spare tokens another needs keeps them at most one beat. A call is throttled
 (``TooManyRequestsException``, as Lambda throttles) only when the cluster's grants are
-exhausted.
+exhausted. With the store unreachable, a node runs the account's calls within its own limits
+and refuses those of a reserved concurrency (ServiceException): only the store can hold it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Final
 
-from ..errors import TooManyRequestsException
+from ..errors import ServiceException, TooManyRequestsException
 from ..redisdb import DEFAULT_PREFIX, RedisDb
 from ..sqlite import offload
 
@@ -134,14 +135,23 @@ class TokenPool:
         self._growing: dict[str, asyncio.Future[int]] = {}
         self._returning: set[asyncio.Task[None]] = set()
 
-    async def admit(self, function: str) -> str:
-        """A token for a call of ``function`` (its scope is returned, to ``give`` at the
-        end); ``TooManyRequestsException`` when the cluster has none left."""
+    def take(self, function: str) -> str | None:
+        """A held token for a call of ``function`` (its scope, to ``give`` at the end), or
+        None when this node holds none spare: then :meth:`admit`."""
         scope = self.scope_of(function)
         used = self.used.get(scope, 0)
         if used < self.held.get(scope, 0):
             self.used[scope] = used + 1
             return scope
+        return None
+
+    async def admit(self, function: str) -> str:
+        """A token for a call of ``function`` (its scope is returned, to ``give`` at the
+        end); ``TooManyRequestsException`` when the cluster has none left."""
+        found = self.take(function)
+        if found is not None:
+            return found
+        scope = self.scope_of(function)
         while True:
             pending = self._growing.get(scope)
             if pending is None:
@@ -151,7 +161,15 @@ class TokenPool:
             if used < self.held.get(scope, 0):
                 self.used[scope] = used + 1
                 return scope
-        granted = await self._grow(scope, self.limit_of(scope))
+        try:
+            granted = await self._grow(scope, self.limit_of(scope))
+        except ServiceException:
+            if scope != ACCOUNT:
+                raise
+            # the store is down: the account's calls go on within this node's own limits
+            # (a reserved concurrency, which only the store can hold, refuses instead)
+            self.used[scope] = self.used.get(scope, 0) + 1
+            return scope
         used = self.used.get(scope, 0)
         if granted <= 0 and used >= self.held.get(scope, 0):
             if scope == ACCOUNT:

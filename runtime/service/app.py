@@ -531,6 +531,8 @@ class Background:
             executor=self.executor,
         )
         api.sync = sync
+        if self.dispatcher is not None:
+            self.dispatcher.catch_up = sync.poll
         return await sync.start()
 
     def _load(self) -> dict[str, int]:
@@ -607,6 +609,7 @@ async def running(
         url = _url(runner)
         api = app[API]
         api.cluster = await background.join(url)
+        app[METRICS].watch_cluster(api.cluster, background.tokens)
         yield url
     finally:
         deadline = time.monotonic() + settings.shutdown_timeout_s

@@ -158,7 +158,9 @@ class LambdaApi(VersionOperations):
             event_store = cast("EventStore", Unavailable(_NO_EVENT_STORE, "ServiceException"))
         self.event_store: EventStore = event_store
         #: Invoke's handler (the service cancels it, and only it, when its client goes)
-        self.invoke: Handler = operation(self._invoke, _invoke_body, WIRE, authenticate)
+        self.invoke: Handler = operation(
+            self._found(self._invoke), _invoke_body, WIRE, authenticate
+        )
         self._code_root: str | None = None
         #: the published versions and aliases of each function (by its name)
         self.lineages: dict[str, Lineage] = {}
@@ -229,7 +231,22 @@ class LambdaApi(VersionOperations):
         read = within(limit, _too_large_for(name, limit))  # once per route, not per request
         if op.__name__ in _CHANGES_FUNCTIONS:
             op = self._registered(op)
-        return operation(op, read, WIRE, self.authenticate)
+        return operation(self._found(op), read, WIRE, self.authenticate)
+
+    def _found(self, op: Operation) -> Operation:
+        """``op``, run again once if it named a function this node did not know while the
+        registry had it (made on another node within the last poll)."""
+
+        async def found(request: web.Request, body: bytes) -> web.StreamResponse:
+            try:
+                return await op(request, body)
+            except ResourceNotFoundException:
+                if self.sync is None or not await self.sync.poll():
+                    raise
+            return await op(request, body)
+
+        found.__name__ = op.__name__
+        return found
 
     def _registered(self, op: Operation) -> Operation:
         async def changed(request: web.Request, body: bytes) -> web.StreamResponse:

@@ -17,6 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from ..cluster.node import ClusterNode
+    from ..cluster.tokens import TokenPool
     from ..engine import Engine
 
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
@@ -84,6 +86,41 @@ class EngineCollector(Collector):
         yield waiting
 
 
+class ClusterCollector(Collector):
+    """This node among several on one store: the live nodes it sees, the invokes it
+    forwarded and received, the Redis trips its concurrency tokens took."""
+
+    def __init__(self, cluster: ClusterNode, tokens: TokenPool | None) -> None:
+        self.cluster = cluster
+        self.tokens = tokens
+
+    def collect(self) -> Iterator[Metric]:
+        cluster = self.cluster
+        yield GaugeMetricFamily(
+            "warmstart_cluster_nodes",
+            "Live nodes sharing this node's store, as of its last beat",
+            value=len(cluster.members),
+        )
+        forwarded = CounterMetricFamily(
+            "warmstart_forwarded_invocations",
+            "Sync invokes sent to another node, received from one, or not deliverable",
+            labels=["direction"],
+        )
+        for key, direction in (
+            ("forwarded", "sent"),
+            ("received", "received"),
+            ("unreachable", "unreachable"),
+        ):
+            forwarded.add_metric([direction], cluster.counts[key])
+        yield forwarded
+        if self.tokens is not None:
+            yield CounterMetricFamily(
+                "warmstart_concurrency_token_grants",
+                "Redis round trips taken for cluster-wide concurrency tokens",
+                value=self.tokens.grants,
+            )
+
+
 class ServiceMetrics:
     """The app's registry: the engine's figures plus an invocation duration histogram."""
 
@@ -98,6 +135,10 @@ class ServiceMetrics:
             buckets=DURATION_BUCKETS,
         )
         self._children: dict[str, Any] = {}
+
+    def watch_cluster(self, cluster: ClusterNode, tokens: TokenPool | None) -> None:
+        """Add this node's cluster figures (once it joined)."""
+        self.registry.register(ClusterCollector(cluster, tokens))
 
     def observe(self, function: str, seconds: float) -> None:
         child = self._children.get(function)

@@ -52,7 +52,7 @@ APP = textwrap.dedent(
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 
 
-def _config(tmp_path: Path, lease_s: float = 2.0) -> str:
+def _config(tmp_path: Path, lease_s: float = 2.0, auth: bool = False) -> str:
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
     (code / "app.py").write_text(APP)
@@ -64,6 +64,8 @@ def _config(tmp_path: Path, lease_s: float = 2.0) -> str:
 
         [store]
         lease_s = {lease_s}
+        {"[auth]" if auth else ""}
+        {'keys = { AKIDEXAMPLE = "secret" }' if auth else ""}
 
         [batch]
         max_vcpus = 4
@@ -187,6 +189,11 @@ def test_nodes_list_each_other(cluster: Callable[..., Cluster], tmp_path: Path) 
     assert [line.split()[0] for line in lines[1:]] == ["n1", "n2", "n3"]
     assert "n2 *" in shown.stdout
 
+    metrics = c.nodes[2].text("/metrics")
+    assert "warmstart_cluster_nodes 3.0" in metrics
+    assert 'warmstart_forwarded_invocations_total{direction="sent"}' in metrics
+    assert "warmstart_concurrency_token_grants_total" in metrics
+
     c.node("n3").stop()  # a node that stops leaves at once
     eventually(lambda: c.live_ids(c.nodes[0]) == ["n1", "n2"], 2.0, "n3 gone")
 
@@ -217,6 +224,28 @@ def test_a_sync_invoke_goes_to_the_warm_node(
     # a forwarded call is never forwarded again, and errors come back as they are
     with pytest.raises(n2.exceptions.ResourceNotFoundException):
         n2.invoke(FunctionName="nothing-here", Payload=b"{}")
+
+
+def test_forwarded_calls_are_signed_again(cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+    """With [auth] keys the client's signature names the first node's host: the node signs
+    the forwarded call itself, with the configured key."""
+    c = cluster(_config(tmp_path, auth=True), nodes=2)
+    n1, n2 = (n.client() for n in c.nodes)
+    n1.create_function(
+        FunctionName="signed", Runtime="python3.11", Role=ROLE, Handler="app.echo",
+        Code={"ZipFile": _zip(APP)},
+    )  # fmt: skip
+    eventually(lambda: n2.get_function(FunctionName="signed"), 1.0, "signed on n2")
+    _, headers = _invoke(n1, "signed", {})
+    home = headers["x-warmstart-node"]
+    other = c.node("n2" if home == "n1" else "n1")
+    # warm there, or cold while the home node has room: either way the call goes there
+    got, headers = _invoke(other.client(), "signed", {"s": 1})
+    assert headers["x-warmstart-node"] == home
+    assert got["event"] == {"s": 1}
+    unsigned = other.client(aws_secret_access_key="wrong")
+    with pytest.raises(unsigned.exceptions.ClientError, match="InvalidSignatureException"):
+        unsigned.invoke(FunctionName="signed", Payload=b"{}")
 
 
 def test_reserved_concurrency_holds_across_the_cluster(
