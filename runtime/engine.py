@@ -30,7 +30,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -96,13 +96,14 @@ class Admission(Protocol):
     """A concurrency check beyond this engine's own (several nodes' shared limits):
     ``take`` (no I/O; None when it cannot say yes at once) or else ``admit`` before a call is
     queued (raising ``TooManyRequestsException`` to throttle it), ``give`` with what either
-    returned once the call is answered."""
+    returned once the call is done: what it returns, if anything, is awaited before the
+    answer goes out (a token handed back to the others)."""
 
     def take(self, function: str) -> str | None: ...
 
     async def admit(self, function: str) -> str: ...
 
-    def give(self, scope: str) -> None: ...
+    def give(self, scope: str) -> Awaitable[None] | None: ...
 
 
 class Engine:
@@ -522,12 +523,17 @@ class Engine:
         try:
             call = self._enqueue(fn, body, context, request_id)
             try:
-                return await call.future
+                result = await call.future
             except asyncio.CancelledError:
                 self._withdraw(call)
                 raise
-        finally:
-            admission.give(scope)
+        except BaseException:
+            admission.give(scope)  # a hand-back it starts goes on by itself
+            raise
+        returning = admission.give(scope)
+        if returning is not None:  # the token is back before the answer goes out
+            await returning
+        return result
 
     @staticmethod
     def _payload_bytes(payload: Any, limit: int, invocation_type: str) -> bytes:

@@ -96,6 +96,19 @@ class RedisTokens(RedisDb):
     def give_back(self, scope: str, node: str, count: int) -> None:
         self._return([self.key(scope)], [node, count])
 
+    def forget(self, node: str) -> int:
+        """Drop every holding of ``node`` (a node starting again under its old id holds
+        nothing yet); returns how many scopes it held tokens of."""
+
+        def scan() -> int:
+            dropped = 0
+            for key in self.redis.scan_iter(match=self.key("*"), count=500):
+                if key != self._version_key.encode():
+                    dropped += int(self.redis.hdel(key, node))
+            return dropped
+
+        return self._guard(scan)
+
     def release_all(self, node: str, scopes: list[str]) -> None:
         for scope in scopes:
             self._guard(lambda s=scope: self.redis.hdel(self.key(s), node))  # type: ignore[misc]
@@ -208,19 +221,22 @@ class TokenPool:
         """Tokens to ask for at once: 1 while the limit is small for the cluster's size."""
         return max(1, min(MAX_BLOCK, limit // (8 * max(1, self.live_nodes()))))
 
-    def give(self, scope: str) -> None:
+    def give(self, scope: str) -> asyncio.Task[None] | None:
         """A call of ``scope`` ended. A scope whose limit is small for the cluster hands
-        its token back at once (another node may be waiting for it); others keep it for
-        their next call, and :meth:`trim` gives back what stays spare."""
+        its token back at once (another node may be waiting for it: the task returned does
+        it, and the engine awaits it before it answers); others keep it for their next
+        call, and :meth:`trim` gives back what stays spare."""
         used = self.used[scope] = max(0, self.used.get(scope, 0) - 1)
         if self._block(self.limit_of(scope)) > 1 or scope in self._growing:
-            return
+            return None
         spare = self.held.get(scope, 0) - used
-        if spare > 0:
-            self.held[scope] -= spare
-            task = asyncio.get_running_loop().create_task(self._give_back(scope, spare))
-            self._returning.add(task)
-            task.add_done_callback(self._returning.discard)
+        if spare <= 0:
+            return None
+        self.held[scope] -= spare
+        task = asyncio.get_running_loop().create_task(self._give_back(scope, spare))
+        self._returning.add(task)
+        task.add_done_callback(self._returning.discard)
+        return task
 
     async def _give_back(self, scope: str, count: int) -> None:
         try:

@@ -476,6 +476,8 @@ class Background:
         )
         if self.stores.shared:
             self.tokens = self._token_pool(self.cluster)
+            # tokens a process of this id held before it died are not this one's
+            await offload(self.executor, self.tokens.tokens.forget, self.cluster.id)
             self.cluster.on_beat.append(self.tokens.trim)
             self.engine.admission = self.tokens
         return await self.cluster.start()

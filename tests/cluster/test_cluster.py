@@ -226,6 +226,39 @@ def test_a_sync_invoke_goes_to_the_warm_node(
         n2.invoke(FunctionName="nothing-here", Payload=b"{}")
 
 
+def test_a_node_dying_with_a_forwarded_call_answers_it_once(
+    cluster: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    c = cluster(_config(tmp_path), nodes=2)
+    n1 = c.nodes[0].client()
+    n1.create_function(
+        FunctionName="slow", Runtime="python3.11", Role=ROLE, Handler="app.echo",
+        Code={"ZipFile": _zip(APP)},
+    )  # fmt: skip
+    _, headers = _invoke(n1, "slow", {})
+    home = c.node(headers["x-warmstart-node"])
+    other = c.node("n2" if home.id == "n1" else "n1")
+    eventually(functools.partial(other.client().get_function, FunctionName="slow"), 1.0, "slow")
+    client = other.client()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        call = pool.submit(_invoke, client, "slow", {"sleep": 5})
+        eventually(
+            lambda: home.get("/warmstart/nodes")["Nodes"] and _busy(home) == 1, 5.0, "running"
+        )
+        home.kill()  # SIGKILL with the forwarded call running on it
+        with pytest.raises(client.exceptions.ServiceException, match="went away"):
+            call.result(timeout=30)
+    # the node that is left runs the next call itself
+    again, headers = _invoke(client, "slow", {"after": 1})
+    assert headers["x-warmstart-node"] == other.id
+    assert again["event"] == {"after": 1}
+
+
+def _busy(node: Node) -> int:
+    mine = [n for n in node.get("/warmstart/nodes")["Nodes"] if n["Self"]]
+    return int(mine[0]["BusyEnvironments"]) if mine else 0
+
+
 def test_forwarded_calls_are_signed_again(cluster: Callable[..., Cluster], tmp_path: Path) -> None:
     """With [auth] keys the client's signature names the first node's host: the node signs
     the forwarded call itself, with the configured key."""
@@ -313,7 +346,7 @@ def test_events_survive_a_node_sigkill(cluster: Callable[..., Cluster], tmp_path
 
 
 def test_batch_jobs_survive_a_node_sigkill(cluster: Callable[..., Cluster], tmp_path: Path) -> None:
-    c = cluster(_config(tmp_path), nodes=2)
+    c = cluster(_config(tmp_path))
     batch = c.nodes[0].client("batch")
     batch.register_job_definition(
         jobDefinitionName="work",

@@ -99,8 +99,9 @@ def test_a_small_limit_holds_exactly_across_nodes(
         with pytest.raises(TooManyRequestsException) as refused:
             await pools[2].admit("f")
         assert refused.value.reason == "ReservedFunctionConcurrentInvocationLimitExceeded"
-        pools[0].give(held[0])  # a small limit: handed back at once
-        await asyncio.gather(*pools[0]._returning)
+        returning = pools[0].give(held[0])  # a small limit: handed back at once
+        assert returning is not None
+        await returning
         assert await pools[2].admit("f") == "f"
         for pool in pools:
             await pool.close()
@@ -181,3 +182,15 @@ def test_with_redis_down_the_account_goes_on_and_a_reservation_refuses(
     finally:
         tokens.close()
         members.close()
+
+
+def test_a_node_starting_again_under_its_id_holds_nothing(
+    tokens: RedisTokens, members: RedisMembers
+) -> None:
+    _alive(members, "a", "b")
+    assert tokens.grant("f", "a", 2, 2, 100.0, 10.0) == 2
+    assert tokens.grant(ACCOUNT, "a", 5, 10, 100.0, 10.0) == 5
+    assert tokens.grant("f", "b", 1, 2, 100.0, 10.0) == 0
+    assert tokens.forget("a") == 2  # "a" was SIGKILLed and started again: its old grants go
+    assert tokens.grant("f", "b", 2, 2, 100.0, 10.0) == 2
+    assert tokens.grant(ACCOUNT, "b", 10, 10, 100.0, 10.0) == 10
