@@ -27,7 +27,6 @@ write), so a reply lost with the connection does no harm when the call runs agai
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -242,24 +241,3 @@ def check_persistence(client: redis.Redis, url: str, required: bool) -> None:
     if required:
         raise ServiceException(message)
     log.warning("%s", message)
-
-
-def now_ms(now: float) -> int:
-    return int(now * 1000)
-
-
-def wait_for_server(url: str, timeout_s: float) -> None:
-    """Block until the server at ``url`` answers PING (a node started before its Redis)."""
-    deadline = time.monotonic() + timeout_s
-    client = connect(url, timeout_s=1.0)
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except _DOWN as exc:
-                if time.monotonic() >= deadline:
-                    raise unreachable(url, exc) from exc
-                time.sleep(0.1)
-    finally:
-        client.close()

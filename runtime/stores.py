@@ -33,6 +33,7 @@ from .cluster.members import Members, RedisMembers, SqliteMembers
 from .configfile import StoreConfig
 from .registry import FunctionRegistry, RedisFunctionRegistry, SqliteFunctionRegistry
 from .schedules.store import Rules, RuleStore
+from .sqlite import SqliteFile
 
 __all__ = ["Stores", "open_stores"]
 
@@ -72,7 +73,7 @@ def open_stores(
     if config.url is not None:
         return _redis_stores(config, region, account_id)
     path = Path(data_dir or default_data_dir()) / STORE_FILE
-    opened: list[object] = []
+    opened: list[SqliteFile] = []
     try:
         batch = SqliteStore(path, region=region, account_id=account_id)
         opened.append(batch)
@@ -85,7 +86,7 @@ def open_stores(
         members = SqliteMembers(path)
     except BaseException:
         for store in opened:
-            store.close()  # type: ignore[attr-defined]
+            store.close()
         raise
     return Stores(events, batch, rules, functions, members, str(path), shared=False)
 

@@ -17,7 +17,6 @@ shared Redis).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Final, Protocol, cast
 
 import msgspec
@@ -131,7 +130,7 @@ class RedisMembers(RedisDb):
     ) -> None:
         self._open(url, prefix=prefix, require_append_only=require_append_only, client=client)
         self._detail = self.key("detail")
-        self._seen = self.key("seen")
+        self._seen = seen_key(prefix)
 
     def beat(self, member: Member, now: float) -> None:
         member = msgspec.structs.replace(member, seen_at=now)
@@ -167,5 +166,7 @@ class RedisMembers(RedisDb):
         self._guard(write)
 
 
-def by_id(members: Sequence[Member]) -> dict[str, Member]:
-    return {m.id: m for m in members}
+def seen_key(prefix: str) -> str:
+    """The sorted set of live nodes by their last beat, under ``prefix`` (the concurrency
+    tokens count only the holdings of nodes in it)."""
+    return f"{prefix}:{COMPONENT}:seen"

@@ -98,7 +98,8 @@ class ClusterNode:
     """This node's membership and routing over ``members`` (the shared store's registry).
 
     ``url`` is where the others reach this node; ``credentials`` sign forwarded calls when
-    the service checks SigV4. ``load`` adds what the engine does not know (events, jobs).
+    the service checks SigV4; ``forwarding`` off keeps every call here (the node is only
+    listed). ``extra_load`` adds what the engine does not know (events, jobs).
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class ClusterNode:
         lease_s: float = 10.0,
         beat_s: float | None = None,
         credentials: tuple[str, str] | None = None,
+        forwarding: bool = True,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
         extra_load: Callable[[], Mapping[str, int]] | None = None,
@@ -123,6 +125,9 @@ class ClusterNode:
         #: routing reads the others' load as of their last beat: beat often
         self.beat_s = beat_s if beat_s is not None else min(0.5, lease_s / 4)
         self.credentials = credentials
+        #: whether sync invokes may go to other nodes (a shared Redis store: its nodes
+        #: share the concurrency limits; processes on one SQLite file do not)
+        self.forwarding = forwarding
         self.executor = executor
         self.clock = clock
         self.extra_load = extra_load
@@ -188,7 +193,7 @@ class ClusterNode:
 
     def target(self, function: str) -> Member | None:
         """The node a call of ``function`` should go to, or None for this one."""
-        if len(self.members) < 2:
+        if not self.forwarding or len(self.members) < 2:
             return None
         idle = self.engine.stats().get(function, {}).get("environments", {}).get("ready", 0)
         if idle:

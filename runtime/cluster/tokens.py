@@ -28,9 +28,12 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Final
 
+import redis
+
 from ..errors import ServiceException, TooManyRequestsException
 from ..redisdb import DEFAULT_PREFIX, RedisDb
 from ..sqlite import offload
+from .members import seen_key
 
 __all__ = ["ACCOUNT", "RedisTokens", "TokenPool"]
 
@@ -80,10 +83,10 @@ class RedisTokens(RedisDb):
         url: str,
         *,
         prefix: str = DEFAULT_PREFIX,
-        client: object | None = None,
+        client: redis.Redis | None = None,
     ) -> None:
-        self._open(url, prefix=prefix, require_append_only=None, client=client)  # type: ignore[arg-type]
-        self._seen = f"{prefix}:members:seen"
+        self._open(url, prefix=prefix, require_append_only=None, client=client)
+        self._seen = seen_key(prefix)
         self._grant = self._script("grant", _GRANT)
         self._return = self._script("return", _RETURN)
 
@@ -110,8 +113,17 @@ class RedisTokens(RedisDb):
         return self._guard(scan)
 
     def release_all(self, node: str, scopes: list[str]) -> None:
-        for scope in scopes:
-            self._guard(lambda s=scope: self.redis.hdel(self.key(s), node))  # type: ignore[misc]
+        """``node`` stops: what it holds of ``scopes`` goes back at once."""
+        keys = [self.key(scope) for scope in scopes]
+
+        def drop() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hdel(key, node)
+            pipe.execute()
+
+        if keys:
+            self._guard(drop)
 
 
 class TokenPool:

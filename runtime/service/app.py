@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -467,10 +469,11 @@ class Background:
             self.engine,
             self.stores.members,
             self.node_id,
-            settings.advertise_url or url,
+            settings.advertise_url or reachable(url),
             lease_s=settings.lease_s,
             beat_s=None if self.stores.shared else settings.lease_s / 4,
             credentials=next(iter(keys.items())) if keys else None,
+            forwarding=self.stores.shared,
             executor=self.executor,
             extra_load=self._load,
         )
@@ -624,6 +627,24 @@ async def running(
             await drain(engine, deadline)
         finally:
             await engine.close()
+
+
+def reachable(url: str) -> str:
+    """``url`` as another machine reaches it: a wildcard address (``0.0.0.0``, ``::``)
+    becomes the address of the interface this host routes out of (set ``[store]
+    advertise_url`` where that is not the one the others should use)."""
+    parts = urlsplit(url)
+    if parts.hostname not in ("0.0.0.0", "::"):
+        return url
+    try:
+        # a datagram socket "connected" to a private address sends nothing: it only picks
+        # the interface a packet there would leave by
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 9))
+            address = str(probe.getsockname()[0])
+    except OSError:
+        address = socket.gethostname()
+    return f"{parts.scheme}://{address}:{parts.port}"
 
 
 def _url(runner: web.AppRunner) -> str:
