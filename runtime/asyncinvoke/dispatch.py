@@ -38,6 +38,7 @@ import orjson
 from ..config import PoolConfig
 from ..errors import (
     ResourceNotFoundException,
+    ServiceException,
     TooManyRequestsException,
     WarmstartError,
 )
@@ -254,6 +255,9 @@ class EventDispatcher:
             self._wakeup.clear()
             try:
                 _, handled = await self._claim()
+            except ServiceException as exc:  # the store is unreachable: a line, not a trace
+                log.warning("async invocations: claiming events failed: %s", exc)
+                handled = 0
             except Exception:
                 log.exception("async invocations: claiming events failed")
                 handled = 0

@@ -42,6 +42,7 @@ import msgspec
 from ..asyncinvoke.store import EventStore
 from ..config import BatchConfig, PoolConfig
 from ..engine import Engine
+from ..errors import ServiceException
 from ..node import local_node_id, node_alive
 from ..sqlite import offload
 from .capacity import BLOCKED_REASON, Capacity
@@ -233,6 +234,8 @@ class JobRunner:
         while not self._closing:
             try:
                 await self._round(self.clock())
+            except ServiceException as exc:  # the store is unreachable: a line, not a trace
+                log.warning("batch runner %s: a round failed (%s); trying again", self.node_id, exc)
             except Exception:
                 log.exception("batch runner %s: a round failed; trying again", self.node_id)
             await self._sleep()

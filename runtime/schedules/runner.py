@@ -43,6 +43,7 @@ import orjson
 
 from .. import arns
 from ..config import PoolConfig
+from ..errors import ServiceException
 from ..node import local_node_id
 from ..sqlite import offload
 from .expressions import scheduled_event
@@ -230,6 +231,9 @@ class ScheduleRunner:
             self._wakeup.clear()
             try:
                 next_at = await self.run_due(self.clock())
+            except ServiceException as exc:  # the store is unreachable: a line, not a trace
+                log.warning("schedules: a pass failed: %s", exc)
+                next_at = None
             except Exception:
                 log.exception("schedules: a pass failed")
                 next_at = None
