@@ -49,6 +49,8 @@ __all__ = ["FunctionSync", "Spec"]
 log = logging.getLogger("warmstart.cluster")
 
 POLL_S: Final = 0.25
+#: how long an entry this node could not apply waits before it is tried again
+RETRY_S: Final = 5.0
 
 
 class CodeRef(msgspec.Struct, omit_defaults=True):
@@ -127,6 +129,9 @@ class FunctionSync:
         self.revisions: dict[str, int] = {}
         #: code digest of each code directory this node unpacked or uploaded
         self.digests: dict[str, str] = {}
+        #: entries this node could not apply (a runtime it lacks, the store gone a moment):
+        #: each with when to try it again
+        self._failed: dict[str, tuple[FunctionEntry, float]] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -160,20 +165,26 @@ class FunctionSync:
         async with self._lock:
             changes = await offload(self.executor, self.registry.changes, self.since)
             applied = 0
-            for entry in changes.changed:
+            now = self.clock()
+            due = [e for e, at in self._failed.values() if at <= now]
+            for entry in [*due, *changes.changed]:
                 applied_at = self.revisions.get(entry.name, 0)
                 # a full answer may come from a store that started over: only the same
                 # revision is known to be applied
                 if applied_at == entry.revision or (
                     not changes.full and applied_at > entry.revision
                 ):
+                    self._failed.pop(entry.name, None)
                     continue
                 try:
                     await self._apply(entry)
                     applied += 1
                 except Exception:
-                    log.exception("functions: could not apply %s from the registry", entry.name)
+                    if entry.name not in self._failed:
+                        log.exception("functions: cannot apply %s here yet", entry.name)
+                    self._failed[entry.name] = (entry, now + RETRY_S)  # tried again later
                     continue
+                self._failed.pop(entry.name, None)
                 self.revisions[entry.name] = entry.revision
             gone = set(changes.deleted)
             if changes.full:  # every entry was listed: what this node has beyond it is gone
@@ -182,6 +193,7 @@ class FunctionSync:
             for name in gone:
                 if name in self.static:
                     continue
+                self._failed.pop(name, None)
                 self.revisions.pop(name, None)
                 if name in self.api.lineages or name in self.api.records:
                     await self.api.forget_function(name)
