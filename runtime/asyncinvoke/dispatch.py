@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -51,6 +51,8 @@ from . import model as ev
 from .store import EventStore
 
 log = logging.getLogger("warmstart.batch")
+
+T = TypeVar("T")
 
 #: the prefix of a dispatcher's node id (the rest is ``local_node_id()``): the store's
 #: ``recover`` of such a node touches only events, never batch jobs
@@ -302,6 +304,22 @@ class EventDispatcher:
                 raise
         return await self.engine.invoke(event.function, event.payload, request_id=event.id)
 
+    async def _settle(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A store call that settles an event whose outcome is known: while the store cannot
+        be reached it is tried again, 0.1 s, then up to 5 s apart (every such call is
+        idempotent), so the event does not stay in flight on a node that lives on. Once the
+        dispatcher closes, the event is left to recovery."""
+        delay = 0.1
+        while True:
+            try:
+                return await offload(self.executor, fn, *args, **kwargs)
+            except ServiceException as exc:
+                if self._task is None:
+                    raise
+                log.warning("async invocations: the store refused a settlement (%s)", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
     async def _succeeded(self, event: ev.AsyncEvent, result: InvokeResult) -> None:
         destination = await self._destination(event.function, "on_success")
         if destination is not None:
@@ -314,11 +332,10 @@ class EventDispatcher:
                 response=result.payload or b"null",
             )
             await self._deliver(destination, record, f"{event.id}:OnSuccess")
-        await offload(self.executor, self.store.event_done, event.id)
+        await self._settle(self.store.event_done, event.id)
 
     async def _failed(self, event: ev.AsyncEvent, outcome: _Outcome) -> None:
-        after = await offload(
-            self.executor,
+        after = await self._settle(
             self.store.event_failed,
             event.id,
             outcome.error,
@@ -353,12 +370,12 @@ class EventDispatcher:
             response=outcome.response,
         )
         await self._deliver(destination, record, f"{event.id}:OnFailure")
-        await offload(self.executor, self.store.event_done, event.id)
+        await self._settle(self.store.event_done, event.id)
 
     async def _destination(self, function: str, kind: str) -> str | None:
         """The function named by ``function``'s OnSuccess / OnFailure destination."""
         try:
-            config = await offload(self.executor, self.store.get_event_invoke_config, function)
+            config = await self._settle(self.store.get_event_invoke_config, function)
         except ResourceNotFoundException:
             return None
         destinations = config.destination_config
@@ -373,8 +390,7 @@ class EventDispatcher:
 
     async def _deliver(self, function: str, record: bytes, request_id: str) -> None:
         """The record becomes an async invocation of the destination function."""
-        await offload(
-            self.executor,
+        await self._settle(
             self.store.put_event,
             function,
             record,

@@ -335,10 +335,12 @@ class JobRunner:
             self._changed()
 
     async def _report(self, attempt: Attempt, outcome: Outcome) -> None:
-        """``Store.finished``, tried again while the store refuses (another process may hold
-        its lock for long); given up on, the attempt is left to recovery."""
+        """``Store.finished``, tried again while the store refuses: a few times when it
+        fails (another process may hold its lock for long; given up on, the attempt is left
+        to recovery), for as long as it takes when it cannot be reached."""
         claim = attempt.claim
-        for delay in REPORT_RETRIES_S:
+        delays = iter(REPORT_RETRIES_S)
+        while True:
             try:
                 await self._db(
                     self.store.finished,
@@ -352,12 +354,25 @@ class JobRunner:
                     timed_out=attempt.timed_out,
                     result=outcome.result,
                 )
+            except ServiceException as exc:
+                # the store is unreachable: the outcome is known, so it is reported once the
+                # store answers (a live node's attempt is never recovered by the others)
+                if self._closing:
+                    return
+                log.warning(
+                    "batch runner %s: cannot report %s yet: %s", self.node_id, claim.job_id, exc
+                )
+                delay = next(delays, REPORT_RETRIES_S[-1])
             except Exception:
                 log.exception("batch runner %s: cannot report %s", self.node_id, claim.job_id)
-                await asyncio.sleep(delay)
-                continue
-            self.counts["finished"] += 1
-            return
+                given = next(delays, None)
+                if given is None:
+                    return
+                delay = given
+            else:
+                self.counts["finished"] += 1
+                return
+            await asyncio.sleep(delay)
 
     async def _started(self, attempt: Attempt) -> bool:
         """RUNNING now; False when the job was terminated (or taken away) meanwhile."""

@@ -181,7 +181,10 @@ class TokenPool:
             pending = self._growing.get(scope)
             if pending is None:
                 break
-            await asyncio.shield(pending)
+            try:
+                await asyncio.shield(pending)
+            except ServiceException:
+                return self._unreachable(scope)
             used = self.used.get(scope, 0)
             if used < self.held.get(scope, 0):
                 self.used[scope] = used + 1
@@ -189,18 +192,24 @@ class TokenPool:
         try:
             granted = await self._grow(scope, self.limit_of(scope))
         except ServiceException:
-            if scope != ACCOUNT:
-                raise
-            # the store is down: the account's calls go on within this node's own limits
-            # (a reserved concurrency, which only the store can hold, refuses instead)
-            self.used[scope] = self.used.get(scope, 0) + 1
-            return scope
+            return self._unreachable(scope)
         used = self.used.get(scope, 0)
         if granted <= 0 and used >= self.held.get(scope, 0):
             if scope == ACCOUNT:
                 raise TooManyRequestsException("Rate Exceeded.", _ACCOUNT_REASON)
             raise TooManyRequestsException("Rate Exceeded.", _RESERVED_REASON)
         self.used[scope] = used + 1
+        return scope
+
+    def _unreachable(self, scope: str) -> str:
+        """The store is down: the account's calls go on within this node's own limits; a
+        reserved concurrency, which only the store can hold, refuses instead."""
+        if scope != ACCOUNT:
+            raise ServiceException(
+                "the concurrency tokens' store is unreachable: a function with reserved "
+                "concurrency runs only while the cluster can count it"
+            )
+        self.used[scope] = self.used.get(scope, 0) + 1
         return scope
 
     async def _grow(self, scope: str, limit: int) -> int:

@@ -20,7 +20,7 @@ from runtime.asyncinvoke.dispatch import NODE_PREFIX, EventDispatcher, event_nod
 from runtime.asyncinvoke.model import DestinationConfig, DestinationTarget, EventInvokeConfig
 from runtime.asyncinvoke.store import SqliteEventStore
 from runtime.config import PoolConfig
-from runtime.errors import ResourceNotFoundException, TooManyRequestsException
+from runtime.errors import ResourceNotFoundException, ServiceException, TooManyRequestsException
 from runtime.result import InvokeResult
 
 T0 = 1_700_000_000.0
@@ -391,5 +391,61 @@ def test_a_busy_dispatcher_keeps_beating(arun: Any, store: SqliteEventStore) -> 
             assert "events@test" not in store.stale_nodes(T0 + 100, 1.0)
         finally:
             await d.close(drain_s=0)
+
+    arun(main())
+
+
+class Outage:
+    """The store, with its settling calls refused ``times`` times as an unreachable store
+    refuses them."""
+
+    def __init__(self, store: SqliteEventStore, times: int) -> None:
+        self.store = store
+        self.times = times
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.store, name)
+        if name not in ("event_done", "event_failed"):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.refused < self.times:
+                self.refused += 1
+                raise ServiceException("the store at redis://x is unreachable: refused")
+            return found(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("step", ["ok", "error"])
+def test_a_settlement_the_store_refused_is_made_once_it_answers(
+    arun: Any, store: SqliteEventStore, step: str
+) -> None:
+    """An event whose outcome is known is not left in flight on a node that lives on: its
+    done (or failed) is tried again until the store takes it."""
+
+    async def main() -> None:
+        clock = FakeClock(T0)
+        engine = ScriptedEngine(clock, f=[step])
+        flaky = Outage(store, times=3)
+        d = dispatcher(engine, flaky, idle_poll_s=30.0)  # type: ignore[arg-type]
+        backlog = EventBacklog(store, clock=clock)
+        backlog.event_listeners.append(d.wake)
+        await d.start()
+        await backlog.put_event("f", b'{"x": 1}', "r1")
+        for _ in range(200):
+            if flaky.refused == 3 and d.in_flight == 0:
+                break
+            await asyncio.sleep(0.05)
+        await d.close()
+        assert flaky.refused == 3
+        assert len(engine.calls) == 1  # settled, not run again
+        left = store.claim_events("other", T0 + 3600, 10).events
+        if step == "ok":
+            assert left == []
+        else:  # a function error: due for its retry, with that one try counted
+            (again,) = left
+            assert (again.id, again.retries) == ("r1", 1)
 
     arun(main())

@@ -27,7 +27,9 @@ from runtime.batch import (
     parse,
     rules,
 )
+from runtime.batch import runner as runner_module
 from runtime.batch.executors import crash_code
+from runtime.errors import ServiceException
 
 # -- outcomes ---------------------------------------------------------------------------------
 
@@ -264,5 +266,35 @@ def test_a_missing_function_fails_to_start(arun: Any, tmp_path: Path) -> None:
             assert detail.status_reason == rules.NOT_STARTED
             reason = container_reason(detail) or ""
             assert reason.startswith("ResourceNotFoundException: Function not found: ")
+
+    arun(main())
+
+
+def test_a_report_the_store_cannot_take_yet_is_made_once_it_answers(
+    arun: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More refusals than the bounded retries of a failing store: an unreachable one is
+    waited for, so a live node's attempt never stays RUNNING for want of its report."""
+    monkeypatch.setattr(runner_module, "REPORT_RETRIES_S", (0.01, 0.01))
+
+    async def main() -> None:
+        async with batch(tmp_path) as queue:
+            store = queue.runner.store
+            real = store.finished
+            refused: list[str] = []
+
+            def refusing(*args: Any, **kwargs: Any) -> Any:
+                if len(refused) < 6:
+                    refused.append(args[0])
+                    raise ServiceException("the store at redis://x is unreachable: refused")
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(store, "finished", refusing)
+            definition = await function(queue, tmp_path, "echo")
+            handle = await submit(queue, definition, {"n": 1})
+            (detail,) = await finished(handle)
+            assert detail.status == "SUCCEEDED"
+            assert len(refused) == 6
+            assert len(detail.attempts) == 1
 
     arun(main())
